@@ -1,0 +1,61 @@
+"""Errors the harness reports to a person, and the exit codes a CI job reads.
+
+Every error raised at the edge (a file, an option, the registry, the gateway) carries the one
+line a person needs: which file and key, or which version, and what was wrong.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of an acceptance run (documented in the README)."""
+
+    PASSED = 0
+    ROLLED_BACK = 10
+    ROLLBACK_FAILED = 11
+    ABORTED = 12  # a check before anything was stopped failed: nothing changed
+    BAD_INPUT = 20  # malformed target, policy or scenario file, or a bad option
+    UNKNOWN_VERSION = 21
+    GATEWAY_UNREACHABLE = 22
+
+
+class HarnessError(Exception):
+    """An error with a one-line message and the exit code it maps to."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(HarnessError):
+    """A file or option the user gave is malformed. The message names the file and key."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
+class UnknownVersionError(HarnessError):
+    exit_code = ExitCode.UNKNOWN_VERSION
+
+
+class GatewayUnreachableError(HarnessError):
+    exit_code = ExitCode.GATEWAY_UNREACHABLE
+
+
+class InfrastructureError(HarnessError):
+    """The harness could not do its own work (registry, install, disk): not a product verdict."""
+
+    exit_code = ExitCode.ABORTED
