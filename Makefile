@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make acceptance` and `make test`. Both install what they need
+# (a virtualenv here, Node.js and the gateway versions under .cache/ on first use).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOAK ?= 120
+ARGS ?=
+
+.PHONY: acceptance test unit e2e lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The embedded default: real OpenClaw 2026.3.28 -> 2026.4.1 on loopback against the model lab.
+acceptance: $(STAMP)
+	$(BIN)/pytest scenarios --soak $(SOAK) $(ARGS)
+
+# The harness's own tests: unit tests first (fast), then end-to-end runs of the real gateway.
+test: $(STAMP)
+	$(BIN)/pytest tests -m "not e2e" -q
+	$(BIN)/pytest tests -m e2e -v
+
+unit: $(STAMP)
+	$(BIN)/pytest tests -m "not e2e" -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness scenarios tests conftest.py
+
+clean:
+	rm -rf .cache/runs reports/2*

@@ -1,0 +1,119 @@
+"""Backups of a gateway's state: a tar archive plus a SHA-256 manifest of every file.
+
+A backup is only trusted after a test restore into a scratch folder reproduces every hash of
+its manifest. Rollback restores chosen paths (config, credentials, auth profiles) from the
+pre-upgrade backup and then proves the state matches it again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import InfrastructureError
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_of(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 for every regular file under `root`."""
+    return {
+        str(path.relative_to(root)): sha256_file(path)
+        for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink()
+    }
+
+
+@dataclass(frozen=True)
+class Backup:
+    label: str
+    archive: Path
+    manifest: dict[str, str]
+    archive_sha256: str
+    created: float
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.archive.with_suffix("").with_suffix(".manifest.json")
+
+    def summary(self) -> dict[str, object]:
+        return {"label": self.label, "archive": self.archive.name, "files": len(self.manifest),
+                "archive_sha256": self.archive_sha256, "created": round(self.created, 3)}
+
+
+def create_backup(state_dir: Path, dest_dir: Path, label: str) -> Backup:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    archive = dest_dir / f"{label}.tar.gz"
+    manifest = manifest_of(state_dir)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(state_dir, arcname="state")
+    backup = Backup(label, archive, manifest, sha256_file(archive), time.time())
+    backup.manifest_path.write_text(json.dumps(
+        {**backup.summary(), "manifest": manifest}, indent=2))
+    return backup
+
+
+def diff_manifests(expected: dict[str, str], actual: dict[str, str]) -> dict[str, list[str]]:
+    return {
+        "missing": sorted(set(expected) - set(actual)),
+        "added": sorted(set(actual) - set(expected)),
+        "changed": sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p]),
+    }
+
+
+def verify_by_restore(backup: Backup) -> dict[str, list[str]]:
+    """Extract into a scratch folder and compare with the manifest; empty lists mean good."""
+    with tempfile.TemporaryDirectory(prefix="harness-restore-test-") as scratch:
+        try:
+            with tarfile.open(backup.archive, "r:gz") as tar:
+                tar.extractall(scratch, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            return {"unreadable": [f"{backup.archive.name}: {exc}"]}
+        return diff_manifests(backup.manifest, manifest_of(Path(scratch) / "state"))
+
+
+def _selected(path: str, globs: list[str]) -> bool:
+    return any(path == g or fnmatch.fnmatch(path, g) or fnmatch.fnmatch(path, f"{g}/*")
+               for g in globs)
+
+
+def restore_paths(backup: Backup, state_dir: Path, globs: list[str]) -> list[str]:
+    """Put the selected paths back exactly as they were in the backup; return what was written.
+
+    Files under a selected path that did not exist at backup time are removed, so the restored
+    part of the state equals the backup, not a mix of both."""
+    restored: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="harness-restore-") as scratch:
+        with tarfile.open(backup.archive, "r:gz") as tar:
+            tar.extractall(scratch, filter="data")
+        source = Path(scratch) / "state"
+        for rel in sorted(manifest_of(state_dir)):
+            if _selected(rel, globs) and rel not in backup.manifest:
+                (state_dir / rel).unlink()
+        for rel in sorted(backup.manifest):
+            if _selected(rel, globs):
+                target = state_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / rel, target)
+                restored.append(rel)
+    if not restored:
+        raise InfrastructureError(f"{backup.archive.name}: nothing in the backup matches {globs}")
+    return restored
+
+
+def compare_selected(backup: Backup, state_dir: Path, globs: list[str]) -> dict[str, list[str]]:
+    expected = {p: h for p, h in backup.manifest.items() if _selected(p, globs)}
+    actual = {p: h for p, h in manifest_of(state_dir).items() if _selected(p, globs)}
+    return diff_manifests(expected, actual)

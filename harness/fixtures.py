@@ -1,0 +1,100 @@
+"""Session fixtures of an acceptance run: settings, runtime, model lab, the deployment."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from harness.errors import GatewayUnreachableError, HarnessError
+from harness.modellab import ModelLab
+from harness.phases import Procedure
+from harness.run import RunRecord, RunSettings
+from harness.soak.driver import SoakRun
+from harness.target.gateway import Gateway
+from harness.target.runtime import NodeRuntime, Runtime
+
+
+@pytest.fixture(scope="session")
+def run_settings(pytestconfig: pytest.Config) -> RunSettings:
+    from harness.plugin import settings_for
+
+    return settings_for(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def run_record(pytestconfig: pytest.Config) -> RunRecord:
+    from harness.plugin import RECORD
+
+    return pytestconfig.stash[RECORD]
+
+
+@pytest.fixture(scope="session")
+def runtime(run_settings: RunSettings) -> Runtime:
+    return Runtime(run_settings.cache_dir / "runtime")
+
+
+@pytest.fixture(scope="session")
+def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
+    return runtime.node(run_settings.target.package.node_major)
+
+
+@pytest.fixture(scope="session")
+def model_lab(run_settings: RunSettings) -> Iterator[ModelLab]:
+    with ModelLab(log_path=run_settings.run_dir / "modellab.log") as lab:
+        yield lab
+
+
+def _fatal(record: RunRecord, exc: HarnessError) -> None:
+    record.error, record.error_code = exc.message, exc.exit_code
+    sys.stderr.write(f"\nharness: error: {exc.message}\n")
+
+
+@pytest.fixture(scope="session")
+def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
+               node: NodeRuntime, model_lab: ModelLab) -> Iterator[Gateway]:
+    """The gateway under test. Embedded: a known-good deployment this run owns and removes."""
+    s = run_settings
+    deployment_dir = s.cache_dir / "runs" / s.run_id / "deployment"
+    installation = runtime.install(s.known_good, node, s.target.package.install_env)
+    gateway = Gateway.embedded(s.target, runtime, node, deployment_dir, model_lab.base_url)
+    gateway.activate(installation)
+    try:
+        gateway.start()
+        ready = gateway.wait_ready()
+        if not ready.ready:
+            error = GatewayUnreachableError(
+                f"known-good {s.known_good.label} never became ready: {ready.reason}; "
+                f"last log line: {gateway.log_tail(1)!r}")
+            _fatal(run_record, error)
+            raise error
+        yield gateway
+    finally:
+        run_record.final_state = {
+            "serving": gateway.is_serving(), "version": gateway.active_version(),
+            "pid": gateway.pid,
+        }
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record: RunRecord,
+              runtime: Runtime, node: NodeRuntime, deployment: Gateway) -> Procedure:
+    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def progress(run: SoakRun, elapsed: float) -> None:
+        if terminal is None or capture is None:
+            return
+        exchanges = run.exchanges()
+        bad = sum(x.verdict == "bad" for x in exchanges)
+        nearest = max(run.decisions, key=lambda d: d.observed / d.trigger.count, default=None)
+        near = (f"{nearest.trigger.name} {nearest.observed}/{nearest.trigger.count}"
+                if nearest else "-")
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(
+                f"  [{run.label}] {elapsed:5.0f}/{run.window.window_s:g} s  "
+                f"requests {len(exchanges)}  bad {bad}  nearest trigger {near}")
+
+    return Procedure(run_settings, run_record, runtime, node, deployment, progress)

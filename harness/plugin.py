@@ -1,0 +1,223 @@
+"""pytest wiring: options, settings resolved once, ordering, fixtures, verdict and exit code.
+
+The acceptance suite's tests carry one of the markers `upgrade`, `soak` or `rollback`. When a
+session collects such tests, this plugin loads and validates the target, policy and scenario
+files and resolves both versions in the registry, before any test runs; a bad input ends the
+session with one line and its own exit code. Otherwise (the harness's own tests) it stays out
+of the way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import allure
+import pytest
+
+from harness.errors import ExitCode, HarnessError
+from harness.policy import load_policy
+from harness.run import FAMILIES, PhaseOutcome, RunRecord, RunSettings, with_windows, write_verdict
+from harness.soak.scenarios import load_scenarios
+from harness.target.profile import load_target
+from harness.target.runtime import Runtime
+
+SETTINGS = pytest.StashKey[RunSettings]()
+RECORD = pytest.StashKey[RunRecord]()
+RUN_DIR = pytest.StashKey[tuple[str, Path]]()
+
+# Per-phase time limits (pytest-timeout); soak and watch get theirs from their windows.
+PHASE_TIMEOUTS = {"preflight": 600, "backup": 300, "stop": 120, "install": 1800,
+                  "restart_gate": 900, "start": 300, "health": 300}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "gateway release acceptance")
+    group.addoption("--target", help="target profile TOML (default: ini harness_target)")
+    group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy)")
+    group.addoption("--scenarios", help="soak scenarios TOML (default: ini harness_scenarios)")
+    group.addoption("--known-good", help="known-good version (default: from the target file)")
+    group.addoption("--candidate", help="candidate version (default: from the target file)")
+    group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
+    group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
+    group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
+    group.addoption("--restart-gate", default="auto", choices=("auto",),
+                    help="who approves each restart")
+    for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
+                          ("harness_policy", "scenarios/policy.toml"),
+                          ("harness_scenarios", "scenarios/soak.toml"),
+                          ("harness_cache", ".cache"), ("harness_suite", "scenarios")):
+        parser.addini(name, f"default for {name}", default=default)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for family in FAMILIES:
+        config.addinivalue_line("markers", f"{family}: acceptance tests of the {family} family")
+    config.stash[RECORD] = RunRecord()
+    run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    run_dir_opt = config.getoption("run_dir")
+    run_dir = Path(run_dir_opt) if run_dir_opt else config.rootpath / "reports" / run_id
+    config.stash[RUN_DIR] = (run_id, run_dir.resolve())
+    # allure-pytest reads its folder in its own pytest_configure, which runs after this one
+    if _runs_the_suite(config) and getattr(config.option, "allure_report_dir", None) is None:
+        config.option.allure_report_dir = str(run_dir / "allure-results")
+
+
+def _runs_the_suite(config: pytest.Config) -> bool:
+    suite = (config.rootpath / config.getini("harness_suite")).resolve()
+    for arg in config.args or [str(config.rootpath)]:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path)
+        path = path.resolve()
+        if path == suite or suite in path.parents:
+            return True
+    return False
+
+
+def _path(config: pytest.Config, option: str, ini: str) -> Path:
+    value = config.getoption(option) or config.getini(ini)
+    path = Path(value)
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def _family(item: pytest.Item) -> str | None:
+    for family in FAMILIES:
+        if item.get_closest_marker(family) is not None:
+            return family
+    return None
+
+
+def _fail_input(config: pytest.Config, exc: HarnessError) -> None:
+    record = config.stash[RECORD]
+    record.error, record.error_code = exc.message, exc.exit_code
+    sys.stderr.write(f"harness: error: {exc.message}\n")
+    sys.stderr.flush()
+    pytest.exit(exc.message, returncode=int(exc.exit_code))
+
+
+def settings_for(config: pytest.Config) -> RunSettings:
+    """Load, validate and resolve everything a run needs, once."""
+    if SETTINGS in config.stash:
+        return config.stash[SETTINGS]
+    try:
+        target = load_target(_path(config, "target", "harness_target"))
+        policy = load_policy(_path(config, "policy", "harness_policy"))
+        scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
+        cache = _path(config, "harness_cache", "harness_cache")
+        runtime = Runtime(cache / "runtime")
+        known_spec = config.getoption("known_good") or target.known_good
+        cand_spec = config.getoption("candidate") or target.candidate
+        known_origin = "--known-good" if config.getoption("known_good") \
+            else f"{target.path}: versions.known_good"
+        cand_origin = "--candidate" if config.getoption("candidate") \
+            else f"{target.path}: versions.candidate"
+        known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
+        candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
+    except HarnessError as exc:
+        _fail_input(config, exc)
+        raise  # unreachable: pytest.exit raised
+    run_id, run_dir = config.stash[RUN_DIR]
+    soak, watch = with_windows(policy, config.getoption("soak"), config.getoption("watch"))
+    settings = RunSettings(
+        run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
+        policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
+        soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
+    )
+    config.stash[SETTINGS] = settings
+    return settings
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scenario" in metafunc.fixturenames:
+        settings = settings_for(metafunc.config)
+        metafunc.parametrize("scenario", settings.scenarios.scenarios,
+                             ids=settings.scenarios.ids(), scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    staged = [item for item in items if _family(item)]
+    if not staged:
+        return
+    settings = settings_for(config)
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    # stable sort: the suite's own order inside a family, families in procedure order
+    items.sort(key=lambda item: order.get(_family(item) or "", -1))
+    for item in staged:
+        family = _family(item)
+        item.add_marker(allure.epic(f"{settings.target.name}: {settings.known_good.version} -> "
+                                    f"{settings.candidate.version}"))
+        item.add_marker(allure.feature(family))
+        limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
+        if family == "soak":
+            limit = settings.soak.window_s + settings.soak.drain_s + 300
+        elif family == "rollback":
+            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300)
+        if limit and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    family = _family(item)
+    if family and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        record = item.config.stash[RECORD]
+        reason = ""
+        if report.failed:
+            reason = str(report.longrepr.reprcrash.message) if hasattr(
+                report.longrepr, "reprcrash") and report.longrepr.reprcrash else str(
+                report.longrepr)[-400:]
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2]
+        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
+        name = item.name.removeprefix("test_")
+        record.phases.append(PhaseOutcome(family, name, outcome, round(report.duration, 3),
+                                          reason))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    record = config.stash[RECORD]
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None and record.error is None:
+        return
+    if not any(p.family in FAMILIES for p in record.phases) and record.error is None:
+        return
+    run_dir = settings.run_dir if settings else config.stash[RUN_DIR][1]
+    verdict = write_verdict(run_dir / "verdict.json", record,
+                            settings.lock() if settings else None)
+    if settings:
+        latest = config.rootpath / "reports" / "latest"
+        try:
+            if latest.is_symlink() or latest.exists():
+                latest.unlink()
+            latest.symlink_to(run_dir)
+        except OSError:
+            pass
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(f"harness: {verdict['outcome']} (exit {verdict['exit_code']}): "
+                            f"{verdict['claim']}", bold=True)
+        terminal.write_line(f"harness: verdict written to {run_dir / 'verdict.json'}")
+    if record.error_code is None and exitstatus in (0, 1):
+        session.exitstatus = verdict["exit_code"]
+    elif record.error_code is not None:
+        session.exitstatus = int(record.error_code)
+
+
+__all__ = ["ExitCode", "settings_for", "SETTINGS", "RECORD"]
+
+from harness.fixtures import (  # noqa: E402,F401  (fixtures are registered by import)
+    deployment,
+    model_lab,
+    node,
+    procedure,
+    run_record,
+    run_settings,
+    runtime,
+)

@@ -1,0 +1,144 @@
+"""One acceptance run: its settings, what happened in it, and the verdict a CI job reads.
+
+Settings are resolved once (command line over files), before any test runs; phases and
+scenarios read the typed `RunSettings`. `RunRecord` collects the outcome of every phase and
+soak; `verdict()` turns it into `passed`, `rolled_back`, `rollback_failed` or `aborted`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import ExitCode
+from harness.policy import Policy, Window
+from harness.soak.scenarios import ScenarioSet
+from harness.target.profile import TargetProfile
+from harness.target.registry import Release
+
+FAMILIES = ("upgrade", "soak", "rollback")
+# Phases before this one change nothing on the host: a failure there aborts, it never rolls back.
+FIRST_CHANGING_PHASE = "stop"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    run_id: str
+    run_dir: Path
+    cache_dir: Path
+    target: TargetProfile
+    policy: Policy
+    scenarios: ScenarioSet
+    known_good: Release
+    candidate: Release
+    soak: Window
+    watch: Window
+    restart_gate: str
+
+    def lock(self) -> dict[str, Any]:
+        """What this run's review was locked against, before anything changed."""
+        return {
+            "run_id": self.run_id, "harness_version": __version__, "host": socket.gethostname(),
+            "target": {"name": self.target.name, "kind": self.target.kind,
+                       "file": str(self.target.path), "sha256": self.target.sha256},
+            "known_good": self.known_good.as_dict(), "candidate": self.candidate.as_dict(),
+            "policy": {"name": self.policy.name, "file": str(self.policy.path),
+                       "sha256": self.policy.sha256},
+            "scenarios": {"file": str(self.scenarios.path), "sha256": self.scenarios.sha256,
+                          "ids": self.scenarios.ids()},
+            "soak_window_s": self.soak.window_s, "watch_window_s": self.watch.window_s,
+            "restart_gate": self.restart_gate,
+        }
+
+
+def with_windows(policy: Policy, soak_s: float | None, watch_s: float | None) -> tuple[Window,
+                                                                                      Window]:
+    soak = replace(policy.soak, window_s=soak_s) if soak_s else policy.soak
+    watch = replace(policy.watch, window_s=watch_s) if watch_s else policy.watch
+    return soak, watch
+
+
+@dataclass
+class PhaseOutcome:
+    family: str
+    name: str
+    outcome: str  # passed | failed | skipped
+    seconds: float
+    reason: str = ""
+
+
+@dataclass
+class RunRecord:
+    started: float = field(default_factory=time.time)
+    phases: list[PhaseOutcome] = field(default_factory=list)
+    changed: bool = False  # something on the host was stopped or switched
+    rollback_started: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)  # evidence for verdict.json
+    final_state: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_code: ExitCode | None = None
+
+    def failures(self, *families: str) -> list[PhaseOutcome]:
+        return [p for p in self.phases if p.outcome == "failed" and p.family in families]
+
+    def needs_rollback(self) -> bool:
+        return self.changed and bool(self.failures("upgrade", "soak"))
+
+    def outcome(self) -> tuple[str, ExitCode | int]:
+        if self.error_code is not None:
+            return "error", self.error_code
+        if self.rollback_started:
+            if self.failures("rollback"):
+                return "rollback_failed", ExitCode.ROLLBACK_FAILED
+            return "rolled_back", ExitCode.ROLLED_BACK
+        if self.failures("upgrade", "soak"):
+            if not self.changed:
+                return "aborted", ExitCode.ABORTED
+            # a failure the rollback tests did not act on (e.g. they were deselected)
+            return "rollback_failed", ExitCode.ROLLBACK_FAILED
+        if not self.phases:
+            return "no_tests", 5
+        return "passed", ExitCode.PASSED
+
+
+def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
+    outcome, code = record.outcome()
+    verdict = {
+        "outcome": outcome, "exit_code": int(code), "error": record.error,
+        "started": round(record.started, 3), "ended": round(time.time(), 3),
+        "lock": lock,
+        "phases": [p.__dict__ for p in record.phases],
+        **record.facts,
+        "final_state": record.final_state,
+        "claim": _claim(outcome, lock, record),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(verdict, indent=2, default=str))
+    return verdict
+
+
+def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
+    """What this run shows, and no more (the seed's 'what I am not claiming')."""
+    if lock is None:
+        return "No claim: the run stopped before its inputs were valid."
+    cand = lock["candidate"]["version"]
+    good = lock["known_good"]["version"]
+    policy = lock["policy"]["name"]
+    failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
+    if outcome == "passed":
+        return (f"{cand} passed every phase and the soak on this host under policy {policy!r}; "
+                "no claim beyond these paths and this window.")
+    if outcome == "rolled_back":
+        return (f"{cand} failed {failed} on this host under policy {policy!r}; {good} was "
+                "restored and its watch passed. No claim that the release is bad elsewhere.")
+    if outcome == "rollback_failed":
+        return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy: "
+                "a person must look now.")
+    if outcome == "aborted":
+        return f"Stopped before any change ({failed}); {good} was left as it was."
+    return "No claim."

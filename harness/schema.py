@@ -1,0 +1,120 @@
+"""Typed reading of TOML files, so every error names the file and the key.
+
+Files are parsed once at the edge; the rest of the harness only sees the typed objects built
+from a `Table`. A `Table` remembers where it came from, so a bad value deep in a file reports
+`policy.toml: triggers[1].within_s: expected a positive number, got "5m"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+_MISSING = object()
+
+
+def load_toml(path: Path) -> tuple[Table, str]:
+    """Parse a TOML file; return its root table and the SHA-256 of its bytes."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(path), "", "file not found") from None
+    except OSError as exc:
+        raise InputError(str(path), "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), "", f"not valid TOML: {exc}") from None
+    return Table(data, str(path), ""), hashlib.sha256(raw).hexdigest()
+
+
+@dataclass
+class Table:
+    data: dict[str, Any]
+    source: str
+    prefix: str
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> InputError:
+        return InputError(self.source, self.key(name), problem)
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        for name in self.data:
+            if name not in allowed:
+                raise self.fail(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def _get(self, name: str, default: Any) -> Any:
+        value = self.data.get(name, default)
+        if value is _MISSING:
+            raise self.fail(name, "missing")
+        return value
+
+    def str(self, name: str, default: Any = _MISSING, choices: tuple[str, ...] = ()) -> str:
+        value = self._get(name, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(name, f"expected a non-empty string, got {value!r}")
+        if choices and value not in choices:
+            raise self.fail(name, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def opt_str(self, name: str) -> str | None:
+        return None if name not in self.data else self.str(name)
+
+    def number(self, name: str, default: Any = _MISSING, minimum: float = 0.0,
+               exclusive: bool = False) -> float:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"expected a number, got {value!r}")
+        if value < minimum or (exclusive and value == minimum):
+            word = "greater than" if exclusive else "at least"
+            raise self.fail(name, f"expected a number {word} {minimum:g}, got {value!r}")
+        return float(value)
+
+    def int(self, name: str, default: Any = _MISSING, minimum: int = 0) -> int:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise self.fail(name, f"expected an integer of at least {minimum}, got {value!r}")
+        return value
+
+    def bool(self, name: str, default: Any = _MISSING) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"expected true or false, got {value!r}")
+        return value
+
+    def str_list(self, name: str, default: Any = _MISSING, non_empty: bool = True) -> list[str]:
+        value = self._get(name, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(name, f"expected a list of strings, got {value!r}")
+        if non_empty and not value:
+            raise self.fail(name, "expected at least one entry")
+        return list(value)
+
+    def str_map(self, name: str) -> dict[str, str]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self.fail(name, f"expected a table of strings, got {value!r}")
+        return dict(value)
+
+    def table(self, name: str, required: bool = True) -> Table:
+        value = self.data.get(name, _MISSING if required else {})
+        if value is _MISSING:
+            raise self.fail(name, "missing table")
+        if not isinstance(value, dict):
+            raise self.fail(name, f"expected a table, got {value!r}")
+        return Table(value, self.source, self.key(name))
+
+    def tables(self, name: str) -> list[Table]:
+        value = self.data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(name, "expected an array of tables ([[...]])")
+        return [Table(v, self.source, f"{self.key(name)}[{i}]") for i, v in enumerate(value)]

@@ -1,0 +1,102 @@
+"""Follow a gateway's own log while it works, and keep every signature match with its context.
+
+The watcher tails a file from a given offset in a background thread (a context manager, so it
+always stops). Each match records when the line was read, the line's own timestamp, the run it
+belongs to (if the line names one), and the lines around it as evidence.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.signals.signatures import Signature, classify, line_timestamp, run_id
+
+
+@dataclass(frozen=True)
+class Match:
+    seen: float  # unix time the watcher read the line
+    line_no: int  # within the watched stream
+    signature: str
+    klass: str
+    run_id: str | None
+    line: str
+    logged_at: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"seen": round(self.seen, 3), "line_no": self.line_no, "signature": self.signature,
+                "class": self.klass, "run_id": self.run_id, "logged_at": self.logged_at,
+                "line": self.line}
+
+
+@dataclass
+class LogWatcher:
+    path: Path
+    signatures: tuple[Signature, ...]
+    offset: int = 0
+    poll_s: float = 0.2
+    lines: list[str] = field(default_factory=list)
+    matches: list[Match] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._partial = b""
+
+    @classmethod
+    def from_end(cls, path: Path, signatures: tuple[Signature, ...]) -> LogWatcher:
+        """Watch only what is written from now on."""
+        offset = path.stat().st_size if path.exists() else 0
+        return cls(path, signatures, offset)
+
+    def __enter__(self) -> LogWatcher:
+        self._thread = threading.Thread(target=self._follow, name="logwatch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.poll()  # whatever was written up to the stop is part of the watch
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return
+        if not chunk:
+            return
+        now = time.time()
+        with self._lock:
+            self.offset += len(chunk)
+            data = self._partial + chunk
+            *complete, self._partial = data.split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r")
+                self.lines.append(line)
+                signature = classify(line, self.signatures)
+                if signature is not None:
+                    self.matches.append(Match(now, len(self.lines), signature.name,
+                                              signature.klass, run_id(line), line,
+                                              line_timestamp(line)))
+
+    def snapshot(self) -> list[Match]:
+        with self._lock:
+            return list(self.matches)
+
+    def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
+        """The lines around a match, numbered, as evidence a person can read."""
+        with self._lock:
+            start = max(0, match.line_no - 1 - before)
+            stop = min(len(self.lines), match.line_no + after)
+            return [f"{n + 1:>6}  {self.lines[n]}" for n in range(start, stop)]

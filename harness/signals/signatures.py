@@ -1,0 +1,69 @@
+"""Log signatures: the lines in a gateway's own log that mean something went wrong.
+
+Each signature has a name and a class (timeout, failover, fallback, error, warning); policies
+count classes or names. A line matches at most one signature (the first in catalogue order), so
+one log line is never counted twice. Catalogues are per target kind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CLASSES = ("timeout", "failover", "fallback", "error", "warning")
+
+_RUN_ID = re.compile(r"\brunId=([\w:.-]+)")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))")
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    klass: str
+    pattern: re.Pattern[str]
+
+    def matches(self, line: str) -> bool:
+        return self.pattern.search(line) is not None
+
+
+def _sig(name: str, klass: str, pattern: str) -> Signature:
+    return Signature(name, klass, re.compile(pattern))
+
+
+# Read from the real gateway's console output (2026.3.28 and 2026.4.1 share the format).
+# Look-alike noise is deliberately not matched: 2026.3.28 logs
+# "[xai-auth] bootstrap config fallback: no config-backed key found" on every request.
+OPENCLAW = (
+    _sig("embedded-run-timeout", "timeout", r"embedded run timeout: runId="),
+    _sig("profile-timeout", "timeout", r"Profile \S+ timed out\. Trying next account"),
+    _sig("failover-decision", "failover", r"embedded run failover decision: .*decision=\w+"),
+    _sig("model-fallback-failed", "fallback",
+         r"model fallback decision: decision=candidate_failed"),
+    _sig("lane-task-timeout", "timeout", r"lane task error: .*(?:timed out|FailoverError)"),
+    _sig("run-error", "error", r"embedded run agent end: .*isError=true"),
+    _sig("plugin-load-failure", "warning", r"\[plugins\] \S+ failed to load"),
+    _sig("http-stage-threw", "warning", r"\[gateway-http\] stage \"[^\"]+\" threw"),
+)
+
+CATALOGUES: dict[str, tuple[Signature, ...]] = {"openclaw": OPENCLAW}
+
+
+def catalogue(kind: str) -> tuple[Signature, ...]:
+    return CATALOGUES.get(kind, ())
+
+
+def classify(line: str, signatures: tuple[Signature, ...]) -> Signature | None:
+    for signature in signatures:
+        if signature.matches(line):
+            return signature
+    return None
+
+
+def run_id(line: str) -> str | None:
+    match = _RUN_ID.search(line)
+    return match.group(1) if match else None
+
+
+def line_timestamp(line: str) -> str | None:
+    match = _TIMESTAMP.match(line)
+    return match.group(1) if match else None

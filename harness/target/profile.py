@@ -1,0 +1,142 @@
+"""Target profiles: what a gateway is, how it is installed, started, probed and watched.
+
+A profile is a TOML file (see `scenarios/targets/`). It is parsed once, at collection time,
+into a `TargetProfile`; phases and drivers only read the typed fields. Nothing here knows a
+particular product: OpenClaw is one profile, whose product-specific bits (start command, env,
+config template, log signatures) are data in its file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.schema import load_toml
+
+DRIVERS = ("local",)
+PROVISION = ("embedded", "attach")
+LOG_SOURCES = ("stdout",)
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    name: str  # npm package name
+    bin: str  # executable under node_modules/.bin
+    node_major: str  # Node.js major line the package needs, bootstrapped from the registry
+    install_env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    start: list[str]  # argv template; {bin} {port} {state_dir} {home} {deployment}
+    env: dict[str, str]
+    port: int  # 0: a free loopback port is chosen when the deployment is provisioned
+    token_env: str  # environment variable through which the gateway gets its API token
+    ready_timeout_s: float
+    stop_timeout_s: float
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    config: str  # config file, relative to the state dir
+    config_template: Path | None  # rendered into the state dir of an embedded deployment
+    restore: list[str]  # globs (relative to the state dir) rollback restores from the backup
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    live: str
+    ready: str
+    chat: str
+    headers: dict[str, str]
+    model_prefix: str  # how an agent is addressed in the `model` field
+    health_agent: str  # the agent for the one real reply of the health phase
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    path: Path
+    sha256: str
+    name: str
+    kind: str  # names the log signature catalogue, e.g. "openclaw"
+    driver: str
+    provision: str
+    package: PackageSpec
+    known_good: str
+    candidate: str
+    gateway: GatewaySpec
+    state: StateSpec
+    api: ApiSpec
+    log_source: str
+    log_stale_after_s: float = field(default=120.0)
+
+    def agent_model(self, agent: str) -> str:
+        return f"{self.api.model_prefix}{agent}"
+
+
+def load_target(path: Path) -> TargetProfile:
+    root, digest = load_toml(path)
+    root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs"})
+
+    target = root.table("target")
+    target.reject_unknown({"name", "kind", "driver", "provision"})
+
+    pkg = root.table("package")
+    pkg.reject_unknown({"name", "bin", "node", "install_env"})
+    package = PackageSpec(
+        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
+        install_env=pkg.str_map("install_env"),
+    )
+    if not package.node_major.isdigit():
+        raise pkg.fail("node", f"expected a Node.js major version such as \"22\", got {package.node_major!r}")
+
+    versions = root.table("versions")
+    versions.reject_unknown({"known_good", "candidate"})
+
+    gw = root.table("gateway")
+    gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s"})
+    gateway = GatewaySpec(
+        start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0),
+        token_env=gw.str("token_env"),
+        ready_timeout_s=gw.number("ready_timeout_s", 60, minimum=0, exclusive=True),
+        stop_timeout_s=gw.number("stop_timeout_s", 20, minimum=0, exclusive=True),
+    )
+    if gateway.port > 65535:
+        raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
+
+    st = root.table("state")
+    st.reject_unknown({"config", "config_template", "restore"})
+    template = st.opt_str("config_template")
+    template_path = (path.parent / template) if template else None
+    if template_path is not None and not template_path.is_file():
+        raise st.fail("config_template", f"file not found: {template_path}")
+    state = StateSpec(
+        config=st.str("config"), config_template=template_path,
+        restore=st.str_list("restore"),
+    )
+
+    api_table = root.table("api")
+    api_table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent"})
+    api = ApiSpec(
+        live=api_table.str("live"), ready=api_table.str("ready"), chat=api_table.str("chat"),
+        headers=api_table.str_map("headers"), model_prefix=api_table.str("model_prefix", ""),
+        health_agent=api_table.str("health_agent"),
+    )
+
+    logs = root.table("logs")
+    logs.reject_unknown({"source", "stale_after_s"})
+
+    profile = TargetProfile(
+        path=path, sha256=digest,
+        name=target.str("name"), kind=target.str("kind"),
+        driver=target.str("driver", choices=DRIVERS),
+        provision=target.str("provision", choices=PROVISION),
+        package=package,
+        known_good=versions.str("known_good"), candidate=versions.str("candidate"),
+        gateway=gateway, state=state, api=api,
+        log_source=logs.str("source", choices=LOG_SOURCES),
+        log_stale_after_s=logs.number("stale_after_s", 120, minimum=0, exclusive=True),
+    )
+    if profile.provision == "embedded" and profile.state.config_template is None:
+        raise st.fail("config_template", "an embedded deployment needs a config template")
+    return profile

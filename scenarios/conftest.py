@@ -1,0 +1,115 @@
+"""The upgrade procedure as ordered session fixtures.
+
+preflight -> backup -> stop -> install -> restart_gate -> start -> health -> soak, and when
+anything fails after the first change: rollback_backup -> rollback_restore ->
+rollback_restart_gate -> rollback_start -> rollback_smoke -> rollback_watch.
+Each fixture runs its phase once and returns its result; a phase whose predecessor failed is
+skipped with the reason. The library (`harness.phases`) does the work and writes the evidence.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.phases import PhaseResult, Procedure
+from harness.run import RunRecord, RunSettings
+from harness.soak.driver import SoakRun
+
+
+def after(previous: PhaseResult) -> None:
+    if not previous.ok:
+        pytest.skip(f"not run: {previous.name} failed ({previous.summary})")
+
+
+@pytest.fixture(scope="session")
+def preflight(procedure: Procedure) -> PhaseResult:
+    return procedure.preflight()
+
+
+@pytest.fixture(scope="session")
+def backup(procedure: Procedure, preflight: PhaseResult) -> PhaseResult:
+    after(preflight)
+    return procedure.backup()
+
+
+@pytest.fixture(scope="session")
+def stop(procedure: Procedure, backup: PhaseResult) -> PhaseResult:
+    after(backup)
+    return procedure.stop()
+
+
+@pytest.fixture(scope="session")
+def install(procedure: Procedure, stop: PhaseResult) -> PhaseResult:
+    after(stop)
+    return procedure.install()
+
+
+@pytest.fixture(scope="session")
+def restart_gate(procedure: Procedure, install: PhaseResult) -> PhaseResult:
+    after(install)
+    return procedure.restart_gate("start the candidate")
+
+
+@pytest.fixture(scope="session")
+def start(procedure: Procedure, restart_gate: PhaseResult) -> PhaseResult:
+    after(restart_gate)
+    return procedure.start()
+
+
+@pytest.fixture(scope="session")
+def health(procedure: Procedure, start: PhaseResult) -> PhaseResult:
+    after(start)
+    return procedure.health()
+
+
+@pytest.fixture(scope="session")
+def soak_run(request: pytest.FixtureRequest, procedure: Procedure,
+             run_settings: RunSettings) -> SoakRun:
+    # After an upgrade the soak needs a healthy candidate; alone (`-m soak`) it soaks what runs.
+    if any(item.get_closest_marker("upgrade") for item in request.session.items):
+        after(request.getfixturevalue("health"))
+    return procedure.soak("soak", run_settings.soak)
+
+
+@pytest.fixture(scope="session")
+def rollback_needed(run_record: RunRecord) -> None:
+    if run_record.needs_rollback():
+        return
+    if run_record.failures("upgrade", "soak"):
+        pytest.skip("not needed: nothing was changed before the failure; known-good untouched")
+    pytest.skip("not needed: the candidate passed every phase and the soak")
+
+
+@pytest.fixture(scope="session")
+def rollback_backup(procedure: Procedure, rollback_needed: None) -> PhaseResult:
+    return procedure.rollback_backup()
+
+
+@pytest.fixture(scope="session")
+def rollback_restore(procedure: Procedure, rollback_backup: PhaseResult) -> PhaseResult:
+    # a failed fresh backup is reported, but never keeps service from being restored
+    return procedure.rollback_restore()
+
+
+@pytest.fixture(scope="session")
+def rollback_restart_gate(procedure: Procedure, rollback_restore: PhaseResult) -> PhaseResult:
+    after(rollback_restore)
+    return procedure.restart_gate("start the known-good version")
+
+
+@pytest.fixture(scope="session")
+def rollback_start(procedure: Procedure, rollback_restart_gate: PhaseResult) -> PhaseResult:
+    after(rollback_restart_gate)
+    return procedure.start()
+
+
+@pytest.fixture(scope="session")
+def rollback_smoke(procedure: Procedure, rollback_start: PhaseResult) -> SoakRun:
+    after(rollback_start)
+    return procedure.smoke()
+
+
+@pytest.fixture(scope="session")
+def rollback_watch(procedure: Procedure, rollback_smoke: SoakRun,
+                   run_settings: RunSettings) -> SoakRun:
+    return procedure.soak("watch", run_settings.watch)

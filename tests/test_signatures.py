@@ -1,0 +1,50 @@
+"""OpenClaw's real log lines are matched and classified; look-alike noise is not."""
+
+import pytest
+
+from harness.signals.signatures import OPENCLAW, classify, line_timestamp, run_id
+
+# Lines as the real gateways print them (see the OpenClaw notes): 2026.4.1 on a slow model.
+REAL = [
+    ("2026-11-22T23:41:52.792+00:00 [agent/embedded] embedded run timeout: runId=7f3a "
+     "sessionId=s1 timeoutMs=60000", "embedded-run-timeout", "timeout"),
+    ("2026-11-22T23:41:52.800+00:00 [agent/embedded] embedded run failover decision: "
+     "runId=7f3a stage=assistant decision=surface_error reason=timeout "
+     "provider=lab/slow-reasoner profile=-", "failover-decision", "failover"),
+    ("[agent/embedded] Profile openai-codex:work timed out. Trying next account...",
+     "profile-timeout", "timeout"),
+    ("[model-fallback/decision] model fallback decision: decision=candidate_failed "
+     "requested=fake/slow candidate=fake/slow reason=timeout next=fake2/fast",
+     "model-fallback-failed", "fallback"),
+    ('[diagnostic] lane task error: lane=main durationMs=30846 error="FailoverError: LLM '
+     'request timed out."', "lane-task-timeout", "timeout"),
+    ("embedded run agent end: runId=9 isError=true model=m provider=p error=HTTP 500: boom",
+     "run-error", "error"),
+    ("[plugins] amazon-bedrock failed to load", "plugin-load-failure", "warning"),
+    ('[gateway-http] stage "slack" threw — skipping: Error: Cannot find module',
+     "http-stage-threw", "warning"),
+]
+
+NOISE = [
+    "[agents/model-providers] [xai-auth] bootstrap config fallback: no config-backed key found",
+    "2026-11-22T23:41:52.792+00:00 [gateway] listening on ws://127.0.0.1:18789 (PID 4920)",
+    "[model-fallback/decision] model fallback decision: decision=candidate_succeeded x",
+]
+
+
+@pytest.mark.parametrize(("line", "name", "klass"), REAL)
+def test_real_signatures_are_classified(line: str, name: str, klass: str) -> None:
+    signature = classify(line, OPENCLAW)
+    assert signature is not None and (signature.name, signature.klass) == (name, klass)
+
+
+@pytest.mark.parametrize("line", NOISE)
+def test_look_alike_noise_is_not_a_signature(line: str) -> None:
+    assert classify(line, OPENCLAW) is None
+
+
+def test_run_id_and_timestamp_are_read_from_the_line() -> None:
+    line = REAL[1][0]
+    assert run_id(line) == "7f3a"
+    assert line_timestamp(line) == "2026-11-22T23:41:52.800+00:00"
+    assert run_id(NOISE[0]) is None
