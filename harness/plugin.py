@@ -77,8 +77,8 @@ def _runs_the_suite(config: pytest.Config) -> bool:
     return False
 
 
-def _path(config: pytest.Config, option: str, ini: str) -> Path:
-    value = config.getoption(option) or config.getini(ini)
+def _path(config: pytest.Config, option: str | None, ini: str) -> Path:
+    value = (config.getoption(option) if option else None) or config.getini(ini)
     path = Path(value)
     return path if path.is_absolute() else config.rootpath / path
 
@@ -106,7 +106,7 @@ def settings_for(config: pytest.Config) -> RunSettings:
         target = load_target(_path(config, "target", "harness_target"))
         policy = load_policy(_path(config, "policy", "harness_policy"))
         scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
-        cache = _path(config, "harness_cache", "harness_cache")
+        cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
         known_spec = config.getoption("known_good") or target.known_good
         cand_spec = config.getoption("candidate") or target.candidate

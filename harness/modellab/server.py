@@ -1,8 +1,11 @@
 """An OpenAI-compatible upstream whose models behave as declared, with a record of every call.
 
-`/lab/requests` and `/lab/stats` are the lab's own evidence: a stream the client abandoned
-before the first chunk is recorded as `client_aborted`, which is how a gateway's idle timeout
-looks from the model's side.
+`/lab/requests` and `/lab/stats` are the lab's own evidence. A call the client abandoned before
+it was answered is recorded as `client_aborted`: that is how a gateway's idle timeout (giving
+up on a model that is still thinking) looks from the model's side.
+
+Record outcomes: `in_flight` (still running), `hang` (deliberately never answering, client
+still there), then one of `completed`, `client_aborted`, `fault_500`, `fault_429`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ from harness.nonce import find_nonces
 
 FILLER = ("steady", "careful", "upgrade", "review", "window", "signal", "gateway", "release",
           "rollback", "evidence", "policy", "soak")
+LIVE = ("in_flight", "hang")  # outcomes of a call that has not ended yet
 
 
 @dataclass
@@ -28,36 +33,58 @@ class CallRecord:
     id: int
     model: str
     stream: bool
-    nonces: list[str]
-    started: float
-    first_byte: float | None = None
+    nonces: list[str]  # nonces of the last user message, i.e. what the reply echoes
+    started: float  # unix time the request arrived
+    first_byte: float | None = None  # first content or reasoning chunk (non-stream: the reply)
     ended: float | None = None
     outcome: str = "in_flight"
+    fault: str | None = None  # the fault injected into this call, if any
 
 
-def last_user_text(messages: Any) -> str:
-    if not isinstance(messages, list):
-        return ""
+def last_user_text(messages: list[Any]) -> str:
+    """Text of the last user message; string content or an array of text parts."""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content
+                return " ".join(p["text"] for p in content
                                 if isinstance(p, dict) and isinstance(p.get("text"), str))
+            # The last user message decides even when it has no text: never fall back to an
+            # earlier one, or the echo would prove a nonce the gateway did not send this turn.
+            return ""
     return ""
 
 
-def _error(status: int, message: str, kind: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+def reply_text(nonces: list[str], reply_words: int) -> str:
+    ack = f"Ack {' '.join(nonces)}." if nonces else "Ack."
+    return " ".join([ack, *(FILLER[i % len(FILLER)] for i in range(reply_words))])
+
+
+def _error(status: int, message: str, kind: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, **extra}},
+                             status=status)
+
+
+def _prompt_tokens(messages: list[Any]) -> int:
+    # A rough count is enough: the lab's usage numbers only need to be plausible and stable.
+    words = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            words += sum(len(str(p.get("text", "")).split()) for p in content
+                         if isinstance(p, dict))
+    return words
 
 
 class Lab:
     def __init__(self, models: dict[str, ModelBehaviour]) -> None:
         self.models = models
         self.records: list[CallRecord] = []
-        self.counters: dict[str, int] = {m: 0 for m in models}
+        self.counters: dict[str, int] = dict.fromkeys(models, 0)  # for fault_every
         self.in_flight = 0
         self.peak_in_flight = 0
         self.ids = itertools.count(1)
@@ -68,42 +95,53 @@ class Lab:
             for m in self.models]})
 
     async def health(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, "models": len(self.models)})
 
-    async def requests(self, _: web.Request) -> web.Response:
-        return web.json_response([asdict(r) for r in self.records])
+    async def requests(self, request: web.Request) -> web.Response:
+        # ?since=N returns only calls after id N, so a long soak can poll incrementally.
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "since must be an integer", "invalid_request_error")
+        return web.json_response([asdict(r) for r in self.records[max(since, 0):]])
 
     async def stats(self, _: web.Request) -> web.Response:
-        per_model: dict[str, dict[str, int]] = {}
+        per_model = {m: {"requests": 0, "in_flight": 0, "completed": 0, "client_aborted": 0,
+                         "faults": 0} for m in self.models}
         for r in self.records:
-            entry = per_model.setdefault(r.model, {"requests": 0, "in_flight": 0, "completed": 0,
-                                                   "client_aborted": 0, "faults": 0})
+            entry = per_model[r.model]
             entry["requests"] += 1
-            key = {"in_flight": "in_flight", "completed": "completed",
-                   "client_aborted": "client_aborted"}.get(r.outcome, "faults")
-            entry[key] += 1
-        return web.json_response({"models": per_model, "in_flight": self.in_flight,
+            entry["in_flight"] += r.outcome in LIVE
+            entry["completed"] += r.outcome == "completed"
+            entry["client_aborted"] += r.outcome == "client_aborted"
+            entry["faults"] += r.fault is not None
+        return web.json_response({"models": per_model, "requests": len(self.records),
+                                  "in_flight": self.in_flight,
                                   "peak_in_flight": self.peak_in_flight})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "request body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "request body must be an object", "invalid_request_error")
-        behaviour = self.models.get(str(body.get("model")))
+            body = json.loads(await request.read())
+        except ValueError:  # also covers bytes that are not UTF-8
+            return _error(400, "request body is not valid JSON", "invalid_request_error")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error(400, "expected a JSON object with a messages array",
+                          "invalid_request_error", param="messages")
+        model = body.get("model")
+        behaviour = self.models.get(model) if isinstance(model, str) else None
         if behaviour is None:
-            return _error(404, f"model {body.get('model')!r} does not exist", "not_found_error")
+            return _error(404, f"The model {model!r} does not exist",
+                          "invalid_request_error", param="model", code="model_not_found")
         self.counters[behaviour.id] += 1
+        fault = self._fault(behaviour)
         stream = bool(body.get("stream"))
-        nonces = find_nonces(last_user_text(body.get("messages")))
-        record = CallRecord(next(self.ids), behaviour.id, stream, nonces, time.time())
+        nonces = find_nonces(last_user_text(body["messages"]))
+        record = CallRecord(next(self.ids), behaviour.id, stream, nonces, time.time(),
+                            fault=None if fault == "none" else fault)
         self.records.append(record)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            fault = self._fault(behaviour)
             if fault == "http500":
                 record.outcome = "fault_500"
                 return _error(500, "modellab injected fault", "server_error")
@@ -112,17 +150,21 @@ class Lab:
                 response = _error(429, "modellab injected rate limit", "rate_limit_error")
                 response.headers["Retry-After"] = "1"
                 return response
-            words = self._words(nonces, behaviour)
+            text = reply_text(nonces, behaviour.reply_words)
             if stream:
-                return await self._stream(request, behaviour, record, words, hang=fault == "hang")
-            return await self._plain(behaviour, record, words, hang=fault == "hang")
-        except (asyncio.CancelledError, ConnectionResetError):
-            record.outcome = "client_aborted"
-            raise
+                options = body.get("stream_options")
+                usage = isinstance(options, dict) and options.get("include_usage") is True
+                return await self._stream(request, behaviour, record, text, fault == "hang",
+                                          _prompt_tokens(body["messages"]) if usage else None)
+            return await self._plain(behaviour, record, text, fault == "hang",
+                                     _prompt_tokens(body["messages"]))
         finally:
+            # The server runs with handler_cancellation: a client that goes away cancels this
+            # handler (CancelledError passes through here), so a call that did not finish was
+            # abandoned by its client.
             self.in_flight -= 1
             record.ended = time.time()
-            if record.outcome == "in_flight":
+            if record.outcome in LIVE:
                 record.outcome = "client_aborted"
 
     def _fault(self, behaviour: ModelBehaviour) -> str:
@@ -132,68 +174,120 @@ class Lab:
             return "none"
         return behaviour.fault
 
-    @staticmethod
-    def _words(nonces: list[str], behaviour: ModelBehaviour) -> list[str]:
-        ack = f"Ack {' '.join(nonces)}." if nonces else "Ack."
-        return [ack] + [FILLER[i % len(FILLER)] for i in range(behaviour.reply_words)]
-
-    async def _plain(self, behaviour: ModelBehaviour, record: CallRecord, words: list[str],
-                     hang: bool) -> web.Response:
+    async def _plain(self, behaviour: ModelBehaviour, record: CallRecord, text: str,
+                     hang: bool, prompt_tokens: int) -> web.Response:
+        words = text.split(" ")
         if hang:
-            await asyncio.Event().wait()  # until the client goes away
+            record.outcome = "hang"
+            await asyncio.get_running_loop().create_future()  # until the client goes away
         await asyncio.sleep(behaviour.first_chunk_delay_s + behaviour.token_interval_s * len(words))
         record.first_byte = time.time()
-        text = " ".join(words)
         record.outcome = "completed"
         return web.json_response({
             "id": f"chatcmpl-lab-{record.id}", "object": "chat.completion",
             "created": int(record.started), "model": behaviour.id,
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(words),
-                      "total_tokens": 10 + len(words)},
+            "usage": _usage(prompt_tokens, len(words)),
         })
 
     async def _stream(self, request: web.Request, behaviour: ModelBehaviour, record: CallRecord,
-                      words: list[str], hang: bool) -> web.StreamResponse:
+                      text: str, hang: bool, prompt_tokens: int | None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})
-        await response.prepare(request)  # headers go out at once, as real providers do
+                                               "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        # StreamResponse.prepare flushes the headers at once, as real providers do; what
+        # follows is the model's silence.
+        await response.prepare(request)
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            payload = {"id": f"chatcmpl-lab-{record.id}", "object": "chat.completion.chunk",
-                       "created": int(record.started), "model": behaviour.id,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None,
+                  usage: dict[str, int] | None = None) -> bytes:
+            payload: dict[str, Any] = {
+                "id": f"chatcmpl-lab-{record.id}", "object": "chat.completion.chunk",
+                "created": int(record.started), "model": behaviour.id,
+                "choices": [] if delta is None else [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if usage is not None:
+                payload["usage"] = usage
             return f"data: {json.dumps(payload)}\n\n".encode()
 
-        if hang:
-            await asyncio.Event().wait()
-        deadline = time.monotonic() + behaviour.first_chunk_delay_s
-        interval = behaviour.reasoning_interval_s
-        while interval and time.monotonic() + interval < deadline:
-            await asyncio.sleep(interval)
-            record.first_byte = record.first_byte or time.time()
-            await response.write(chunk({"reasoning_content": "thinking… "}))
-        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-        for i, word in enumerate(words):
-            record.first_byte = record.first_byte or time.time()
-            delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
-            await response.write(chunk(delta))
-            if behaviour.token_interval_s:
-                await asyncio.sleep(behaviour.token_interval_s)
-        await response.write(chunk({}, "stop"))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        async def send(data: bytes) -> None:
+            await response.write(data)
+            if record.first_byte is None:
+                record.first_byte = time.time()
+
+        words = text.split(" ")
+        try:
+            if hang:
+                record.outcome = "hang"
+                await asyncio.get_running_loop().create_future()  # until the client goes away
+            await self._think(behaviour, send, chunk)
+            for i, word in enumerate(words):
+                if i and behaviour.token_interval_s:
+                    await asyncio.sleep(behaviour.token_interval_s)
+                # The first content chunk carries the role, as OpenAI's does.
+                await send(chunk({"role": "assistant", "content": word} if i == 0
+                                 else {"content": " " + word}))
+            await send(chunk({}, "stop"))
+            if prompt_tokens is not None:  # stream_options.include_usage, as OpenAI sends it
+                await send(chunk(None, usage=_usage(prompt_tokens, len(words))))
+            await send(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client left between two writes. Returning (not raising) keeps aiohttp from
+            # logging a traceback; chat() records the call as client_aborted.
+            return response
         record.outcome = "completed"
         return response
 
+    @staticmethod
+    async def _think(behaviour: ModelBehaviour, send: Callable[[bytes], Awaitable[None]],
+                     chunk: Callable[[dict[str, Any]], bytes]) -> None:
+        """The silence before the first content chunk, or reasoning deltas paced through it."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + behaviour.first_chunk_delay_s
+        interval = behaviour.reasoning_interval_s
+        step = 1
+        # Absolute ticks (start + k * interval) so pacing does not drift with write latency.
+        while interval and start + step * interval < deadline:
+            await asyncio.sleep(max(0.0, start + step * interval - loop.time()))
+            delta: dict[str, Any] = {"reasoning_content": f"Thinking, step {step}. "}
+            if step == 1:
+                delta["role"] = "assistant"
+            await send(chunk(delta))
+            step += 1
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
 
 def build_app(models: dict[str, ModelBehaviour], time_scale: float = 1.0) -> web.Application:
+    """The lab's routes; serve it with `start_server` so abandoned calls are noticed."""
     lab = Lab({k: v.scaled(time_scale) for k, v in models.items()})
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024)  # long agent transcripts
     app.router.add_get("/v1/models", lab.list_models)
     app.router.add_post("/v1/chat/completions", lab.chat)
     app.router.add_get("/lab/health", lab.health)
     app.router.add_get("/lab/requests", lab.requests)
     app.router.add_get("/lab/stats", lab.stats)
     return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Bind and serve `app`; returns the runner (cleanup() it) and the bound port."""
+    # handler_cancellation: a client that disconnects cancels its handler at once, even in a
+    # silent think period where no write would notice; that is what makes client_aborted
+    # accurate and lets hangs end. shutdown_timeout: SIGTERM must not wait for 70 s thinkers.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]
