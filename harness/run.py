@@ -124,6 +124,8 @@ def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) ->
 
 def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     """What this run shows, and no more (the seed's 'what I am not claiming')."""
+    if record.error is not None:
+        return f"No claim: the run stopped on an error before judging anything: {record.error}"
     if lock is None:
         return "No claim: the run stopped before its inputs were valid."
     cand = lock["candidate"]["version"]

@@ -1,49 +1,69 @@
-"""python -m harness.modellab --host 127.0.0.1 --port 0 [--models FILE] [--time-scale S]"""
+"""python -m harness.modellab --host 127.0.0.1 --port 0 [--models FILE] [--time-scale S]
+
+Prints exactly one line, `modellab listening on http://HOST:PORT`, once it accepts connections
+(port 0 picks a free port), serves until SIGTERM or SIGINT, then exits 0. A bad models file or
+option is one line on stderr, `modellab: error: ...`, and exit code 20.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import math
 import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from harness.errors import ExitCode, HarnessError
-from harness.modellab.behaviour import DEFAULT_MODELS, load_models
-from harness.modellab.server import build_app
+from harness.errors import ExitCode, HarnessError, InputError
+from harness.modellab.behaviour import DEFAULT_MODELS, ModelBehaviour, load_models
+from harness.modellab.server import build_app, start_server
 
 
-async def serve(host: str, port: int, app: web.Application) -> None:
-    # handler_cancellation: a client that goes away cancels its handler, so hangs end too
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    bound = runner.addresses[0][1]
-    print(f"modellab listening on http://{host}:{bound}", flush=True)
+async def serve(host: str, port: int, models: dict[str, ModelBehaviour],
+                time_scale: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM right after the ready line must still end in a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    runner, bound = await start_server(build_app(models, time_scale), host, port)
+    try:
+        print(f"modellab listening on http://{host}:{bound}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    print(f"modellab: error: {message}", file=sys.stderr, flush=True)
+    return int(code)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modellab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modellab", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--models", type=Path)
-    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--models", type=Path, help="TOML file of [models.<id>] tables")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="multiply every delay (tests: 0.01 makes 70 s take 0.7 s)")
     args = parser.parse_args(argv)
     try:
+        if not (math.isfinite(args.time_scale) and args.time_scale > 0):
+            raise InputError("--time-scale", "", f"expected a positive number, got "
+                                                 f"{args.time_scale!r}")
         models = load_models(args.models) if args.models else DEFAULT_MODELS
     except HarnessError as exc:
-        print(f"modellab: error: {exc}", file=sys.stderr)
-        return int(ExitCode.BAD_INPUT)
-    asyncio.run(serve(args.host, args.port, build_app(models, args.time_scale)))
+        return _fail(str(exc), exc.exit_code)
+    # Warnings and errors (never the access log) go to stderr, which the ModelLab keeps as a
+    # log file; client disconnects are handled and do not produce tracebacks.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args.host, args.port, models, args.time_scale))
+    except OSError as exc:  # cannot bind: address in use, bad host
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                     ExitCode.ABORTED)
     return 0
 
 

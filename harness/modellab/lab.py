@@ -1,4 +1,9 @@
-"""The model lab as a context manager: a subprocess on loopback that cannot outlive its `with`."""
+"""The model lab as a context manager: a subprocess on loopback that cannot outlive its `with`.
+
+    with ModelLab(time_scale=0.01) as lab:
+        ...  # point the gateway at lab.base_url
+        lab.stats()["models"]["slow-reasoner"]["client_aborted"]
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 import httpx
 
+import harness
 from harness.errors import InfrastructureError
 
-READY_PREFIX = "modellab listening on "
+READY_PREFIX = b"modellab listening on "
+# The directory holding the `harness` package: the child imports the very code the parent runs,
+# whatever the parent's cwd and however the package got onto its sys.path.
+_PACKAGE_ROOT = str(Path(harness.__file__).resolve().parent.parent)
 
 
 class ModelLab:
@@ -25,77 +35,138 @@ class ModelLab:
         self.time_scale = time_scale
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
-        self._proc: subprocess.Popen[str] | None = None
-        self.url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._url: str | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        """PID of the lab process (kept after exit, so a caller can check it is gone)."""
+        return self._pid
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        if self._url is None:
+            raise RuntimeError("the model lab is not running (use it as a context manager)")
+        return self._url
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL a gateway's provider config takes: http://127.0.0.1:PORT/v1"""
+        return f"{self.url}/v1"
 
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
     def __enter__(self) -> ModelLab:
+        if self._proc is not None:
+            raise RuntimeError("this model lab is already running")
         argv = [sys.executable, "-m", "harness.modellab", "--host", "127.0.0.1", "--port", "0",
-                "--time-scale", str(self.time_scale)]
+                "--time-scale", repr(float(self.time_scale))]
         if self.models_file is not None:
-            argv += ["--models", str(self.models_file)]
-        stderr: Any = subprocess.DEVNULL
+            argv += ["--models", str(Path(self.models_file).resolve())]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
+        log: IO[bytes] | int = subprocess.DEVNULL
+        log_offset = 0
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_path, "a")  # noqa: SIM115 (closed once the child has it)
+            log = open(self.log_path, "ab")  # noqa: SIM115 (closed once the child has it)
+            log_offset = log.tell()
         try:
-            self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=log, env=env, start_new_session=True)
+        except OSError as exc:
+            raise InfrastructureError(f"cannot start the model lab: {exc}") from None
         finally:
-            if stderr is not subprocess.DEVNULL:
-                stderr.close()
+            if not isinstance(log, int):
+                log.close()
+        self._pid = self._proc.pid
         try:
-            self.url = self._wait_for_listening()
-        except BaseException:
+            self._url = self._wait_for_listening(log_offset)
+        except BaseException:  # including KeyboardInterrupt: never leave the child behind
             self._stop()
             raise
         return self
 
-    def _wait_for_listening(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.2)
-            if ready:
-                line = self._proc.stdout.readline()
-                if line.startswith(READY_PREFIX):
-                    return line[len(READY_PREFIX):].strip()
-                if not line and self._proc.poll() is not None:
-                    break
-        code = self._proc.poll()
-        raise InfrastructureError(f"model lab did not start (exit code {code})" if code is not None
-                                  else f"model lab not listening within {self.startup_timeout_s} s")
-
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop()
 
+    def _wait_for_listening(self, log_offset: int) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + self.startup_timeout_s
+        buffer = b""
+        # Raw reads on the fd: select() and a buffered readline() disagree about what is left.
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InfrastructureError(
+                    f"model lab not listening within {self.startup_timeout_s:g} s")
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+            if not ready:
+                continue
+            data = os.read(fd, 4096)
+            if not data:  # stdout closed: the child is exiting
+                break
+            buffer += data
+        line = buffer.split(b"\n", 1)[0]
+        if line.startswith(READY_PREFIX):
+            return line[len(READY_PREFIX):].decode().strip()
+        try:
+            code: int | None = self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        reason = self._log_tail(log_offset) or line.decode(errors="replace").strip()
+        raise InfrastructureError(f"model lab did not start (exit code {code})"
+                                  + (f": {reason}" if reason else ""))
+
+    def _log_tail(self, offset: int) -> str:
+        """The child's last stderr line, which says why it stopped (only with a log_path)."""
+        if self.log_path is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                lines = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
     def _stop(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self._proc, self._url = self._proc, None, None
         if proc is None:
             return
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        try:
+            if proc.poll() is None:
+                # send_signal/kill check returncode first: no signal to a reaped, reused PID.
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted while waiting: still never leak it
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
-    def requests(self) -> list[dict[str, Any]]:
-        return httpx.get(f"{self.url}/lab/requests", timeout=10).json()
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        """Records of the calls after id `since` (all by default), oldest first."""
+        response = httpx.get(f"{self.url}/lab/requests", params={"since": since}, timeout=10,
+                             trust_env=False)  # loopback: never through a proxy
+        response.raise_for_status()
+        return response.json()
 
     def stats(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/lab/stats", timeout=10).json()
+        """{"models": {id: {requests, in_flight, completed, client_aborted, faults}},
+        "requests", "in_flight", "peak_in_flight"}"""
+        response = httpx.get(f"{self.url}/lab/stats", timeout=10, trust_env=False)
+        response.raise_for_status()
+        return response.json()

@@ -1,0 +1,131 @@
+"""The acceptance suite run as a user runs it, against the real OpenClaw packages.
+
+Each test starts `pytest scenarios` in a subprocess (the real command line, exit code and
+verdict.json), which installs Node.js and both gateway versions into the project's cache on
+first use, runs the model lab, and provisions a gateway on loopback of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_suite(run_dir: Path, *args: str, timeout: float = 1500) -> tuple[int, str, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "--run-dir", str(run_dir), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    verdict_path = run_dir / "verdict.json"
+    verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
+    return proc.returncode, proc.stdout + proc.stderr, verdict
+
+
+def phase(verdict: dict, name: str) -> dict:
+    return next(p for p in verdict["phases"] if p["name"] == name)
+
+
+@pytest.mark.e2e
+def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
+    code, output, verdict = run_suite(tmp_path / "run", "--soak", "40", "--watch", "20")
+    assert code == 10, output[-3000:]
+    assert verdict["outcome"] == "rolled_back"
+    assert verdict["lock"]["candidate"]["version"] == "2026.4.1"
+    assert verdict["lock"]["candidate"]["integrity"].startswith("sha512-")
+    # green startup checks on the candidate were not enough
+    assert phase(verdict, "health")["outcome"] == "passed"
+    assert phase(verdict, "soak_policy")["outcome"] == "failed"
+    soak = verdict["soak"]
+    assert soak["stopped_by"] == "timeout-failover-burst"
+    fired = next(d for d in soak["decisions"] if d["trigger"] == "timeout-failover-burst")
+    assert fired["fired"] and fired["observed"] >= 3
+    # the evidence is the real gateway's own failover lines for the slow model
+    assert any("decision=surface_error reason=timeout provider=lab/slow-reasoner" in line
+               for line in fired["evidence"]), fired["evidence"]
+    assert soak["scenarios"]["reply-streaming"]["good"] == 0
+    assert soak["scenarios"]["reply-quick"]["good"] > 0  # fast replies stayed fine on 4.1
+    # rollback: every step passed, state equals the pre-upgrade backup
+    rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
+    assert rollback and all(p["outcome"] == "passed" for p in rollback), rollback
+    assert verdict["rollback_state_diff"] == {"missing": [], "added": [], "changed": []}
+    # the watch saw slow-reasoner replies succeed through 2026.3.28, not just a live process
+    watch = verdict["watch"]["scenarios"]
+    assert watch["reply-streaming"]["good"] >= 1 and watch["reply-streaming"]["max_s"] > 60
+    assert watch["panel-3-reviewers"]["good"] >= 1
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == "2026.3.28"
+    assert (tmp_path / "run" / "allure-results").is_dir()
+
+
+@pytest.mark.e2e
+def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Path) -> None:
+    code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
+                                      "--soak", "30", "--watch", "20")
+    assert code == 0, output[-3000:]
+    assert verdict["outcome"] == "passed"
+    assert all(p["outcome"] == "skipped" for p in verdict["phases"]
+               if p["family"] == "rollback")
+    soak = verdict["soak"]
+    assert soak["stopped_by"] is None
+    assert not any(d["fired"] for d in soak["decisions"])
+    # the soak waited for the slow reasoner and saw it answer correctly
+    assert soak["scenarios"]["reply-streaming"]["good"] >= 1
+    assert soak["scenarios"]["reply-streaming"]["max_s"] > 60
+    assert soak["scenarios"]["panel-3-reviewers"]["good"] >= 1
+    assert verdict["final_state"] == {**verdict["final_state"], "serving": True,
+                                      "version": "2026.3.28"}
+
+
+def test_a_malformed_policy_stops_before_anything_starts(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text((ROOT / "scenarios" / "policy.toml").read_text().replace(
+        "count = 3", "count = 0", 1))
+    code, output, verdict = run_suite(tmp_path / "run", "--policy", str(policy), timeout=120)
+    assert code == 20
+    errors = [line for line in output.splitlines() if line.startswith("harness: error: ")]
+    assert errors == [f"harness: error: {policy}: triggers[0].count: expected an integer of "
+                      "at least 1, got 0"]
+    assert verdict["outcome"] == "error" and verdict["phases"] == []
+    assert not (ROOT / ".cache" / "runs" / verdict.get("run_id", "none")).exists()
+
+
+def test_an_unknown_version_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2099.1.1", timeout=120)
+    assert code == 21
+    assert "harness: error: --candidate: openclaw@2099.1.1 is not a version the registry " \
+           "knows" in output
+    assert verdict["outcome"] == "error" and verdict["phases"] == []
+
+
+def test_a_malformed_target_file_names_file_and_key(tmp_path: Path) -> None:
+    source = ROOT / "scenarios" / "targets"
+    target = tmp_path / "targets" / "broken.toml"
+    target.parent.mkdir()
+    (tmp_path / "targets" / "openclaw").symlink_to(source / "openclaw")
+    target.write_text((source / "local-openclaw.toml").read_text().replace(
+        'driver = "local"', 'driver = "ssh-someday"'))
+    code, output, _ = run_suite(tmp_path / "run", "--target", str(target), timeout=120)
+    assert code == 20
+    assert f"harness: error: {target}: target.driver: expected one of local" in output
+
+
+def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path) -> None:
+    source = ROOT / "scenarios" / "targets"
+    target = tmp_path / "targets" / "unbootable.toml"
+    target.parent.mkdir()
+    (tmp_path / "targets" / "openclaw").symlink_to(source / "openclaw")
+    target.write_text((source / "local-openclaw.toml").read_text().replace(
+        '"--bind", "loopback"', '"--bind", "no-such-bind-mode"').replace(
+        "ready_timeout_s = 90", "ready_timeout_s = 30"))
+    code, output, verdict = run_suite(tmp_path / "run", "--target", str(target), timeout=600)
+    assert code == 22, output[-2000:]
+    errors = [line for line in output.splitlines() if line.startswith("harness: error: ")]
+    assert len(errors) == 1 and "never became ready" in errors[0], errors
+    assert verdict["outcome"] == "error"
+    assert verdict["final_state"]["serving"] is False  # nothing left running either
