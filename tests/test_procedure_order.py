@@ -1,0 +1,57 @@
+"""The suite runs its phases in procedure order, and the run's outcome follows from them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ExitCode
+from harness.run import PhaseOutcome, RunRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+
+UPGRADE = ["preflight", "backup", "stop", "install", "restart_gate", "start", "health"]
+ROLLBACK = ["rollback_backup", "rollback_restore", "rollback_restart_gate", "rollback_start",
+            "rollback_smoke", "rollback_watch"]
+
+
+def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "--collect-only", "-q",
+         "--run-dir", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
+    expected = ([f"test_{p}" for p in UPGRADE]
+                + ["test_soak[reply-streaming]", "test_soak[reply-plain]",
+                   "test_soak[reply-quick]", "test_soak[panel-3-reviewers]", "test_soak_policy"]
+                + [f"test_{p}" for p in ROLLBACK])
+    assert names == expected
+
+
+def record(*phases: tuple[str, str, str], changed: bool = True,
+           rollback: bool = False) -> RunRecord:
+    rec = RunRecord(changed=changed, rollback_started=rollback)
+    rec.phases = [PhaseOutcome(family, name, outcome, 0.0) for family, name, outcome in phases]
+    return rec
+
+
+@pytest.mark.parametrize(("rec", "outcome", "code"), [
+    (record(("upgrade", "health", "passed"), ("soak", "soak_policy", "passed")),
+     "passed", ExitCode.PASSED),
+    (record(("upgrade", "preflight", "failed"), changed=False), "aborted", ExitCode.ABORTED),
+    (record(("soak", "soak_policy", "failed"), ("rollback", "rollback_watch", "passed"),
+            rollback=True), "rolled_back", ExitCode.ROLLED_BACK),
+    (record(("soak", "soak_policy", "failed"), ("rollback", "rollback_watch", "failed"),
+            rollback=True), "rollback_failed", ExitCode.ROLLBACK_FAILED),
+    (record(("upgrade", "start", "failed")), "rollback_failed", ExitCode.ROLLBACK_FAILED),
+])
+def test_outcomes(rec: RunRecord, outcome: str, code: int) -> None:
+    assert rec.outcome() == (outcome, code)
+
+
+def test_rollback_is_needed_only_after_a_change() -> None:
+    assert not record(("upgrade", "preflight", "failed"), changed=False).needs_rollback()
+    assert record(("upgrade", "start", "failed")).needs_rollback()
+    assert not record(("upgrade", "start", "passed")).needs_rollback()

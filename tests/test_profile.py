@@ -1,0 +1,67 @@
+"""Target profiles and scenario files are validated at the edge, with file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InputError
+from harness.soak.scenarios import load_scenarios
+from harness.target import semver
+from harness.target.profile import load_target
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "scenarios" / "targets" / "local-openclaw.toml"
+
+
+def test_the_shipped_target_and_scenarios_load() -> None:
+    profile = load_target(TARGET)
+    assert (profile.kind, profile.driver, profile.provision) == ("openclaw", "local", "embedded")
+    assert profile.agent_model("main") == "openclaw/main"
+    scenarios = load_scenarios(ROOT / "scenarios" / "soak.toml")
+    assert "panel-3-reviewers" in scenarios.ids()
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ('node = "22"', 'node = "lts"', "package.node"),
+    ("[versions]", "[versionz]", "versionz"),
+    ('health_agent = "quick"', "health_agent = 3", "api.health_agent"),
+    ("ready_timeout_s = 90", "ready_timeout_s = -1", "gateway.ready_timeout_s"),
+])
+def test_a_malformed_target_names_file_and_key(tmp_path: Path, old: str, new: str,
+                                               key: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(TARGET.read_text().replace(old, new, 1))
+    (tmp_path / "openclaw").symlink_to(TARGET.parent / "openclaw")
+    with pytest.raises(InputError) as caught:
+        load_target(path)
+    assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
+
+
+def test_a_scenario_with_an_unknown_key_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "soak.toml"
+    path.write_text('[[scenarios]]\nid = "r"\nkind = "reply"\nagent = "main"\nconcurrncy = 2\n')
+    with pytest.raises(InputError) as caught:
+        load_scenarios(path)
+    assert str(caught.value).startswith(f"{path}: scenarios[0].concurrncy: unknown key")
+
+
+def test_duplicate_scenario_ids_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "soak.toml"
+    one = '[[scenarios]]\nid = "r"\nkind = "reply"\nagent = "main"\n'
+    path.write_text(one + one)
+    with pytest.raises(InputError, match=r"scenarios\[1\]\.id: duplicate"):
+        load_scenarios(path)
+
+
+@pytest.mark.parametrize(("version", "spec", "ok"), [
+    ("22.23.3", ">=22.14.0", True),
+    ("22.9.0", ">=22.14.0", False),
+    ("20.20.2", ">=22.14.0", False),
+    ("24.16.0", ">=24.16.0 <25 || >=26.1.0", True),
+    ("25.1.0", ">=24.16.0 <25 || >=26.1.0", False),
+    ("22.23.3", "^22", True),
+    ("22.23.3", "~22.22", False),
+    ("22.23.3", "22.x", True),
+])
+def test_engine_ranges(version: str, spec: str, ok: bool) -> None:
+    assert semver.satisfies(version, spec) is ok
