@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 
+import allure
 import pytest
 
 from harness.errors import GatewayUnreachableError, HarnessError
 from harness.modellab import ModelLab
 from harness.phases import Procedure
-from harness.run import RunRecord, RunSettings
+from harness.run import RunRecord, RunSettings, build_verdict
 from harness.soak.driver import SoakRun
 from harness.target.gateway import Gateway
 from harness.target.runtime import NodeRuntime, Runtime
@@ -76,6 +78,8 @@ def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtim
             "pid": gateway.pid,
         }
         gateway.stop()
+        allure.attach(json.dumps(build_verdict(run_record, s.lock()), indent=2, default=str),
+                      name="verdict.json", attachment_type=allure.attachment_type.JSON)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
 from harness.soak.scenarios import Scenario
 from harness.target import semver
+from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
 from harness.target.registry import Release
 from harness.target.runtime import Installation, NodeRuntime, Runtime
@@ -90,6 +91,9 @@ class Procedure:
     def _preflight(self) -> PhaseResult:
         s = self.settings
         checks: list[dict[str, Any]] = []
+        attach_json("release lock", s.lock())
+        allure.attach(s.policy.text, name=f"policy {s.policy.path.name} "
+                      f"sha256:{s.policy.sha256[:16]}", attachment_type=allure.attachment_type.TEXT)
 
         def note(name: str, ok: bool, observed: Any, expected: Any) -> None:
             with allure.step(f"{'ok' if ok else 'FAILED'}: {name}"):
@@ -145,7 +149,19 @@ class Procedure:
                            else f"gateway PID {pid} still running", {"was_running": was_running})
 
     def install(self) -> PhaseResult:
-        return _timed("install", lambda: self._install(self.settings.candidate, "install"))
+        return _timed("install", self._install_candidate)
+
+    def _install_candidate(self) -> PhaseResult:
+        result = self._install(self.settings.candidate, "install")
+        patch = self.settings.candidate_config
+        if result.ok and patch:
+            config = self.gateway.state_dir / self.settings.target.state.config
+            with allure.step(f"apply the candidate's config change to {config.name}"):
+                patch_json_file(config, patch)
+                attach_json("candidate config patch", patch)
+            result.details["config_patch"] = patch
+            result.summary += f"; config patched with {json.dumps(patch)}"
+        return result
 
     def _install(self, release: Release, name: str) -> PhaseResult:
         with allure.step(f"install {release.label} into its own prefix"):

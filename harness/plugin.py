@@ -19,8 +19,17 @@ import pytest
 
 from harness.errors import ExitCode, HarnessError
 from harness.policy import load_policy
-from harness.run import FAMILIES, PhaseOutcome, RunRecord, RunSettings, with_windows, write_verdict
+from harness.run import (
+    FAMILIES,
+    PhaseOutcome,
+    RunRecord,
+    RunSettings,
+    allure_environment,
+    with_windows,
+    write_verdict,
+)
 from harness.soak.scenarios import load_scenarios
+from harness.target.config import load_json_patch
 from harness.target.profile import load_target
 from harness.target.runtime import Runtime
 
@@ -40,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scenarios", help="soak scenarios TOML (default: ini harness_scenarios)")
     group.addoption("--known-good", help="known-good version (default: from the target file)")
     group.addoption("--candidate", help="candidate version (default: from the target file)")
+    group.addoption("--candidate-config",
+                    help="JSON patch merged into the gateway config with the candidate")
     group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
     group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
@@ -114,6 +125,9 @@ def settings_for(config: pytest.Config) -> RunSettings:
             else f"{target.path}: versions.known_good"
         cand_origin = "--candidate" if config.getoption("candidate") \
             else f"{target.path}: versions.candidate"
+        candidate_config = target.candidate_config
+        if config.getoption("candidate_config"):
+            candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
         known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
         candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
     except HarnessError as exc:
@@ -125,6 +139,7 @@ def settings_for(config: pytest.Config) -> RunSettings:
         run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
         policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
         soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
+        candidate_config=candidate_config,
     )
     config.stash[SETTINGS] = settings
     return settings
@@ -192,8 +207,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     verdict = write_verdict(run_dir / "verdict.json", record,
                             settings.lock() if settings else None)
     if settings:
+        results = getattr(config.option, "allure_report_dir", None)
+        if results and Path(results).is_dir():
+            (Path(results) / "environment.properties").write_text(
+                allure_environment(settings.lock()))
         latest = config.rootpath / "reports" / "latest"
         try:
+            if latest.parent not in run_dir.parents:
+                raise OSError("run dir outside reports/: latest stays")
             if latest.is_symlink() or latest.exists():
                 latest.unlink()
             latest.symlink_to(run_dir)

@@ -136,7 +136,8 @@ def load_policy(path: Path) -> Policy:
         classes = tuple(table.str_list("classes", [], non_empty=False))
         for klass in classes:
             if klass not in CLASSES:
-                raise table.fail("classes", f"unknown class {klass!r} (known: {', '.join(CLASSES)})")
+                known = ", ".join(CLASSES)
+                raise table.fail("classes", f"unknown class {klass!r} (known: {known})")
         signatures = tuple(table.str_list("signatures", [], non_empty=False))
         if kind == "log" and not (classes or signatures):
             raise table.fail("classes", "a log trigger needs classes or signatures to count")

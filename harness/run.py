@@ -39,6 +39,7 @@ class RunSettings:
     soak: Window
     watch: Window
     restart_gate: str
+    candidate_config: dict[str, Any] = field(default_factory=dict)
 
     def lock(self) -> dict[str, Any]:
         """What this run's review was locked against, before anything changed."""
@@ -52,7 +53,7 @@ class RunSettings:
             "scenarios": {"file": str(self.scenarios.path), "sha256": self.scenarios.sha256,
                           "ids": self.scenarios.ids()},
             "soak_window_s": self.soak.window_s, "watch_window_s": self.watch.window_s,
-            "restart_gate": self.restart_gate,
+            "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
         }
 
 
@@ -106,7 +107,7 @@ class RunRecord:
         return "passed", ExitCode.PASSED
 
 
-def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
+def build_verdict(record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
     outcome, code = record.outcome()
     verdict = {
         "outcome": outcome, "exit_code": int(code), "error": record.error,
@@ -117,9 +118,27 @@ def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) ->
         "final_state": record.final_state,
         "claim": _claim(outcome, lock, record),
     }
+    return verdict
+
+
+def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
+    verdict = build_verdict(record, lock)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(verdict, indent=2, default=str))
     return verdict
+
+
+def allure_environment(lock: dict[str, Any]) -> str:
+    """The report's environment panel: what was upgraded, under which declared policy."""
+    rows = {
+        "target": f"{lock['target']['name']} ({lock['target']['kind']})",
+        "known_good": f"{lock['known_good']['version']} {lock['known_good']['integrity']}",
+        "candidate": f"{lock['candidate']['version']} {lock['candidate']['integrity']}",
+        "policy": f"{lock['policy']['name']} sha256:{lock['policy']['sha256']}",
+        "soak_window_s": lock["soak_window_s"], "host": lock["host"],
+        "harness_version": lock["harness_version"], "run_id": lock["run_id"],
+    }
+    return "".join(f"{key}={value}\n" for key, value in rows.items())
 
 
 def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:

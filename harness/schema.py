@@ -48,7 +48,8 @@ class Table:
     def reject_unknown(self, allowed: set[str]) -> None:
         for name in self.data:
             if name not in allowed:
-                raise self.fail(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                expected = ", ".join(sorted(allowed))
+                raise self.fail(name, f"unknown key (expected one of: {expected})")
 
     def _get(self, name: str, default: Any) -> Any:
         value = self.data.get(name, default)

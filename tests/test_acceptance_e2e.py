@@ -129,3 +129,21 @@ def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path
     assert len(errors) == 1 and "never became ready" in errors[0], errors
     assert verdict["outcome"] == "error"
     assert verdict["final_state"]["serving"] is False  # nothing left running either
+
+
+@pytest.mark.e2e
+def test_a_candidate_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -> None:
+    # The upgrade carries 2026.4.1's fix (agents.defaults.llm.idleTimeoutSeconds = 0) to a
+    # 2026.3.28 candidate, which rejects the unknown key and never boots. Rollback must restore
+    # the pre-upgrade config from the backup, or the known-good would not boot either.
+    patch = ROOT / "scenarios" / "targets" / "openclaw" / "idle-timeout-off.json"
+    code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
+                                      "--candidate-config", str(patch), "--watch", "10")
+    assert code == 10, output[-3000:]
+    start = phase(verdict, "start")
+    assert start["outcome"] == "failed" and "exited" in start["reason"], start
+    assert phase(verdict, "health")["outcome"] == "skipped"
+    assert all(p["outcome"] == "skipped" for p in verdict["phases"] if p["family"] == "soak")
+    assert all(p["outcome"] == "passed" for p in verdict["phases"] if p["family"] == "rollback")
+    assert verdict["rollback_state_diff"] == {"missing": [], "added": [], "changed": []}
+    assert verdict["final_state"]["serving"] is True

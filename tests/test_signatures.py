@@ -20,6 +20,9 @@ REAL = [
      'request timed out."', "lane-task-timeout", "timeout"),
     ("embedded run agent end: runId=9 isError=true model=m provider=p error=HTTP 500: boom",
      "run-error", "error"),
+    ("2026-11-23T01:40:15.429+00:00 [openai-compat] streaming chat completion failed: Error: "
+     "ENOENT: no such file or directory, rename '/x/workspace-state.json.tmp-1' -> '/x'",
+     "chat-completion-failed", "error"),
     ("[plugins] amazon-bedrock failed to load", "plugin-load-failure", "warning"),
     ('[gateway-http] stage "slack" threw — skipping: Error: Cannot find module',
      "http-stage-threw", "warning"),

@@ -281,8 +281,10 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     """Bind and serve `app`; returns the runner (cleanup() it) and the bound port."""
     # handler_cancellation: a client that disconnects cancels its handler at once, even in a
     # silent think period where no write would notice; that is what makes client_aborted
-    # accurate and lets hangs end. shutdown_timeout: SIGTERM must not wait for 70 s thinkers.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    # accurate and lets hangs end. shutdown_timeout: SIGTERM must not wait for 70 s thinkers
+    # (aiohttp waits it twice per open call, then cancels), and a torn-down lab has no one to
+    # finish answering for.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.25)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024)

@@ -41,6 +41,8 @@ OPENCLAW = (
          r"model fallback decision: decision=candidate_failed"),
     _sig("lane-task-timeout", "timeout", r"lane task error: .*(?:timed out|FailoverError)"),
     _sig("run-error", "error", r"embedded run agent end: .*isError=true"),
+    # seen on 2026.4.1: concurrent first requests race on the agent's workspace-state file
+    _sig("chat-completion-failed", "error", r"\[openai-compat\] .*chat completion failed"),
     _sig("plugin-load-failure", "warning", r"\[plugins\] \S+ failed to load"),
     _sig("http-stage-threw", "warning", r"\[gateway-http\] stage \"[^\"]+\" threw"),
 )

@@ -100,7 +100,8 @@ def check(outcome: ChatOutcome, expected: Sequence[str]) -> tuple[str, str]:
     if outcome.error:
         return "bad", f"transport error after {outcome.seconds:.1f} s: {outcome.error}"
     if outcome.status != 200:
-        return "bad", f"HTTP {outcome.status} after {outcome.seconds:.1f} s: {outcome.content[:120]}"
+        return "bad", (f"HTTP {outcome.status} after {outcome.seconds:.1f} s: "
+                       f"{outcome.content[:120]}")
     missing = [n for n in expected if n not in outcome.content]
     if missing:
         return "bad", (f"HTTP 200 after {outcome.seconds:.1f} s without nonce "

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import InfrastructureError, InputError
+from harness.errors import InputError
 from harness.target.client import GatewayEndpoint
 from harness.target.local import LocalProcessDriver
 from harness.target.profile import TargetProfile
@@ -132,7 +132,8 @@ def _render(value: str, values: dict[str, str], profile: TargetProfile, key: str
     try:
         return value.format(**values)
     except (KeyError, IndexError, ValueError) as exc:
-        raise InputError(str(profile.path), key, f"unknown placeholder {exc} in {value!r}") from None
+        raise InputError(str(profile.path), key,
+                         f"unknown placeholder {exc} in {value!r}") from None
 
 
 def _free_port() -> int:
@@ -140,7 +141,3 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-def require_running(gateway: Gateway) -> None:
-    if not gateway.is_running():
-        raise InfrastructureError("gateway process is not running")

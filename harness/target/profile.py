@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.schema import load_toml
 
@@ -69,6 +70,8 @@ class TargetProfile:
     api: ApiSpec
     log_source: str
     log_stale_after_s: float = field(default=120.0)
+    # deep-merged into the config when the candidate is installed (an upgrade's config change)
+    candidate_config: dict[str, Any] = field(default_factory=dict)
 
     def agent_model(self, agent: str) -> str:
         return f"{self.api.model_prefix}{agent}"
@@ -76,7 +79,8 @@ class TargetProfile:
 
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
-    root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs"})
+    root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
+                         "candidate_config"})
 
     target = root.table("target")
     target.reject_unknown({"name", "kind", "driver", "provision"})
@@ -88,7 +92,8 @@ def load_target(path: Path) -> TargetProfile:
         install_env=pkg.str_map("install_env"),
     )
     if not package.node_major.isdigit():
-        raise pkg.fail("node", f"expected a Node.js major version such as \"22\", got {package.node_major!r}")
+        raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
+                       f"got {package.node_major!r}")
 
     versions = root.table("versions")
     versions.reject_unknown({"known_good", "candidate"})
@@ -136,6 +141,7 @@ def load_target(path: Path) -> TargetProfile:
         gateway=gateway, state=state, api=api,
         log_source=logs.str("source", choices=LOG_SOURCES),
         log_stale_after_s=logs.number("stale_after_s", 120, minimum=0, exclusive=True),
+        candidate_config=root.table("candidate_config", required=False).data,
     )
     if profile.provision == "embedded" and profile.state.config_template is None:
         raise st.fail("config_template", "an embedded deployment needs a config template")
