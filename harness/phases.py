@@ -7,6 +7,7 @@ writes its evidence to the report as steps and attachments.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import allure
+import httpx
 
 from harness.backup import Backup, compare_selected, create_backup, restore_paths, verify_by_restore
 from harness.errors import HarnessError
@@ -28,6 +30,7 @@ from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
 from harness.soak.scenarios import Scenario
 from harness.target import semver
+from harness.target.client import ChatOutcome
 from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
 from harness.target.registry import Release
@@ -81,7 +84,6 @@ class Procedure:
         self.progress = progress
         self.backups: dict[str, Backup] = {}
         self.soaks: dict[str, SoakRun] = {}
-        self.evidence: dict[str, LogWatcher] = {}
         self.backup_dir = settings.cache_dir / "runs" / settings.run_id / "backups"
 
     # -- upgrade ------------------------------------------------------------------------
@@ -247,7 +249,6 @@ class Procedure:
         run.matches = watcher.snapshot()
         self.soaks[label] = run
         self.record.facts[label] = assess.summary(run)
-        self.evidence[label] = watcher
         return run
 
     # -- rollback -----------------------------------------------------------------------
@@ -275,12 +276,8 @@ class Procedure:
                        "the pre-upgrade backup")
 
 
-def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0):
-    import asyncio
-
-    import httpx
-
-    async def go():
+def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0) -> ChatOutcome:
+    async def go() -> ChatOutcome:
         async with httpx.AsyncClient() as client:
             return await gateway.endpoint.chat(client, agent, prompt, False, timeout)
 

@@ -27,6 +27,20 @@ def run_suite(run_dir: Path, *args: str, timeout: float = 1500) -> tuple[int, st
     return proc.returncode, proc.stdout + proc.stderr, verdict
 
 
+def target_variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
+    """A copy of the shipped target file with some text replaced, beside its config template."""
+    source = ROOT / "scenarios" / "targets"
+    target = tmp_path / "targets" / f"{name}.toml"
+    target.parent.mkdir()
+    (target.parent / "openclaw").symlink_to(source / "openclaw")
+    text = (source / "local-openclaw.toml").read_text()
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new)
+    target.write_text(text)
+    return target
+
+
 def phase(verdict: dict, name: str) -> dict:
     return next(p for p in verdict["phases"] if p["name"] == name)
 
@@ -104,25 +118,16 @@ def test_an_unknown_version_is_refused_before_anything_starts(tmp_path: Path) ->
 
 
 def test_a_malformed_target_file_names_file_and_key(tmp_path: Path) -> None:
-    source = ROOT / "scenarios" / "targets"
-    target = tmp_path / "targets" / "broken.toml"
-    target.parent.mkdir()
-    (tmp_path / "targets" / "openclaw").symlink_to(source / "openclaw")
-    target.write_text((source / "local-openclaw.toml").read_text().replace(
-        'driver = "local"', 'driver = "ssh-someday"'))
+    target = target_variant(tmp_path, "broken", ('driver = "local"', 'driver = "ssh-someday"'))
     code, output, _ = run_suite(tmp_path / "run", "--target", str(target), timeout=120)
     assert code == 20
     assert f"harness: error: {target}: target.driver: expected one of local" in output
 
 
 def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path) -> None:
-    source = ROOT / "scenarios" / "targets"
-    target = tmp_path / "targets" / "unbootable.toml"
-    target.parent.mkdir()
-    (tmp_path / "targets" / "openclaw").symlink_to(source / "openclaw")
-    target.write_text((source / "local-openclaw.toml").read_text().replace(
-        '"--bind", "loopback"', '"--bind", "no-such-bind-mode"').replace(
-        "ready_timeout_s = 90", "ready_timeout_s = 30"))
+    target = target_variant(tmp_path, "unbootable",
+                            ('"--bind", "loopback"', '"--bind", "no-such-bind-mode"'),
+                            ("ready_timeout_s = 90", "ready_timeout_s = 30"))
     code, output, verdict = run_suite(tmp_path / "run", "--target", str(target), timeout=600)
     assert code == 22, output[-2000:]
     errors = [line for line in output.splitlines() if line.startswith("harness: error: ")]

@@ -69,7 +69,6 @@ class TargetProfile:
     state: StateSpec
     api: ApiSpec
     log_source: str
-    log_stale_after_s: float = field(default=120.0)
     # deep-merged into the config when the candidate is installed (an upgrade's config change)
     candidate_config: dict[str, Any] = field(default_factory=dict)
 
@@ -129,7 +128,7 @@ def load_target(path: Path) -> TargetProfile:
     )
 
     logs = root.table("logs")
-    logs.reject_unknown({"source", "stale_after_s"})
+    logs.reject_unknown({"source"})
 
     profile = TargetProfile(
         path=path, sha256=digest,
@@ -140,7 +139,6 @@ def load_target(path: Path) -> TargetProfile:
         known_good=versions.str("known_good"), candidate=versions.str("candidate"),
         gateway=gateway, state=state, api=api,
         log_source=logs.str("source", choices=LOG_SOURCES),
-        log_stale_after_s=logs.number("stale_after_s", 120, minimum=0, exclusive=True),
         candidate_config=root.table("candidate_config", required=False).data,
     )
     if profile.provision == "embedded" and profile.state.config_template is None:
