@@ -11,9 +11,10 @@ import pytest
 
 from harness.errors import GatewayUnreachableError, HarnessError
 from harness.modellab import ModelLab
-from harness.phases import Procedure
+from harness.nonce import new_nonce
+from harness.phases import Procedure, one_reply
 from harness.run import RunRecord, RunSettings, build_verdict
-from harness.soak.driver import SoakRun
+from harness.soak.driver import SoakRun, check
 from harness.target.gateway import Gateway
 from harness.target.runtime import NodeRuntime, Runtime
 
@@ -69,6 +70,17 @@ def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtim
             error = GatewayUnreachableError(
                 f"known-good {s.known_good.label} never became ready: {ready.reason}; "
                 f"last log line: {gateway.log_tail(1)!r}")
+            _fatal(run_record, error)
+            raise error
+        # A deployment in use has a bootstrapped workspace; a fresh one does not, and OpenClaw
+        # (3.28 and 4.1 alike) races on creating it under concurrent first requests. One real
+        # reply, in sequence, makes this deployment like one that has been used.
+        nonce = new_nonce()
+        outcome = one_reply(gateway, s.target.api.health_agent, f"Warm-up: quote {nonce}.")
+        verdict, reason = check(outcome, (nonce,))
+        if verdict != "good":
+            error = GatewayUnreachableError(
+                f"known-good {s.known_good.label} is up but did not reply correctly: {reason}")
             _fatal(run_record, error)
             raise error
         yield gateway

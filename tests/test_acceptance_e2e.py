@@ -56,12 +56,16 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert phase(verdict, "health")["outcome"] == "passed"
     assert phase(verdict, "soak_policy")["outcome"] == "failed"
     soak = verdict["soak"]
-    assert soak["stopped_by"] == "timeout-failover-burst"
-    fired = next(d for d in soak["decisions"] if d["trigger"] == "timeout-failover-burst")
-    assert fired["fired"] and fired["observed"] >= 3
+    # Both declared triggers see the same failures at about the same second (a timed-out run
+    # logs its failover line as its empty reply arrives); whichever decides first stops the soak.
+    assert soak["stopped_by"] in ("timeout-failover-burst", "bad-replies")
+    assert soak["seconds"] < 120  # stopped early, not at the end of the window and drain
+    logged = next(d for d in soak["decisions"] if d["trigger"] == "timeout-failover-burst")
     # the evidence is the real gateway's own failover lines for the slow model
-    assert any("decision=surface_error reason=timeout provider=lab/slow-reasoner" in line
-               for line in fired["evidence"]), fired["evidence"]
+    assert logged["observed"] >= 1
+    assert all("decision=surface_error reason=timeout provider=lab/slow-reasoner" in line
+               for line in logged["evidence"]), logged["evidence"]
+    assert soak["signature_counts"]["failover-decision"] >= 1
     assert soak["scenarios"]["reply-streaming"]["good"] == 0
     assert soak["scenarios"]["reply-quick"]["good"] > 0  # fast replies stayed fine on 4.1
     # rollback: every step passed, state equals the pre-upgrade backup
