@@ -128,6 +128,7 @@ def test_a_malformed_target_file_names_file_and_key(tmp_path: Path) -> None:
     assert f"harness: error: {target}: target.driver: expected one of local" in output
 
 
+@pytest.mark.e2e
 def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path) -> None:
     target = target_variant(tmp_path, "unbootable",
                             ('"--bind", "loopback"', '"--bind", "no-such-bind-mode"'),
