@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 10
     ROLLBACK_FAILED = 11
     ABORTED = 12  # a check before anything was stopped failed: nothing changed
+    SOAK_FAILED = 13  # a soak of a running deployment (no upgrade in the run) failed
     BAD_INPUT = 20  # malformed target, policy or scenario file, or a bad option
     UNKNOWN_VERSION = 21
     GATEWAY_UNREACHABLE = 22

@@ -97,6 +97,8 @@ class RunRecord:
             if self.failures("rollback"):
                 return "rollback_failed", ExitCode.ROLLBACK_FAILED
             return "rolled_back", ExitCode.ROLLED_BACK
+        if self.failures("soak") and not any(p.family == "upgrade" for p in self.phases):
+            return "soak_failed", ExitCode.SOAK_FAILED
         if self.failures("upgrade", "soak"):
             if not self.changed:
                 return "aborted", ExitCode.ABORTED

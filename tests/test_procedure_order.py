@@ -46,6 +46,8 @@ def record(*phases: tuple[str, str, str], changed: bool = True,
     (record(("soak", "soak_policy", "failed"), ("rollback", "rollback_watch", "failed"),
             rollback=True), "rollback_failed", ExitCode.ROLLBACK_FAILED),
     (record(("upgrade", "start", "failed")), "rollback_failed", ExitCode.ROLLBACK_FAILED),
+    (record(("soak", "soak_policy", "failed"), changed=False), "soak_failed",
+     ExitCode.SOAK_FAILED),
 ])
 def test_outcomes(rec: RunRecord, outcome: str, code: int) -> None:
     assert rec.outcome() == (outcome, code)

@@ -15,7 +15,7 @@ from typing import Any
 from harness.schema import load_toml
 
 DRIVERS = ("local",)
-PROVISION = ("embedded", "attach")
+PROVISION = ("embedded",)  # attaching to a running deployment comes with the systemd driver
 LOG_SOURCES = ("stdout",)
 
 
