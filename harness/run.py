@@ -153,6 +153,11 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     good = lock["known_good"]["version"]
     policy = lock["policy"]["name"]
     failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
+    if not any(p.family == "upgrade" for p in record.phases):
+        running = record.final_state.get("version") or good
+        verb = "passed" if outcome == "passed" else f"failed ({failed})"
+        return (f"The running {running} {verb} the soak on this host under policy {policy!r}; "
+                "no upgrade was part of this run.")
     if outcome == "passed":
         return (f"{cand} passed every phase and the soak on this host under policy {policy!r}; "
                 "no claim beyond these paths and this window.")

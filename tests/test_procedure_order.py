@@ -57,3 +57,15 @@ def test_rollback_is_needed_only_after_a_change() -> None:
     assert not record(("upgrade", "preflight", "failed"), changed=False).needs_rollback()
     assert record(("upgrade", "start", "failed")).needs_rollback()
     assert not record(("upgrade", "start", "passed")).needs_rollback()
+
+
+def test_a_soak_alone_claims_nothing_about_the_candidate() -> None:
+    from harness.run import build_verdict
+
+    rec = record(("soak", "soak_policy", "passed"), changed=False)
+    rec.final_state = {"serving": True, "version": "2026.3.28"}
+    lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
+            "policy": {"name": "p"}}
+    claim = build_verdict(rec, lock)["claim"]
+    assert claim.startswith("The running 2026.3.28 passed the soak")
+    assert "2026.4.1" not in claim
