@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOAK ?= 120
 ARGS ?=
 
-.PHONY: acceptance test unit e2e lint clean
+.PHONY: acceptance report test unit lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The embedded default: real OpenClaw 2026.3.28 -> 2026.4.1 on loopback against the model lab.
+# The report is rendered whatever the verdict; the exit code stays the run's.
 acceptance: $(STAMP)
-	$(BIN)/pytest scenarios --soak $(SOAK) $(ARGS)
+	$(BIN)/pytest scenarios --soak $(SOAK) $(ARGS); status=$$?; \
+	$(BIN)/harness report || true; exit $$status
+
+# Render a run's Allure results to HTML (default: reports/latest) with the real Allure CLI.
+report: $(STAMP)
+	$(BIN)/harness report $(RUN)
 
 # The harness's own tests: unit tests first (fast), then end-to-end runs of the real gateway.
 test: $(STAMP)

@@ -78,7 +78,12 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert watch["panel-3-reviewers"]["good"] >= 1
     assert verdict["final_state"]["serving"] is True
     assert verdict["final_state"]["version"] == "2026.3.28"
-    assert (tmp_path / "run" / "allure-results").is_dir()
+    # the run's Allure results render to HTML with the real Allure CLI
+    render = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(tmp_path / "run")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert render.returncode == 0, render.stderr
+    summary = json.loads((tmp_path / "run" / "html" / "summary.json").read_text())
+    assert summary["stats"]["failed"] >= 1 and summary["stats"]["passed"] >= 13
 
 
 @pytest.mark.e2e

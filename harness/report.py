@@ -1,0 +1,44 @@
+"""Render a run's Allure results to HTML with the real Allure CLI (Allure 3, from the registry).
+
+Allure 3 is a Node.js package, so it installs like a gateway version: resolved in the registry,
+installed into its own prefix under the cache, run with the cached Node.js.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness import commands
+from harness.errors import InfrastructureError
+from harness.target.runtime import Runtime
+
+ALLURE_SPEC = "3"  # the major line; resolved to an exact version and integrity per render
+NODE_MAJOR = "22"
+
+
+def render(run_dir: Path, runtime: Runtime) -> Path:
+    """Render `run_dir/allure-results` into `run_dir/html`; return the index page."""
+    results = run_dir / "allure-results"
+    if not results.is_dir():
+        raise InfrastructureError(f"{results}: no Allure results to render")
+    node = runtime.node(NODE_MAJOR)
+    release = runtime.registry.resolve("allure", ALLURE_SPEC, "the report renderer")
+    install = runtime.install(release, node)
+    html = run_dir / "html"
+    done = commands.run(
+        [str(install.bin("allure")), "generate", str(results), "--output", str(html),
+         "--name", f"Release acceptance {run_dir.name}"],
+        env={"PATH": node.path_env(), "NO_COLOR": "1"}, cwd=run_dir, timeout=600,
+    )
+    index = html / "index.html"
+    if done.returncode != 0 or not index.exists():
+        raise InfrastructureError(f"allure generate failed for {run_dir}: {done.tail(3)}")
+    return index
+
+
+def latest_run(reports: Path) -> Path:
+    latest = reports / "latest"
+    if not latest.exists():
+        raise InfrastructureError(f"{latest}: no run yet (run `make acceptance` first)")
+    return Path(os.path.realpath(latest))
