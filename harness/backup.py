@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import json
 import shutil
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import InfrastructureError
@@ -43,6 +44,7 @@ class Backup:
     manifest: dict[str, str]
     archive_sha256: str
     created: float
+    vanished: list[str] = field(default_factory=list)  # removed by the gateway while archived
 
     @property
     def manifest_path(self) -> Path:
@@ -50,16 +52,35 @@ class Backup:
 
     def summary(self) -> dict[str, object]:
         return {"label": self.label, "archive": self.archive.name, "files": len(self.manifest),
-                "archive_sha256": self.archive_sha256, "created": round(self.created, 3)}
+                "archive_sha256": self.archive_sha256, "created": round(self.created, 3),
+                "vanished_while_archiving": self.vanished}
 
 
 def create_backup(state_dir: Path, dest_dir: Path, label: str) -> Backup:
+    """Archive every regular file of a (possibly live) state dir.
+
+    Each file is read once, and the bytes archived are the bytes hashed, so the manifest always
+    describes the archive. A file the gateway removes while we read (a lock file, a temp file)
+    is skipped and listed in `vanished`, never a reason to fail."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     archive = dest_dir / f"{label}.tar.gz"
-    manifest = manifest_of(state_dir)
+    manifest: dict[str, str] = {}
+    vanished: list[str] = []
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(state_dir, arcname="state")
-    backup = Backup(label, archive, manifest, sha256_file(archive), time.time())
+        for path in sorted(state_dir.rglob("*")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            rel = str(path.relative_to(state_dir))
+            try:
+                info = tar.gettarinfo(str(path), arcname=f"state/{rel}")
+                data = path.read_bytes()
+            except FileNotFoundError:
+                vanished.append(rel)
+                continue
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            manifest[rel] = hashlib.sha256(data).hexdigest()
+    backup = Backup(label, archive, manifest, sha256_file(archive), time.time(), vanished)
     backup.manifest_path.write_text(json.dumps(
         {**backup.summary(), "manifest": manifest}, indent=2))
     return backup

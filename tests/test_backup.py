@@ -48,3 +48,23 @@ def test_restore_puts_chosen_paths_back_exactly_and_leaves_the_rest(tmp_path: Pa
     assert compare_selected(backup, state, globs) == {"missing": [], "added": [], "changed": []}
     assert not (state / "agents" / "main" / "sessions" / "s2.jsonl").exists()
     assert (state / "workspace" / "notes.md").read_text() == "changed by the candidate"
+
+
+def test_a_file_that_vanishes_while_archiving_is_skipped_and_listed(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    state = make_state(tmp_path)
+    lock = state / "agents" / "main" / "sessions" / "sessions.json.lock"
+    lock.write_text("held")
+    real_read = Path.read_bytes
+
+    def gateway_releases_its_lock(path: Path) -> bytes:
+        if path == lock:
+            lock.unlink()  # what a live gateway does between our listing and our read
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", gateway_releases_its_lock)
+    backup = create_backup(state, tmp_path / "backups", "live")
+    monkeypatch.undo()
+    assert backup.vanished == ["agents/main/sessions/sessions.json.lock"]
+    assert "agents/main/sessions/sessions.json.lock" not in backup.manifest
+    assert not any(verify_by_restore(backup).values())
