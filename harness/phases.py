@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,12 +61,18 @@ def attach_json(name: str, payload: Any) -> None:
 
 
 def _timed(name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
+    """Run a phase; any error becomes a failed result, so the procedure can go on to restore
+    service (a failed fresh backup must never keep the rollback from running)."""
     started = time.monotonic()
     with allure.step(f"phase {name}"):
         try:
             result = body()
         except HarnessError as exc:
             result = PhaseResult(name, False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported with its traceback, never swallowed
+            allure.attach(traceback.format_exc(), name=f"{name} error",
+                          attachment_type=allure.attachment_type.TEXT)
+            result = PhaseResult(name, False, f"{type(exc).__name__}: {exc}")
         result.seconds = round(time.monotonic() - started, 3)
         attach_json(f"{name} result", result.__dict__)
     return result
