@@ -84,6 +84,12 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert render.returncode == 0, render.stderr
     summary = json.loads((tmp_path / "run" / "html" / "summary.json").read_text())
     assert summary["stats"]["failed"] >= 1 and summary["stats"]["passed"] >= 13
+    # the run's gateway token reaches no file of the report (results, HTML, verdict)
+    state = ROOT / ".cache" / "runs" / verdict["lock"]["run_id"] / "deployment" / "state"
+    token = json.loads((state / "openclaw.json").read_text())["gateway"]["auth"]["token"]
+    leaks = [p for p in (tmp_path / "run").rglob("*")
+             if p.is_file() and token in p.read_text(errors="ignore")]
+    assert leaks == []
 
 
 @pytest.mark.e2e
