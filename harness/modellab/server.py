@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -57,9 +58,17 @@ def last_user_text(messages: list[Any]) -> str:
     return ""
 
 
-def reply_text(nonces: list[str], reply_words: int) -> str:
+_WANTS_JSON = re.compile(r"\b(?:as|in) JSON\b", re.IGNORECASE)
+
+
+def reply_text(nonces: list[str], reply_words: int, prompt: str = "") -> str:
+    """The echo of the prompt's nonces and some filler; a JSON object when the prompt asks for
+    JSON ("reply as JSON"), as an instruction-following model would."""
     ack = f"Ack {' '.join(nonces)}." if nonces else "Ack."
-    return " ".join([ack, *(FILLER[i % len(FILLER)] for i in range(reply_words))])
+    text = " ".join([ack, *(FILLER[i % len(FILLER)] for i in range(reply_words))])
+    if _WANTS_JSON.search(prompt):
+        return json.dumps({"tags": nonces, "summary": text})
+    return text
 
 
 def _error(status: int, message: str, kind: str, **extra: Any) -> web.Response:
@@ -135,7 +144,8 @@ class Lab:
         self.counters[behaviour.id] += 1
         fault = self._fault(behaviour)
         stream = bool(body.get("stream"))
-        nonces = find_nonces(last_user_text(body["messages"]))
+        prompt = last_user_text(body["messages"])
+        nonces = find_nonces(prompt)
         record = CallRecord(next(self.ids), behaviour.id, stream, nonces, time.time(),
                             fault=None if fault == "none" else fault)
         self.records.append(record)
@@ -150,7 +160,7 @@ class Lab:
                 response = _error(429, "modellab injected rate limit", "rate_limit_error")
                 response.headers["Retry-After"] = "1"
                 return response
-            text = reply_text(nonces, behaviour.reply_words)
+            text = reply_text(nonces, behaviour.reply_words, prompt)
             if stream:
                 options = body.get("stream_options")
                 usage = isinstance(options, dict) and options.get("include_usage") is True
