@@ -14,6 +14,7 @@ from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.phases import Procedure, one_reply
 from harness.run import RunRecord, RunSettings, build_verdict
+from harness.soak.assess import progress_line
 from harness.soak.driver import SoakRun, check
 from harness.target.gateway import Gateway
 from harness.target.runtime import NodeRuntime, Runtime
@@ -103,14 +104,7 @@ def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record
     def progress(run: SoakRun, elapsed: float) -> None:
         if terminal is None or capture is None:
             return
-        exchanges = run.exchanges()
-        bad = sum(x.verdict == "bad" for x in exchanges)
-        nearest = max(run.decisions, key=lambda d: d.observed / d.trigger.count, default=None)
-        near = (f"{nearest.trigger.name} {nearest.observed}/{nearest.trigger.count}"
-                if nearest else "-")
         with capture.global_and_fixture_disabled():
-            terminal.write_line(
-                f"  [{run.label}] {elapsed:5.0f}/{run.window.window_s:g} s  "
-                f"requests {len(exchanges)}  bad {bad}  nearest trigger {near}")
+            terminal.write_line("  " + progress_line(run, elapsed))
 
     return Procedure(run_settings, run_record, runtime, node, deployment, progress)

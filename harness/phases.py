@@ -29,6 +29,8 @@ from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import catalogue
 from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
+from harness.soak.judge import Judge
+from harness.soak.report import report_soak
 from harness.soak.scenarios import Scenario
 from harness.target import semver
 from harness.target.client import ChatOutcome
@@ -231,7 +233,32 @@ class Procedure:
                            f"reply: {reason}", {"live": live, "ready": ready,
                                                 "reply_excerpt": outcome.content[:200]})
 
-    # -- soak ---------------------------------------------------------------------------
+    # -- baseline and soak -----------------------------------------------------------------
+    def baseline(self) -> PhaseResult:
+        return _timed("baseline", self._baseline)
+
+    def _baseline(self) -> PhaseResult:
+        window = self.settings.baseline
+        if window is None:
+            return PhaseResult("baseline", True, "no baseline soak declared (policy [baseline] "
+                               "or --baseline SECONDS): candidate judged by the policy alone")
+        run = self._soak("baseline", window, list(self.settings.scenarios.scenarios))
+        verdict = self.record.facts["baseline"]["verdict"]
+        report_soak(run)
+        allure.attach("\n".join(verdict["reasons"]), name="baseline verdict",
+                      attachment_type=allure.attachment_type.TEXT)
+        classes = {k: v for k, v in assess.class_counts(run).items() if v}
+        numbers = {"requests": len(run.exchanges()), "classes": classes}
+        if verdict["verdict"] == "fail":
+            return PhaseResult("baseline", False, "the known-good fails this policy already, so "
+                               "an upgrade cannot be judged against it: "
+                               + "; ".join(verdict["reasons"]), numbers)
+        note = "" if verdict["verdict"] == "pass" else (
+            " (inconclusive as a soak of its own: " + "; ".join(verdict["reasons"]) + ")")
+        return PhaseResult("baseline", True, f"known-good soaked for {window.window_s:g} s: "
+                           f"{numbers['requests']} requests, signature classes seen: "
+                           f"{classes or 'none'}{note}", numbers)
+
     def soak(self, label: str, window: Window) -> SoakRun:
         return self._soak(label, window, list(self.settings.scenarios.scenarios))
 
@@ -241,21 +268,28 @@ class Procedure:
         for kind in ("reply", "panel"):
             first = next((s for s in self.settings.scenarios.scenarios if s.kind == kind), None)
             if first is not None:
-                chosen.append(replace(first, concurrency=1, pause_s=0.0))
+                chosen.append(replace(first, concurrency=1, pause_s=0.0, rate_per_min=None))
         timeout = max(s.timeout_s for s in chosen) * 2
         return self._soak("smoke", Window(0.0, timeout), chosen, once=True)
 
     def _soak(self, label: str, window: Window, scenarios: list[Scenario],
               once: bool = False) -> SoakRun:
-        watcher = LogWatcher.from_end(self.gateway.log_path, catalogue(self.settings.target.kind))
-        driver = SoakDriver(self.gateway.endpoint, scenarios, self.settings.policy.triggers,
+        s = self.settings
+        signatures = s.policy.signatures + catalogue(s.target.kind)
+        watcher = LogWatcher.from_end(self.gateway.log_path, signatures)
+        baseline = self.soaks.get("baseline") if label != "baseline" else None
+        driver = SoakDriver(self.gateway.endpoint, scenarios, Judge(s.policy, baseline),
                             watcher, progress=self.progress)
-        with allure.step(f"{label}: {', '.join(s.id for s in scenarios)} for "
-                         f"{window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
+        with allure.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
+                         f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
             run = driver.run(label, window, once=once)
         run.matches = watcher.snapshot()
         self.soaks[label] = run
-        self.record.facts[label] = assess.summary(run)
+        facts = assess.summary(run)
+        facts["verdict"] = assess.soak_verdict(run, s.min_samples(), baseline)
+        if baseline is not None:
+            facts["comparison"] = assess.compare(baseline, run)
+        self.record.facts[label] = facts
         return run
 
     # -- rollback -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ import allure
 import pytest
 
 from harness.errors import ExitCode, HarnessError
-from harness.policy import load_policy
+from harness.policy import check_scenarios, load_policy
 from harness.run import (
     FAMILIES,
     PhaseOutcome,
@@ -46,19 +46,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "gateway release acceptance")
     group.addoption("--target", help="target profile TOML (default: ini harness_target)")
     group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy)")
-    group.addoption("--scenarios", help="soak scenarios TOML (default: ini harness_scenarios)")
+    group.addoption("--scenarios",
+                    help="soak scenarios: a folder of TOML files, or one file "
+                         "(default: ini harness_scenarios)")
     group.addoption("--known-good", help="known-good version (default: from the target file)")
     group.addoption("--candidate", help="candidate version (default: from the target file)")
     group.addoption("--candidate-config",
                     help="JSON patch merged into the gateway config with the candidate")
     group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
     group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
+    group.addoption("--baseline", type=float,
+                    help="soak the known-good for this many seconds before the upgrade and "
+                         "compare (0: no baseline; default: policy [baseline])")
+    group.addoption("--inconclusive", choices=("fail", "pass"),
+                    help="what an inconclusive soak means (default: policy on_inconclusive, "
+                         "itself fail: fail closed)")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
     group.addoption("--restart-gate", default="auto", choices=("auto",),
                     help="who approves each restart")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
-                          ("harness_scenarios", "scenarios/soak.toml"),
+                          ("harness_scenarios", "scenarios/soak"),
                           ("harness_cache", ".cache"), ("harness_suite", "scenarios")):
         parser.addini(name, f"default for {name}", default=default)
 
@@ -117,6 +125,7 @@ def settings_for(config: pytest.Config) -> RunSettings:
         target = load_target(_path(config, "target", "harness_target"))
         policy = load_policy(_path(config, "policy", "harness_policy"))
         scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
+        check_scenarios(policy, scenarios.ids())
         cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
         known_spec = config.getoption("known_good") or target.known_good
@@ -134,12 +143,14 @@ def settings_for(config: pytest.Config) -> RunSettings:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
     run_id, run_dir = config.stash[RUN_DIR]
-    soak, watch = with_windows(policy, config.getoption("soak"), config.getoption("watch"))
+    soak, watch, baseline = with_windows(policy, config.getoption("soak"),
+                                         config.getoption("watch"), config.getoption("baseline"))
     settings = RunSettings(
         run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
         policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
         soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
-        candidate_config=candidate_config,
+        candidate_config=candidate_config, baseline=baseline,
+        on_inconclusive=config.getoption("inconclusive") or policy.on_inconclusive,
     )
     config.stash[SETTINGS] = settings
     return settings
@@ -168,6 +179,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
         if family == "soak":
             limit = settings.soak.window_s + settings.soak.drain_s + 300
+        elif item.name == "test_baseline" and settings.baseline is not None:
+            limit = settings.baseline.window_s + settings.baseline.drain_s + 300
         elif family == "rollback":
             limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300)
         if limit and item.get_closest_marker("timeout") is None:

@@ -40,6 +40,13 @@ class RunSettings:
     watch: Window
     restart_gate: str
     candidate_config: dict[str, Any] = field(default_factory=dict)
+    baseline: Window | None = None
+    on_inconclusive: str = "fail"
+
+    def min_samples(self) -> dict[str, int]:
+        """Per scenario: its own minimum, else the policy's."""
+        return {s.id: s.min_samples or self.policy.min_samples
+                for s in self.scenarios.scenarios}
 
     def lock(self) -> dict[str, Any]:
         """What this run's review was locked against, before anything changed."""
@@ -50,18 +57,26 @@ class RunSettings:
             "known_good": self.known_good.as_dict(), "candidate": self.candidate.as_dict(),
             "policy": {"name": self.policy.name, "file": str(self.policy.path),
                        "sha256": self.policy.sha256},
-            "scenarios": {"file": str(self.scenarios.path), "sha256": self.scenarios.sha256,
-                          "ids": self.scenarios.ids()},
+            "scenarios": {"path": str(self.scenarios.path), "sha256": self.scenarios.sha256,
+                          "files": self.scenarios.files, "ids": self.scenarios.ids(),
+                          "min_samples": self.min_samples()},
             "soak_window_s": self.soak.window_s, "watch_window_s": self.watch.window_s,
+            "baseline_window_s": self.baseline.window_s if self.baseline else None,
+            "on_inconclusive": self.on_inconclusive,
             "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
         }
 
 
-def with_windows(policy: Policy, soak_s: float | None, watch_s: float | None) -> tuple[Window,
-                                                                                      Window]:
+def with_windows(policy: Policy, soak_s: float | None, watch_s: float | None,
+                 baseline_s: float | None = None) -> tuple[Window, Window, Window | None]:
+    """The policy's windows, with the command line's lengths where given; a baseline of 0 s
+    means none, and a baseline the policy does not declare drains like the soak."""
     soak = replace(policy.soak, window_s=soak_s) if soak_s else policy.soak
     watch = replace(policy.watch, window_s=watch_s) if watch_s else policy.watch
-    return soak, watch
+    baseline = policy.baseline
+    if baseline_s is not None:
+        baseline = replace(baseline or policy.soak, window_s=baseline_s) if baseline_s else None
+    return soak, watch, baseline
 
 
 @dataclass
@@ -158,12 +173,21 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         verb = "passed" if outcome == "passed" else f"failed ({failed})"
         return (f"The running {running} {verb} the soak on this host under policy {policy!r}; "
                 "no upgrade was part of this run.")
+    paths = ", ".join(lock.get("scenarios", {}).get("ids", [])) or "the declared paths"
+    soak = record.facts.get("soak", {}).get("verdict", {})
     if outcome == "passed":
-        return (f"{cand} passed every phase and the soak on this host under policy {policy!r}; "
-                "no claim beyond these paths and this window.")
+        unsure = sorted(sid for sid, v in soak.get("scenarios", {}).items()
+                        if v.get("verdict") == "inconclusive")
+        if unsure:
+            return (f"{cand} passed every phase on this host under policy {policy!r}, but the "
+                    f"soak was inconclusive on {', '.join(unsure)} (too few samples; accepted "
+                    "by on_inconclusive = pass); no claim about those paths.")
+        return (f"{cand} passed every phase and the soak ({paths}) on this host under policy "
+                f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
-        return (f"{cand} failed {failed} on this host under policy {policy!r}; {good} was "
-                "restored and its watch passed. No claim that the release is bad elsewhere.")
+        return (f"{cand} failed {failed} on this host under policy {policy!r} (paths: "
+                f"{paths}); {good} was restored and its watch passed. No claim that the "
+                "release is bad elsewhere.")
     if outcome == "rollback_failed":
         return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy: "
                 "a person must look now.")

@@ -1,7 +1,7 @@
 """The upgrade procedure as ordered session fixtures.
 
-preflight -> backup -> stop -> install -> restart_gate -> start -> health -> soak, and when
-anything fails after the first change: rollback_backup -> rollback_restore ->
+preflight -> backup -> baseline -> stop -> install -> restart_gate -> start -> health -> soak,
+and when anything fails after the first change: rollback_backup -> rollback_restore ->
 rollback_restart_gate -> rollback_start -> rollback_smoke -> rollback_watch.
 Each fixture runs its phase once and returns its result; a phase whose predecessor failed is
 skipped with the reason. The library (`harness.phases`) does the work and writes the evidence.
@@ -33,8 +33,14 @@ def backup(procedure: Procedure, preflight: PhaseResult) -> PhaseResult:
 
 
 @pytest.fixture(scope="session")
-def stop(procedure: Procedure, backup: PhaseResult) -> PhaseResult:
+def baseline(procedure: Procedure, backup: PhaseResult) -> PhaseResult:
     after(backup)
+    return procedure.baseline()
+
+
+@pytest.fixture(scope="session")
+def stop(procedure: Procedure, baseline: PhaseResult) -> PhaseResult:
+    after(baseline)
     return procedure.stop()
 
 
@@ -69,6 +75,12 @@ def soak_run(request: pytest.FixtureRequest, procedure: Procedure,
     if any(item.get_closest_marker("upgrade") for item in request.session.items):
         after(request.getfixturevalue("health"))
     return procedure.soak("soak", run_settings.soak)
+
+
+@pytest.fixture(scope="session")
+def soak_baseline(procedure: Procedure) -> SoakRun | None:
+    """The known-good's baseline soak of this run, if one ran."""
+    return procedure.soaks.get("baseline")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,10 @@ def test_backup(backup: PhaseResult) -> None:
     report_phase(backup)
 
 
+def test_baseline(baseline: PhaseResult) -> None:
+    report_phase(baseline)
+
+
 def test_stop(stop: PhaseResult) -> None:
     report_phase(stop)
 

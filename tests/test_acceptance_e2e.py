@@ -47,7 +47,8 @@ def phase(verdict: dict, name: str) -> dict:
 
 @pytest.mark.e2e
 def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
-    code, output, verdict = run_suite(tmp_path / "run", "--soak", "40", "--watch", "20")
+    code, output, verdict = run_suite(tmp_path / "run", "--soak", "40", "--watch", "20",
+                                      "--baseline", "20")
     assert code == 10, output[-3000:]
     assert verdict["outcome"] == "rolled_back"
     assert verdict["lock"]["candidate"]["version"] == "2026.4.1"
@@ -68,6 +69,19 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert soak["signature_counts"]["failover-decision"] >= 1
     assert soak["scenarios"]["reply-streaming"]["good"] == 0
     assert soak["scenarios"]["reply-quick"]["good"] > 0  # fast replies stayed fine on 4.1
+    # the verdict says why, against the known-good's own baseline under the same mix
+    assert phase(verdict, "baseline")["outcome"] == "passed"
+    baseline = verdict["baseline"]
+    assert baseline["class_counts"]["failover"] == 0
+    assert baseline["scenarios"]["reply-streaming"]["good"] >= 1
+    assert soak["comparison"]["classes"]["failover"]["new"] is True
+    assert soak["verdict"]["verdict"] == "fail"
+    assert soak["verdict"]["scenarios"]["reply-streaming"]["verdict"] == "fail"
+    assert soak["verdict"]["scenarios"]["reply-quick"]["verdict"] != "fail"
+    versus = next(d for d in soak["decisions"] if d["trigger"] == "new-timeouts-vs-baseline")
+    assert versus["observed"] >= 1 and "the baseline had none" in versus["note"]
+    assert all(d["policy_sha256"] == verdict["lock"]["policy"]["sha256"]
+               for d in soak["decisions"])
     # rollback: every step passed, state equals the pre-upgrade backup
     rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
     assert rollback and all(p["outcome"] == "passed" for p in rollback), rollback
@@ -95,7 +109,7 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
 @pytest.mark.e2e
 def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Path) -> None:
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
-                                      "--soak", "30", "--watch", "20")
+                                      "--soak", "30", "--watch", "20", "--baseline", "20")
     assert code == 0, output[-3000:]
     assert verdict["outcome"] == "passed"
     assert all(p["outcome"] == "skipped" for p in verdict["phases"]
@@ -107,6 +121,14 @@ def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Pat
     assert soak["scenarios"]["reply-streaming"]["good"] >= 1
     assert soak["scenarios"]["reply-streaming"]["max_s"] > 60
     assert soak["scenarios"]["panel-3-reviewers"]["good"] >= 1
+    # a pass says why: every path's numbers, against the baseline, and every trigger's peak
+    assert soak["verdict"]["verdict"] == "pass", soak["verdict"]["reasons"]
+    for sid, stats in soak["scenarios"].items():
+        assert stats["finished"] >= 2 and stats["bad"] == 0, (sid, stats)
+        assert any(r.startswith(f"{sid}: pass: {stats['good']} good") and "baseline p95" in r
+                   for r in soak["verdict"]["reasons"]), soak["verdict"]["reasons"]
+    assert soak["comparison"]["classes"]["failover"] == {**soak["comparison"]["classes"][
+        "failover"], "baseline": 0, "candidate": 0, "new": False}
     assert verdict["final_state"] == {**verdict["final_state"], "serving": True,
                                       "version": "2026.3.28"}
 

@@ -11,7 +11,7 @@ from harness.run import PhaseOutcome, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
-UPGRADE = ["preflight", "backup", "stop", "install", "restart_gate", "start", "health"]
+UPGRADE = ["preflight", "backup", "baseline", "stop", "install", "restart_gate", "start", "health"]
 ROLLBACK = ["rollback_backup", "rollback_restore", "rollback_restart_gate", "rollback_start",
             "rollback_smoke", "rollback_watch"]
 
@@ -24,8 +24,10 @@ def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
     expected = ([f"test_{p}" for p in UPGRADE]
-                + ["test_soak[reply-streaming]", "test_soak[reply-plain]",
-                   "test_soak[reply-quick]", "test_soak[panel-3-reviewers]", "test_soak_policy"]
+                # one soak test per scenario file entry, files in name order
+                + ["test_soak[panel-3-reviewers]", "test_soak[reply-plain]",
+                   "test_soak[reply-quick]", "test_soak[reply-streaming]",
+                   "test_soak[triage-then-answer]", "test_soak_policy"]
                 + [f"test_{p}" for p in ROLLBACK])
     assert names == expected
 
@@ -69,3 +71,18 @@ def test_a_soak_alone_claims_nothing_about_the_candidate() -> None:
     claim = build_verdict(rec, lock)["claim"]
     assert claim.startswith("The running 2026.3.28 passed the soak")
     assert "2026.4.1" not in claim
+
+
+def test_an_accepted_inconclusive_soak_is_said_to_be_inconclusive() -> None:
+    from harness.run import build_verdict
+
+    rec = record(("upgrade", "health", "passed"), ("soak", "soak_policy", "passed"),
+                 ("soak", "soak[reply-plain]", "skipped"))
+    rec.facts["soak"] = {"verdict": {"verdict": "inconclusive", "scenarios": {
+        "reply-plain": {"verdict": "inconclusive"}, "reply-quick": {"verdict": "pass"}}}}
+    lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
+            "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain", "reply-quick"]}}
+    verdict = build_verdict(rec, lock)
+    assert verdict["outcome"] == "passed"
+    assert "inconclusive on reply-plain" in verdict["claim"]
+    assert "accepted" in verdict["claim"]

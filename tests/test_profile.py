@@ -17,7 +17,7 @@ def test_the_shipped_target_and_scenarios_load() -> None:
     profile = load_target(TARGET)
     assert (profile.kind, profile.driver, profile.provision) == ("openclaw", "local", "embedded")
     assert profile.agent_model("main") == "openclaw/main"
-    scenarios = load_scenarios(ROOT / "scenarios" / "soak.toml")
+    scenarios = load_scenarios(ROOT / "scenarios" / "soak")
     assert "panel-3-reviewers" in scenarios.ids()
 
 

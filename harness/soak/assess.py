@@ -1,34 +1,73 @@
-"""Turning a soak run into per-path and per-policy judgements, each with its reasons."""
+"""Turning a soak into verdicts, `pass`, `fail` or `inconclusive`, each with its reasons.
+
+A person reading the report must see why a path passed, not just that it did: every judgement
+carries the numbers behind it, and a pass names the samples and the triggers that looked.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from harness.policy import percentile
+from harness.signals.signatures import CLASSES
 from harness.soak.driver import SoakRun
+
+VERDICTS = ("pass", "fail", "inconclusive")
 
 
 @dataclass(frozen=True)
 class Judgement:
-    ok: bool
+    verdict: str  # pass | fail | inconclusive
     summary: str
     numbers: dict[str, Any]
 
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "pass"
 
-def scenario(run: SoakRun, scenario_id: str) -> Judgement:
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    line = (f"{stats['good']} good, {stats['bad']} bad of {stats['finished']} finished "
+            f"(p50 {stats['p50_s']} s, p95 {stats['p95_s']} s, max {stats['max_s']} s)")
+    if stats["lag_p99_s"] is not None:
+        line += f", start lag p99 {stats['lag_p99_s']} s, {stats['dropped']} dropped"
+    return line
+
+
+def scenario(run: SoakRun, scenario_id: str, min_samples: int,
+             baseline: SoakRun | None = None) -> Judgement:
     stats = run.stats(scenario_id)
+    numbers: dict[str, Any] = {"candidate": stats, "min_samples": min_samples,
+                               "decisions": [d.as_dict() for d in run.decisions
+                                             if d.scenario in (scenario_id, None)]}
+    if baseline is not None and scenario_id in baseline.scenario_ids:
+        numbers["baseline"] = baseline.stats(scenario_id)
     own = [d for d in run.deciding() if d.scenario == scenario_id]
     if own:
-        names = ", ".join(d.trigger.name for d in own)
-        return Judgement(False, f"trigger {names} fired on this path", stats)
+        why = "; ".join(f"{d.label} fired: observed {_num(d.observed)} ({d.trigger.describe()}),"
+                        f" {d.samples} samples" for d in own)
+        return Judgement("fail", f"{why}. {_stats_line(stats)}", numbers)
     if run.stopped_by and stats["bad"]:
-        return Judgement(False, f"{stats['bad']} bad of {stats['iterations']} iterations while "
-                         f"trigger {run.stopped_by} fired: this path was hit", stats)
+        return Judgement("fail", f"this path was hit while {run.stopped_by} fired: "
+                         f"{_stats_line(stats)}", numbers)
+    if stats["finished"] < min_samples:
+        why = f" (the soak was stopped by {run.stopped_by})" if run.stopped_by else ""
+        return Judgement("inconclusive", f"only {stats['finished']} finished iteration(s), "
+                         f"fewer than min_samples {min_samples}{why}: not enough to judge. "
+                         f"{_stats_line(stats)}", numbers)
     if not stats["good"]:
-        return Judgement(False, f"no good iteration in {stats['iterations']} "
-                         f"({stats['cut']} cut): this path was not shown to work", stats)
-    return Judgement(True, f"{stats['good']} good, {stats['bad']} bad, p95 {stats['p95_s']} s",
-                     stats)
+        return Judgement("fail", f"no good iteration: this path was not shown to work. "
+                         f"{_stats_line(stats)}", numbers)
+    looked = [d for d in run.decisions if d.scenario == scenario_id and d.evaluations]
+    watched = "; ".join(f"{d.trigger.name} peak {_num(d.observed)}/{_num(d.trigger.threshold)}"
+                        for d in looked)
+    vs = ""
+    if "baseline" in numbers:
+        base = numbers["baseline"]
+        vs = f"; baseline p95 {base['p95_s']} s, {base['bad']} bad of {base['finished']}"
+    return Judgement("pass", f"{_stats_line(stats)}{vs}"
+                     + (f"; per-path triggers: {watched}" if watched else ""), numbers)
 
 
 def policy(run: SoakRun) -> Judgement:
@@ -36,16 +75,43 @@ def policy(run: SoakRun) -> Judgement:
     deciding = run.deciding()
     if deciding:
         d = deciding[0]
-        return Judgement(False, f"trigger {d.trigger.name} fired: observed {d.observed} "
-                         f"({d.trigger.describe()}), {d.samples} samples", {"decisions": decisions})
-    return Judgement(True, "no deciding trigger fired: " + "; ".join(
-        f"{d.trigger.name} peak {d.observed}/{d.trigger.count}" for d in run.decisions),
-        {"decisions": decisions})
+        return Judgement("fail", f"trigger {d.label} fired: observed {_num(d.observed)} "
+                         f"({d.trigger.describe()}), {d.samples} samples"
+                         + (f"; {d.note}" if d.note else ""), {"decisions": decisions})
+    parts = []
+    for d in run.decisions:
+        if d.fired and d.trigger.dry_run:
+            parts.append(f"{d.label} would have fired (dry run, observed {_num(d.observed)})")
+        elif not d.evaluations:
+            parts.append(f"{d.label} not evaluated ({d.note or 'no samples'})")
+        else:
+            parts.append(f"{d.label} peak {_num(d.observed)}/{_num(d.trigger.threshold)} in "
+                         f"{d.evaluations} evaluations")
+    return Judgement("pass", "no deciding trigger fired: " + "; ".join(parts),
+                     {"decisions": decisions})
+
+
+def soak_verdict(run: SoakRun, min_samples: dict[str, int],
+                 baseline: SoakRun | None = None) -> dict[str, Any]:
+    """The soak's one verdict: fail beats inconclusive beats pass, with every reason."""
+    paths = {sid: scenario(run, sid, min_samples[sid], baseline) for sid in run.scenario_ids}
+    rules = policy(run)
+    reasons = [f"policy: {rules.summary}"] if not rules.ok else []
+    reasons += [f"{sid}: {j.verdict}: {j.summary}" for sid, j in paths.items() if not j.ok]
+    verdicts = [rules.verdict, *(j.verdict for j in paths.values())]
+    verdict = next(v for v in ("fail", "inconclusive", "pass") if v in verdicts)
+    if verdict == "pass":
+        reasons = [f"policy: {rules.summary}"] + [f"{sid}: pass: {j.summary}"
+                                                  for sid, j in paths.items()]
+    return {"verdict": verdict, "reasons": reasons,
+            "scenarios": {sid: {"verdict": j.verdict, "summary": j.summary}
+                          for sid, j in paths.items()}}
 
 
 def watch(run: SoakRun) -> Judgement:
     """After a rollback: the bad pattern must be gone AND every path must be shown working."""
-    problems = [f"trigger {d.trigger.name} fired (observed {d.observed})" for d in run.deciding()]
+    problems = [f"trigger {d.label} fired (observed {_num(d.observed)})"
+                for d in run.deciding()]
     numbers = {sid: run.stats(sid) for sid in run.scenario_ids}
     for sid, stats in numbers.items():
         if stats["bad"]:
@@ -53,9 +119,27 @@ def watch(run: SoakRun) -> Judgement:
         if not stats["good"]:
             problems.append(f"{sid}: no good iteration")
     if problems:
-        return Judgement(False, "; ".join(problems), numbers)
-    return Judgement(True, "every path replied correctly and no trigger fired: " + ", ".join(
+        return Judgement("fail", "; ".join(problems), numbers)
+    return Judgement("pass", "every path replied correctly and no trigger fired: " + ", ".join(
         f"{sid} {s['good']} good (max {s['max_s']} s)" for sid, s in numbers.items()), numbers)
+
+
+def progress_line(run: SoakRun, elapsed: float) -> str:
+    """One live line: time, requests, errors, signature classes, p95, the nearest trigger."""
+    exchanges = run.exchanges()
+    bad = sum(x.verdict == "bad" for x in exchanges)
+    classes = " ".join(f"{k} {v}" for k, v in class_counts(run).items() if v) or "no signatures"
+    p95 = percentile([x.outcome.seconds for x in exchanges], 95)
+    live = [d for d in run.decisions if not d.trigger.dry_run and d.points]
+    nearest = "-"
+    if live:
+        d = max(live, key=lambda d: d.closeness())
+        held = (f", held {d.held()}/{d.trigger.consecutive}" if d.trigger.consecutive > 1
+                else "")
+        last = d.points[-1].value
+        nearest = f"{d.label} {_num(last)}/{_num(d.trigger.threshold)}{held}"
+    return (f"[{run.label}] {elapsed:5.0f}/{run.window.window_s:g} s  requests {len(exchanges)}"
+            f" (bad {bad})  {classes}  p95 {_num(p95)} s  nearest trigger: {nearest}")
 
 
 def signature_counts(run: SoakRun) -> dict[str, int]:
@@ -65,12 +149,67 @@ def signature_counts(run: SoakRun) -> dict[str, int]:
     return counts
 
 
+def class_counts(run: SoakRun) -> dict[str, int]:
+    counts = dict.fromkeys(CLASSES, 0)
+    for match in run.matches:
+        counts[match.klass] = counts.get(match.klass, 0) + 1
+    return counts
+
+
 def summary(run: SoakRun) -> dict[str, Any]:
     """The numbers of a soak, watch or smoke run, as they go into verdict.json."""
     return {
         "window_s": run.window.window_s, "drain_s": run.window.drain_s,
         "seconds": round(run.ended - run.started, 1), "stopped_by": run.stopped_by,
         "scenarios": {sid: run.stats(sid) for sid in run.scenario_ids},
-        "signature_counts": signature_counts(run),
+        "signature_counts": signature_counts(run), "class_counts": class_counts(run),
+        "requests": len(run.exchanges()),
         "decisions": [d.as_dict() for d in run.decisions],
     }
+
+
+def compare(baseline: SoakRun, candidate: SoakRun) -> dict[str, Any]:
+    """Candidate beside baseline, per scenario and per signature class."""
+    b_req, c_req = len(baseline.exchanges()), len(candidate.exchanges())
+    b_cls, c_cls = class_counts(baseline), class_counts(candidate)
+    keys = ("finished", "good", "bad", "error_ratio", "p50_s", "p95_s", "max_s")
+    scenarios = {}
+    for sid in candidate.scenario_ids:
+        b = baseline.stats(sid) if sid in baseline.scenario_ids else {}
+        c = candidate.stats(sid)
+        scenarios[sid] = {k: {"baseline": b.get(k), "candidate": c[k]} for k in keys}
+    classes = {k: {"baseline": b_cls[k], "candidate": c_cls[k],
+                   "baseline_per_100_requests": _per100(b_cls[k], b_req),
+                   "candidate_per_100_requests": _per100(c_cls[k], c_req),
+                   "new": b_cls[k] == 0 and c_cls[k] > 0} for k in b_cls}
+    return {"requests": {"baseline": b_req, "candidate": c_req}, "scenarios": scenarios,
+            "classes": classes}
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    lines = ["| scenario | finished | bad | error ratio | p50 s | p95 s |",
+             "|---|---|---|---|---|---|"]
+    for sid, row in comparison["scenarios"].items():
+        cells = [f"{_num(row[k]['baseline'])} -> {_num(row[k]['candidate'])}"
+                 for k in ("finished", "bad", "error_ratio", "p50_s", "p95_s")]
+        lines.append(f"| {sid} | " + " | ".join(cells) + " |")
+    lines += ["", "| signature class | baseline | candidate | per 100 requests | |",
+              "|---|---|---|---|---|"]
+    for klass, row in comparison["classes"].items():
+        lines.append(f"| {klass} | {row['baseline']} | {row['candidate']} | "
+                     f"{_num(row['baseline_per_100_requests'])} -> "
+                     f"{_num(row['candidate_per_100_requests'])} | "
+                     f"{'NEW (none in the baseline)' if row['new'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def _per100(count: int, requests: int) -> float | None:
+    return round(100 * count / requests, 2) if requests else None
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

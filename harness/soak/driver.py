@@ -1,25 +1,33 @@
 """The soak load driver: every scenario at once, in one process, judged while it runs.
 
-Workers per scenario start iterations until the window closes; in-flight work may finish during
-the drain. Every second the policy's triggers are evaluated against the log watcher's matches
-and the bad replies so far; a deciding trigger stops the soak at once, with its reason.
-A reply is good only if it carries the nonces of its request: a gateway that times out answers
-HTTP 200 with an apology, so status codes alone prove nothing.
+Closed-model scenarios have workers that start their next iteration when the last one ended;
+open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's
+constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
+arrival is dropped and counted). Iterations start until the window closes; in-flight work may
+finish during the drain. Every second the policy's triggers are judged against the log
+watcher's matches and the requests so far; a deciding trigger stops the soak at once.
+
+A reply is good only if it passes its checks: the nonces of its request (a gateway that times
+out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
+`json_keys`, and the step's latency budget. Every request is recorded: start, first byte,
+end, status, check result, scenario, step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from harness.nonce import new_nonce
-from harness.policy import Decision, Event, Trigger, Window, evaluate
+from harness.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
-from harness.soak.scenarios import Scenario
+from harness.soak.scenarios import Scenario, Step
 from harness.target.client import ChatOutcome, GatewayEndpoint
 
 
@@ -51,7 +59,12 @@ class Iteration:
     ended: float = 0.0
     verdict: str = "cut"  # good | bad | cut (stopped by the end of the drain or a trigger)
     reason: str = "not finished"
+    lag_s: float | None = None  # open model: how late it started against its schedule
     exchanges: list[Exchange] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.verdict in ("good", "bad")
 
 
 @dataclass
@@ -64,39 +77,51 @@ class SoakRun:
     matches: list[Match] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     stopped_by: str | None = None
-    scenario_ids: list[str] = field(default_factory=list)
+    scenarios: list[Scenario] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scenario_ids(self) -> list[str]:
+        return [s.id for s in self.scenarios]
 
     def of(self, scenario: str) -> list[Iteration]:
         return [i for i in self.iterations if i.scenario == scenario]
 
-    def exchanges(self) -> list[Exchange]:
-        return [x for i in self.iterations for x in i.exchanges]
+    def exchanges(self, scenario: str | None = None) -> list[Exchange]:
+        return [x for i in self.iterations for x in i.exchanges
+                if scenario is None or i.scenario == scenario]
 
     def deciding(self) -> list[Decision]:
         return [d for d in self.decisions if d.decides]
 
     def stats(self, scenario: str) -> dict[str, object]:
         its = self.of(scenario)
-        seconds = sorted(x.outcome.seconds for i in its for x in i.exchanges)
+        finished = [i for i in its if i.finished]
+        seconds = [x.outcome.seconds for x in self.exchanges(scenario)]
+        lags = [i.lag_s for i in its if i.lag_s is not None]
+        bad = sum(i.verdict == "bad" for i in its)
+        duration = (self.ended or time.time()) - self.started
         return {
-            "iterations": len(its),
-            "good": sum(i.verdict == "good" for i in its),
-            "bad": sum(i.verdict == "bad" for i in its),
+            "iterations": len(its), "finished": len(finished),
+            "good": sum(i.verdict == "good" for i in its), "bad": bad,
             "cut": sum(i.verdict == "cut" for i in its),
+            "dropped": self.dropped.get(scenario, 0),
+            "error_ratio": round(bad / len(finished), 4) if finished else None,
             "requests": len(seconds),
-            "p50_s": _percentile(seconds, 50), "p95_s": _percentile(seconds, 95),
-            "max_s": round(seconds[-1], 3) if seconds else None,
+            "p50_s": _round(percentile(seconds, 50)), "p95_s": _round(percentile(seconds, 95)),
+            "max_s": _round(max(seconds, default=None)),
+            "started_per_min": round(len(its) / duration * 60, 3) if duration > 0 else None,
+            "lag_p99_s": _round(percentile(lags, 99)),
         }
 
 
-def _percentile(values: Sequence[float], pct: float) -> float | None:
-    if not values:
-        return None
-    rank = max(0, min(len(values) - 1, round(pct / 100 * len(values) + 0.5) - 1))
-    return round(values[rank], 3)
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
-def check(outcome: ChatOutcome, expected: Sequence[str]) -> tuple[str, str]:
+def check(outcome: ChatOutcome, expected: Sequence[str], step: Step | None = None
+          ) -> tuple[str, str]:
+    """Judge one reply: transport, status, nonce echo, then the step's own checks."""
     if outcome.error:
         return "bad", f"transport error after {outcome.seconds:.1f} s: {outcome.error}"
     if outcome.status != 200:
@@ -106,68 +131,80 @@ def check(outcome: ChatOutcome, expected: Sequence[str]) -> tuple[str, str]:
     if missing:
         return "bad", (f"HTTP 200 after {outcome.seconds:.1f} s without nonce "
                        f"{', '.join(missing)}: {outcome.content[:120]!r}")
-    return "good", f"HTTP 200 after {outcome.seconds:.1f} s, nonce present"
+    if step is not None:
+        absent = [text for text in step.contains if text not in outcome.content]
+        if absent:
+            return "bad", (f"HTTP 200 after {outcome.seconds:.1f} s without "
+                           f"{', '.join(map(repr, absent))}: {outcome.content[:120]!r}")
+        if step.json_keys:
+            problem = _json_shape(outcome.content, step.json_keys)
+            if problem:
+                return "bad", f"HTTP 200 after {outcome.seconds:.1f} s, {problem}"
+        budget = step.latency_budget_s
+        if budget is not None and outcome.seconds > budget:
+            return "bad", (f"correct reply, but after {outcome.seconds:.1f} s, over the "
+                           f"{budget:g} s latency budget")
+    return "good", f"HTTP 200 after {outcome.seconds:.1f} s, checks passed"
 
 
-def judge(triggers: Sequence[Trigger], run: SoakRun, matches: Sequence[Match],
-          scenarios: Sequence[str]) -> list[Decision]:
-    decisions = []
-    for trigger in triggers:
-        if trigger.kind == "log":
-            events = [
-                Event(m.seen, m.run_id or f"line-{m.line_no}", None, m.line) for m in matches
-                if m.klass in trigger.classes or m.signature in trigger.signatures
-            ]
-            decisions.append(evaluate(trigger, events))
-            continue
-        bad = [Event(x.outcome.ended, f"{x.scenario}#{x.iteration}/{x.step}", x.scenario,
-                     f"{x.scenario} {x.step}: {x.reason}")
-               for x in run.exchanges() if x.verdict == "bad"]
-        if trigger.per_scenario:
-            decisions.extend(evaluate(trigger, [e for e in bad if e.scenario == sid], sid)
-                             for sid in scenarios)
-        else:
-            decisions.append(evaluate(trigger, bad))
-    return decisions
+def _json_shape(content: str, keys: Sequence[str]) -> str | None:
+    text = content.strip()
+    if text.startswith("```"):  # a fenced block is how many models answer "as JSON"
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        return f"reply is not JSON: {content[:120]!r}"
+    if not isinstance(value, dict):
+        return f"reply is JSON but not an object: {content[:120]!r}"
+    missing = [k for k in keys if k not in value]
+    return f"JSON reply without key(s) {', '.join(missing)}" if missing else None
 
 
-Progress = Callable[[SoakRun, float], None]
+Judge = Callable[["SoakRun", list[Match], bool], list[Decision]]
+Progress = Callable[["SoakRun", float], None]
 
 
 class SoakDriver:
     def __init__(self, endpoint: GatewayEndpoint, scenarios: Sequence[Scenario],
-                 triggers: Sequence[Trigger], watcher: LogWatcher | None,
+                 judge: Judge, watcher: LogWatcher | None,
                  progress: Progress | None = None, progress_every_s: float = 10.0) -> None:
         self.endpoint = endpoint
         self.scenarios = list(scenarios)
-        self.triggers = list(triggers)
+        self.judge = judge
         self.watcher = watcher
         self.progress = progress
         self.progress_every_s = progress_every_s
 
     def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
-        """Soak for the window; with `once`, every worker runs exactly one iteration."""
+        """Soak for the window; with `once`, every scenario runs exactly one iteration per
+        worker (open-model scenarios: one)."""
         return asyncio.run(self._run(label, window, once))
 
     async def _run(self, label: str, window: Window, once: bool) -> SoakRun:
         run = SoakRun(label=label, window=window, started=time.time(),
-                      scenario_ids=[s.id for s in self.scenarios])
+                      scenarios=list(self.scenarios))
         window_closes = time.monotonic() + window.window_s
         stop = asyncio.Event()
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         async with httpx.AsyncClient(limits=limits) as client:
-            workers = [
-                asyncio.create_task(self._worker(client, scenario, run, window_closes, stop, once))
-                for scenario in self.scenarios for _ in range(scenario.concurrency)
-            ]
-            all_done = asyncio.gather(*workers, return_exceptions=True)
+            loads = []
+            for scenario in self.scenarios:
+                if scenario.open_model and not once:
+                    loads.append(self._arrivals(client, scenario, run, window_closes, stop))
+                else:
+                    workers = 1 if scenario.open_model else scenario.concurrency
+                    loads.extend(self._worker(client, scenario, run, window_closes, stop, once)
+                                 for _ in range(workers))
+            tasks = [asyncio.create_task(load) for load in loads]
+            all_done = asyncio.gather(*tasks, return_exceptions=True)
             deadline = window_closes + window.drain_s
             last_progress = time.monotonic()
             while not all_done.done():
                 await asyncio.wait([all_done], timeout=1.0)
-                run.decisions = self._judge(run)
+                run.decisions = self._judge(run, final=False)
                 if run.deciding() and run.stopped_by is None:
-                    run.stopped_by = run.deciding()[0].trigger.name
+                    run.stopped_by = run.deciding()[0].label
                     stop.set()
                     break
                 now = time.monotonic()
@@ -176,19 +213,20 @@ class SoakDriver:
                 if self.progress and now - last_progress >= self.progress_every_s:
                     last_progress = now
                     self.progress(run, now - (window_closes - window.window_s))
-            for task in workers:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.watcher is not None:
             self.watcher.poll()
         run.ended = time.time()
         run.matches = self.watcher.snapshot() if self.watcher is not None else []
-        run.decisions = self._judge(run)
+        run.decisions = self._judge(run, final=True)
         return run
 
-    def _judge(self, run: SoakRun) -> list[Decision]:
-        matches = self.watcher.snapshot() if self.watcher is not None else []
-        return judge(self.triggers, run, matches, [s.id for s in self.scenarios])
+    def _judge(self, run: SoakRun, final: bool) -> list[Decision]:
+        if self.watcher is not None:
+            run.matches = self.watcher.snapshot()
+        return self.judge(run, run.matches, final)
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                       window_closes: float, stop: asyncio.Event, once: bool) -> None:
@@ -196,54 +234,72 @@ class SoakDriver:
         while (first and once) or (not once and time.monotonic() < window_closes
                                    and not stop.is_set()):
             first = False
-            iteration = Iteration(scenario.id, len(run.of(scenario.id)), time.time())
-            run.iterations.append(iteration)
-            if scenario.kind == "reply":
-                await self._reply(client, scenario, iteration)
-            else:
-                await self._panel(client, scenario, iteration)
-            iteration.ended = time.time()
-            if scenario.pause_s:
+            await self._iterate(client, scenario, run, None)
+            if scenario.pause_s and not once:
                 await asyncio.sleep(scenario.pause_s)
 
-    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario, iteration: Iteration,
-                        step: str, agent: str, prompt: str, expected: tuple[str, ...]) -> Exchange:
-        outcome = await self.endpoint.chat(client, agent, prompt, scenario.stream,
-                                           scenario.timeout_s)
-        verdict, reason = check(outcome, expected)
-        exchange = Exchange(scenario.id, iteration.index, step, expected, outcome, verdict, reason)
+    async def _arrivals(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+                        window_closes: float, stop: asyncio.Event) -> None:
+        """Start iterations at a constant rate; never wait for replies to schedule the next."""
+        assert scenario.rate_per_min is not None
+        interval = 60.0 / scenario.rate_per_min
+        origin = time.monotonic()
+        in_flight: set[asyncio.Task[None]] = set()
+        k = 0
+        try:
+            while not stop.is_set():
+                due = origin + k * interval
+                if due >= window_closes:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if stop.is_set():
+                    break
+                k += 1
+                if len(in_flight) >= scenario.max_in_flight:
+                    run.dropped[scenario.id] = run.dropped.get(scenario.id, 0) + 1
+                    continue
+                lag = time.monotonic() - due
+                task = asyncio.create_task(self._iterate(client, scenario, run, lag))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _iterate(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+                       lag: float | None) -> None:
+        iteration = Iteration(scenario.id, len(run.of(scenario.id)), time.time(), lag_s=lag)
+        run.iterations.append(iteration)
+        previous: list[Exchange] = []
+        for stage in scenario.stages:
+            previous = list(await asyncio.gather(*(
+                self._exchange(client, scenario, iteration, step, previous) for step in stage)))
+            failed = [x for x in previous if x.verdict == "bad"]
+            if failed:
+                iteration.verdict = "bad"
+                iteration.reason = "; ".join(f"{x.step}: {x.reason}" for x in failed)
+                break
+        else:
+            iteration.verdict, iteration.reason = "good", previous[-1].reason
+        iteration.ended = time.time()
+
+    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario,
+                        iteration: Iteration, step: Step, previous: list[Exchange]) -> Exchange:
+        nonce = new_nonce() if step.nonce else ""
+        expected: tuple[str, ...] = (nonce,) if nonce else ()
+        body = ""
+        if step.chains:
+            body = "\n\n".join(f"Reply from {x.outcome.agent}:\n{x.outcome.content}"
+                               for x in previous)
+            # the replies it embeds carry their own nonces: a faithful step quotes them too
+            expected = (*(n for x in previous for n in x.expected), *expected)
+        prompt = step.prompt.format(nonce=nonce, previous=body)
+        outcome = await self.endpoint.chat(client, step.agent, prompt, step.stream,
+                                           step.timeout_s)
+        verdict, reason = check(outcome, expected, step)
+        exchange = Exchange(scenario.id, iteration.index, step.name, expected, outcome, verdict,
+                            reason)
         iteration.exchanges.append(exchange)
         return exchange
 
-    async def _reply(self, client: httpx.AsyncClient, scenario: Scenario,
-                     iteration: Iteration) -> None:
-        nonce = new_nonce()
-        prompt = (f"Answer in one short sentence and quote the reference tag {nonce} verbatim. "
-                  "What is a good habit before upgrading a service?")
-        exchange = await self._exchange(client, scenario, iteration, "reply", scenario.agent,
-                                        prompt, (nonce,))
-        iteration.verdict, iteration.reason = exchange.verdict, exchange.reason
-
-    async def _panel(self, client: httpx.AsyncClient, scenario: Scenario,
-                     iteration: Iteration) -> None:
-        nonces = {agent: new_nonce() for agent in scenario.reviewers}
-        reviews = await asyncio.gather(*(
-            self._exchange(client, scenario, iteration, f"review:{agent}", agent,
-                           f"Review this change and quote the reference tag {nonce} verbatim: "
-                           "raise the gateway's idle-stream timeout to 60 seconds.", (nonce,))
-            for agent, nonce in nonces.items()
-        ))
-        own = new_nonce()
-        body = "\n\n".join(f"Review by {x.outcome.agent}:\n{x.outcome.content}" for x in reviews)
-        prompt = (f"Synthesise these reviews into one verdict. Quote every reference tag, and "
-                  f"the tag {own}.\n\n{body}")
-        synthesis = await self._exchange(client, scenario, iteration,
-                                         f"synthesis:{scenario.synthesiser}",
-                                         scenario.synthesiser, prompt,
-                                         (*nonces.values(), own))
-        failed = [x for x in (*reviews, synthesis) if x.verdict == "bad"]
-        if failed:
-            iteration.verdict = "bad"
-            iteration.reason = "; ".join(f"{x.step}: {x.reason}" for x in failed)
-        else:
-            iteration.verdict, iteration.reason = "good", synthesis.reason

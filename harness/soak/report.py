@@ -1,29 +1,48 @@
-"""What a soak puts into the report: numbers, decisions, the evidence lines, every request."""
+"""What a soak puts into the report: verdicts with reasons, decisions, evidence, every request."""
 
 from __future__ import annotations
 
 import json
 
 import allure
+import pytest
 
-from harness.soak.assess import Judgement, summary
+from harness.soak.assess import Judgement, compare, comparison_markdown, summary
 from harness.soak.driver import SoakRun
 
 
-def report_judgement(judgement: Judgement, story: str) -> None:
+def report_judgement(judgement: Judgement, story: str, on_inconclusive: str = "fail") -> None:
+    """The test body of a judgement: pass passes, fail fails, and inconclusive fails closed
+    unless the run accepted it (then the test is skipped: not judged, and said so)."""
     allure.dynamic.story(story)
     allure.attach(json.dumps(judgement.numbers, indent=2, default=str), name="numbers",
                   attachment_type=allure.attachment_type.JSON)
+    if judgement.verdict == "inconclusive":
+        if on_inconclusive == "pass":
+            pytest.skip(f"inconclusive, accepted by on_inconclusive = pass: {judgement.summary}")
+        pytest.fail(f"inconclusive, failing closed (on_inconclusive = fail): "
+                    f"{judgement.summary}", pytrace=False)
     assert judgement.ok, judgement.summary
 
 
-def report_soak(run: SoakRun) -> None:
+def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
     allure.attach(json.dumps(summary(run), indent=2, default=str), name=f"{run.label} summary",
                   attachment_type=allure.attachment_type.JSON)
+    if baseline is not None:
+        allure.attach(comparison_markdown(compare(baseline, run)),
+                      name=f"{run.label} against the baseline",
+                      attachment_type=allure.attachment_type.TEXT)
     for decision in run.decisions:
         if decision.fired:
-            allure.attach("\n".join(decision.evidence), name=f"trigger {decision.trigger.name} "
-                          "evidence", attachment_type=allure.attachment_type.TEXT)
+            what = "dry run, would have fired" if decision.trigger.dry_run else "fired"
+            allure.attach(
+                f"{decision.label} {what}: observed {decision.observed} "
+                f"({decision.trigger.describe()}), {decision.samples} samples, window "
+                f"{decision.window_start} .. {decision.window_end}\n"
+                + (f"{decision.note}\n" if decision.note else "") + "\n"
+                + "\n".join(decision.evidence),
+                name=f"trigger {decision.label} evidence",
+                attachment_type=allure.attachment_type.TEXT)
     if run.matches:
         allure.attach("\n".join(f"{m.signature:<24} {m.line}" for m in run.matches),
                       name=f"{run.label} log signature matches",
