@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOAK ?= 120
 ARGS ?=
 
-.PHONY: acceptance report test unit lint clean
+.PHONY: acceptance report test unit bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests -m "not e2e" -q
 
+# Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines).
+bench: $(STAMP)
+	$(BIN)/python -m bench.soak
+
 lint: $(STAMP)
-	$(BIN)/ruff check harness scenarios tests conftest.py
+	$(BIN)/ruff check harness scenarios tests bench conftest.py
 
 clean:
 	rm -rf .cache/runs reports/2*
