@@ -49,16 +49,19 @@ def scenario(run: SoakRun, scenario_id: str, min_samples: int,
                         f" {d.samples} samples" for d in own)
         return Judgement("fail", f"{why}. {_stats_line(stats)}", numbers)
     if run.stopped_by and stats["bad"]:
+        first = next(i for i in run.of(scenario_id) if i.verdict == "bad")
         return Judgement("fail", f"this path was hit while {run.stopped_by} fired: "
-                         f"{_stats_line(stats)}", numbers)
+                         f"{_stats_line(stats)}; first bad: {first.reason}", numbers)
     if stats["finished"] < min_samples:
         why = f" (the soak was stopped by {run.stopped_by})" if run.stopped_by else ""
         return Judgement("inconclusive", f"only {stats['finished']} finished iteration(s), "
                          f"fewer than min_samples {min_samples}{why}: not enough to judge. "
                          f"{_stats_line(stats)}", numbers)
     if not stats["good"]:
+        first = next((i for i in run.of(scenario_id) if i.verdict == "bad"), None)
         return Judgement("fail", f"no good iteration: this path was not shown to work. "
-                         f"{_stats_line(stats)}", numbers)
+                         f"{_stats_line(stats)}"
+                         + (f"; first bad: {first.reason}" if first else ""), numbers)
     looked = [d for d in run.decisions if d.scenario == scenario_id and d.evaluations]
     watched = "; ".join(f"{d.trigger.name} peak {_num(d.observed)}/{_num(d.trigger.threshold)}"
                         for d in looked)
@@ -138,7 +141,10 @@ def progress_line(run: SoakRun, elapsed: float) -> str:
                 else "")
         last = d.points[-1].value
         nearest = f"{d.label} {_num(last)}/{_num(d.trigger.threshold)}{held}"
-    return (f"[{run.label}] {elapsed:5.0f}/{run.window.window_s:g} s  requests {len(exchanges)}"
+    window = run.window.window_s
+    clock = (f"{elapsed:5.0f} s" if not window else f"{elapsed:5.0f}/{window:g} s"
+             + (" (draining)" if elapsed > window else ""))
+    return (f"[{run.label}] {clock}  requests {len(exchanges)}"
             f" (bad {bad})  {classes}  p95 {_num(p95)} s  nearest trigger: {nearest}")
 
 
