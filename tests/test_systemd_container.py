@@ -275,6 +275,18 @@ def test_journal_has_the_gateways_own_lines_and_a_signature_it_logs(
     assert not journal.errors
 
 
+def test_journal_from_a_point_in_time_without_a_cursor(deployment: Deployment) -> None:
+    """A watcher of a journal that had no entry yet starts from a time, not a cursor."""
+    journal = JournalWatcher(deployment.container.runner(), deployment.driver.unit, (),
+                             user=USER, uid=deployment.container.uid,
+                             since_us=int(deployment.started_at * 1_000_000))
+    assert journal.poll() > 0 and not journal.errors
+    assert any(f"listening on ws://127.0.0.1:{deployment.port}" in line for line in journal.lines)
+    assert min(journal.timestamps) >= deployment.started_at
+    first_cursor = journal.cursor
+    assert first_cursor and journal.poll() == 0  # from then on by cursor: nothing twice
+
+
 def _chat(deployment: Deployment, into: dict[str, object]) -> None:
     response = httpx.post(
         f"http://127.0.0.1:{deployment.port}{deployment.profile.api.chat}",

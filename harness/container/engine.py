@@ -73,6 +73,7 @@ class DockerEngine:
         self.startup_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
+        self._saved_env: dict[str, str | None] | None = None
 
     # -- how to reach it ---------------------------------------------------------------
     @property
@@ -94,6 +95,21 @@ class DockerEngine:
         return {"DOCKER_HOST": self.host, "TESTCONTAINERS_RYUK_DISABLED": "true",
                 "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
                 "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1"}
+
+    def export_env(self) -> None:
+        """Put env() into this process's environment (testcontainers reads it from there);
+        stop() puts back what was there before."""
+        if self._saved_env is None:
+            self._saved_env = {k: os.environ.get(k) for k in self.env()}
+        os.environ.update(self.env())
+
+    def _restore_env(self) -> None:
+        for key, value in (self._saved_env or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = None
 
     def docker(self, *args: str, timeout: float = 120.0,
                input_path: Path | None = None) -> commands.Completed:
@@ -150,6 +166,7 @@ class DockerEngine:
             if self.run_dir is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
                 self.run_dir = None
+            self._restore_env()
             self._release_lock()
 
     # -- pieces ------------------------------------------------------------------------

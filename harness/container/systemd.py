@@ -12,7 +12,6 @@ gateway of the local driver does, so the harness reaches it (and it reaches the 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from harness.target.runner import DockerExecRunner, systemd_user_env
 
 def _testcontainers(engine: DockerEngine) -> Any:
     """Point testcontainers at the private engine (see DockerEngine.env for why each is set)."""
-    os.environ.update(engine.env())
+    engine.export_env()
     from testcontainers.core.config import ConnectionMode, testcontainers_config
 
     testcontainers_config.ryuk_disabled = True
