@@ -107,6 +107,10 @@ def engine() -> Iterator[DockerEngine]:
     leftovers = _ours(pid, socket)
     assert not Path(f"/proc/{pid}").exists(), f"dockerd PID {pid} is still there"
     assert not leftovers, f"left running after the tests: {leftovers}"
+    assert not docker_engine.mounts(), f"left mounted: {docker_engine.mounts()}"
+    assert not Path(socket).parent.exists()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert not any(line.startswith("grh-") for line in links.splitlines()), links
 
 
 @pytest.fixture(scope="session")

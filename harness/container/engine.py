@@ -10,7 +10,8 @@ someone else's dockerd, so this engine shares nothing with a system one:
                 works through docker's userland proxy, and the containers need no outbound NAT
 One engine per cache folder at a time (an exclusive lock), because a data root cannot be shared.
 On exit dockerd gets SIGTERM by the PID recorded at start (SIGKILL of its process group if it
-does not go), and the bridge is deleted.
+does not go), what it left mounted under its roots (its netns bind mount) is unmounted, and the
+bridge is deleted.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class DockerEngine:
         finally:
             self._proc = None
             self.pid = None
+            self._unmount_leftovers()
             if self.bridge is not None:
                 commands.run(["ip", "link", "del", self.bridge], timeout=30)
                 (self.root / "bridge").unlink(missing_ok=True)
@@ -262,6 +264,24 @@ class DockerEngine:
             except ProcessLookupError:
                 pass
             proc.wait(timeout=10)
+
+    def mounts(self) -> list[str]:
+        """Mount points under this engine's roots (dockerd leaves its netns bind mount)."""
+        roots = [str(r) + "/" for r in (self.root, self.run_dir, self.exec_root) if r]
+        points = []
+        try:
+            for line in Path("/proc/self/mountinfo").read_text().splitlines():
+                point = line.split()[4].replace("\\040", " ")
+                if any(point.startswith(root) for root in roots):
+                    points.append(point)
+        except OSError:
+            pass
+        return points
+
+    def _unmount_leftovers(self) -> None:
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            if commands.run(["umount", point], timeout=30).returncode != 0:
+                commands.run(["umount", "-l", point], timeout=30)
 
     def _log_tail(self, lines: int = 3) -> str:
         try:

@@ -44,7 +44,8 @@ class JournalWatcher:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards lines, matches, timestamps
+        self._polling = threading.Lock()  # one journalctl at a time: the cursor only moves on
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,33 +81,35 @@ class JournalWatcher:
 
     def poll(self) -> int:
         """Read what is new; returns the number of new entries."""
-        with self._lock:  # one journalctl at a time, so the cursor only moves forward
+        with self._polling:
             args = ["-u", self.unit, "-o", "json", "--show-cursor"]
             if self.cursor:
                 args += ["--after-cursor", self.cursor]
             elif self.since_us is not None:
                 args += ["--since", f"@{self.since_us / 1_000_000:.6f}"]
-            done = self._journalctl(args)
+            done = self._journalctl(args)  # readers are not blocked meanwhile
             if done.returncode != 0:
-                self.errors.append(done.tail(2))
+                with self._lock:
+                    self.errors.append(done.tail(2))
                 return 0
             entries = 0
             now = time.time()
-            for raw in done.stdout.splitlines():
-                if not raw.startswith("{"):
-                    continue
-                try:
-                    entry = json.loads(raw)
-                except json.JSONDecodeError:
-                    continue
-                entries += 1
-                self.cursor = entry.get("__CURSOR", self.cursor)
-                stamp = _realtime(entry)
-                for line in message_text(entry.get("MESSAGE")).splitlines() or [""]:
-                    self._add(line, stamp, now)
-            cursor = _cursor_line(done.stdout)
-            if cursor:
-                self.cursor = cursor
+            with self._lock:
+                for raw in done.stdout.splitlines():
+                    if not raw.startswith("{"):
+                        continue
+                    try:
+                        entry = json.loads(raw)
+                    except json.JSONDecodeError:
+                        continue
+                    entries += 1
+                    self.cursor = entry.get("__CURSOR", self.cursor)
+                    stamp = _realtime(entry)
+                    for line in message_text(entry.get("MESSAGE")).splitlines() or [""]:
+                        self._add(line, stamp, now)
+                cursor = _cursor_line(done.stdout)
+                if cursor:
+                    self.cursor = cursor
             return entries
 
     def _add(self, line: str, stamp: float | None, now: float) -> None:
