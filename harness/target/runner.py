@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -138,7 +137,3 @@ def _run_killing_group(full: list[str], argv: list[str], env: dict[str, str], cw
         out, err = proc.communicate()
         return Completed(argv, 124, out or "", f"{err or ''}timed out after {timeout:g} s")
     return Completed(argv, proc.returncode, out, err)
-
-
-def describe(argv: Sequence[str]) -> str:
-    return shlex.join(argv)

@@ -22,6 +22,7 @@ Its log is the journal, not a file: `log_path` is None; `journal()` follows it.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,8 +273,6 @@ def _int(value: str | None) -> int:
 
 
 def _q(path: str | Path) -> str:
-    import shlex
-
     return shlex.quote(str(path))
 
 
