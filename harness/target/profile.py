@@ -35,6 +35,8 @@ class GatewaySpec:
     token_env: str  # environment variable through which the gateway gets its API token
     ready_timeout_s: float
     stop_timeout_s: float
+    unit: str = ""  # the systemd user unit the systemd driver writes ("<bin>-gateway.service")
+    version_env: str = ""  # env var in that unit naming the active version ("": none)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,18 @@ def load_target(path: Path) -> TargetProfile:
     versions.reject_unknown({"known_good", "candidate"})
 
     gw = root.table("gateway")
-    gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s"})
+    gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s",
+                       "unit", "version_env"})
     gateway = GatewaySpec(
         start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0),
         token_env=gw.str("token_env"),
         ready_timeout_s=gw.number("ready_timeout_s", 60, minimum=0, exclusive=True),
         stop_timeout_s=gw.number("stop_timeout_s", 20, minimum=0, exclusive=True),
+        unit=gw.str("unit", f"{package.bin}-gateway.service"),
+        version_env=gw.opt_str("version_env") or "",
     )
+    if not gateway.unit.endswith(".service") or "/" in gateway.unit:
+        raise gw.fail("unit", f"expected a service unit name, got {gateway.unit!r}")
     if gateway.port > 65535:
         raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
 
