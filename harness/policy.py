@@ -252,7 +252,8 @@ def decide(trigger: Trigger, measure: Callable[[float], Measurement], start: flo
         window_start=round(window[0], 3) if window else None,
         window_end=round(window[1], 3) if window else None,
         evidence=shown[1].evidence if shown else (), scenario=scenario, streak=best_streak,
-        evaluations=evaluations, fired_at=fired_at, note=last_note, points=tuple(points),
+        evaluations=evaluations, fired_at=fired_at,
+        note=(shown[1].note or note) if shown else last_note, points=tuple(points),
     )
 
 
