@@ -163,7 +163,11 @@ def test_a_clean_candidate_passes_with_every_scenarios_numbers_shown(
     # the open-model scenario kept its schedule: 120/min for 2 s is 4 arrivals
     triage = run.stats("triage")
     assert triage["iterations"] == 4 and triage["dropped"] == 0
-    assert triage["lag_p99_s"] is not None
+    assert triage["lag_p99_s"] is not None and triage["started_per_min"] == 120
+    # the live line a person watches: time, requests, errors, classes, p95, nearest trigger
+    line = assess.progress_line(run, 2.0)
+    assert line.startswith("[soak]     2/2 s  requests ") and "(bad 0)" in line
+    assert "no signatures" in line and "nearest trigger: " in line
 
 
 def test_a_scenario_with_too_few_samples_is_inconclusive(lab: ModelLab, tmp_path: Path) -> None:

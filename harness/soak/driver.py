@@ -100,7 +100,9 @@ class SoakRun:
         seconds = [x.outcome.seconds for x in self.exchanges(scenario)]
         lags = [i.lag_s for i in its if i.lag_s is not None]
         bad = sum(i.verdict == "bad" for i in its)
-        duration = (self.ended or time.time()) - self.started
+        # arrivals are scheduled inside the window only, so the rate is over the window
+        duration = min((self.ended or time.time()) - self.started,
+                       self.window.window_s or float("inf"))
         return {
             "iterations": len(its), "finished": len(finished),
             "good": sum(i.verdict == "good" for i in its), "bad": bad,
