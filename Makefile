@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOAK ?= 120
+BASELINE ?= 60
 ARGS ?=
 
 .PHONY: acceptance report test unit bench lint clean
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 # The embedded default: real OpenClaw 2026.3.28 -> 2026.4.1 on loopback against the model lab.
 # The report is rendered whatever the verdict; the exit code stays the run's.
 acceptance: $(STAMP)
-	$(BIN)/pytest scenarios --soak $(SOAK) $(ARGS); status=$$?; \
+	$(BIN)/pytest scenarios --soak $(SOAK) --baseline $(BASELINE) $(ARGS); status=$$?; \
 	$(BIN)/harness report || true; exit $$status
 
 # Render a run's Allure results to HTML (default: reports/latest) with the real Allure CLI.

@@ -189,7 +189,8 @@ def test_a_candidate_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -
     # the pre-upgrade config from the backup, or the known-good would not boot either.
     patch = ROOT / "scenarios" / "targets" / "openclaw" / "idle-timeout-off.json"
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
-                                      "--candidate-config", str(patch), "--watch", "10")
+                                      "--candidate-config", str(patch), "--watch", "10",
+                                      "--baseline", "0")
     assert code == 10, output[-3000:]
     start = phase(verdict, "start")
     assert start["outcome"] == "failed" and "exited" in start["reason"], start
