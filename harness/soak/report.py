@@ -22,7 +22,8 @@ def report_judgement(judgement: Judgement, story: str, on_inconclusive: str = "f
             pytest.skip(f"inconclusive, accepted by on_inconclusive = pass: {judgement.summary}")
         pytest.fail(f"inconclusive, failing closed (on_inconclusive = fail): "
                     f"{judgement.summary}", pytrace=False)
-    assert judgement.ok, judgement.summary
+    if not judgement.ok:
+        pytest.fail(judgement.summary, pytrace=False)  # the reasons, not a traceback of them
 
 
 def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
