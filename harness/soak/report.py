@@ -15,6 +15,8 @@ def report_judgement(judgement: Judgement, story: str, on_inconclusive: str = "f
     """The test body of a judgement: pass passes, fail fails, and inconclusive fails closed
     unless the run accepted it (then the test is skipped: not judged, and said so)."""
     allure.dynamic.story(story)
+    # why, on the test's page whatever the outcome: a pass must say what it rests on
+    allure.dynamic.description(f"**{judgement.verdict}**: {judgement.summary}")
     allure.attach(json.dumps(judgement.numbers, indent=2, default=str), name="numbers",
                   attachment_type=allure.attachment_type.JSON)
     if judgement.verdict == "inconclusive":
