@@ -30,7 +30,7 @@ from harness.run import (
 )
 from harness.soak.scenarios import load_scenarios
 from harness.target.config import load_json_patch
-from harness.target.profile import load_target
+from harness.target.profile import load_target, with_host
 from harness.target.runtime import Runtime
 
 SETTINGS = pytest.StashKey[RunSettings]()
@@ -64,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
     group.addoption("--restart-gate", default="auto", choices=("auto",),
                     help="who approves each restart")
+    group.addoption("--target-host",
+                    help="where the gateway's commands run: local:// or docker://CONTAINER "
+                         "(default: the target file's target.host)")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
                           ("harness_scenarios", "scenarios/soak"),
@@ -123,6 +126,8 @@ def settings_for(config: pytest.Config) -> RunSettings:
         return config.stash[SETTINGS]
     try:
         target = load_target(_path(config, "target", "harness_target"))
+        if config.getoption("target_host"):
+            target = with_host(target, config.getoption("target_host"))
         policy = load_policy(_path(config, "policy", "harness_policy"))
         scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
         check_scenarios(policy, scenarios.ids())
