@@ -120,16 +120,16 @@ class Transitions:
         record = {"at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
                   "ts": round(now, 3), "run_id": self.run_id, "state": state, "event": event,
                   **fields}
+        if self.journal is not None:  # first, so the line says whether the journal has it
+            try:
+                record["journal"] = self.journal.send(record)
+            except Exception:  # noqa: BLE001 - a journal that fails must never stop the run
+                record["journal"] = False
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record, default=str) + "\n")
             self.records.append(record)
-        if self.journal is not None:
-            try:
-                record["journal"] = self.journal.send(record)
-            except Exception:  # noqa: BLE001 - a journal that fails must never stop the run
-                record["journal"] = False
         return record
 
     # -- the alert hook -------------------------------------------------------------------
