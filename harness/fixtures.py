@@ -84,13 +84,14 @@ def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtim
                 f"known-good {s.known_good.label} is up but did not reply correctly: {reason}")
             _fatal(run_record, error)
             raise error
+        gateway.keep_known_good(installation)  # from now on every stop is guarded
         yield gateway
     finally:
         run_record.final_state = {
             "serving": gateway.is_serving(), "version": gateway.active_version(),
             "pid": gateway.pid,
         }
-        gateway.stop()
+        run_record.facts["guard"] = gateway.shutdown()
         allure.attach(json.dumps(build_verdict(run_record, s.lock()), indent=2, default=str),
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
 

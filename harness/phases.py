@@ -25,7 +25,6 @@ from harness.errors import HarnessError
 from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.run import RunRecord, RunSettings
-from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import catalogue
 from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
@@ -125,6 +124,8 @@ class Procedure:
         active = self.gateway.active_version()
         note("active version is the declared known-good", active == s.known_good.version,
              active, s.known_good.version)
+        for lint in self.gateway.config_lint():  # e.g. the gateway's own auto-update is off
+            note(lint["check"], lint["ok"], lint["observed"], lint["expected"])
         failed = [c["check"] for c in checks if not c["ok"]]
         summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
         return PhaseResult("preflight", not failed, summary, {"checks": checks})
@@ -276,7 +277,7 @@ class Procedure:
               once: bool = False) -> SoakRun:
         s = self.settings
         signatures = s.policy.signatures + catalogue(s.target.kind)
-        watcher = LogWatcher.from_end(self.gateway.log_path, signatures)
+        watcher = self.gateway.log_watcher(signatures)
         baseline = self.soaks.get("baseline") if label != "baseline" else None
         driver = SoakDriver(self.gateway.endpoint, scenarios, Judge(s.policy, baseline),
                             watcher, progress=self.progress)
@@ -286,6 +287,7 @@ class Procedure:
         run.matches = watcher.snapshot()
         self.soaks[label] = run
         facts = assess.summary(run)
+        facts["log_source"] = self.gateway.log_report(watcher, run.started)
         facts["verdict"] = assess.soak_verdict(run, s.min_samples(), baseline)
         if baseline is not None:
             facts["comparison"] = assess.compare(baseline, run)

@@ -30,8 +30,9 @@ from harness.run import (
 )
 from harness.soak.scenarios import load_scenarios
 from harness.target.config import load_json_patch
-from harness.target.profile import load_target
+from harness.target.profile import load_target, with_host
 from harness.target.runtime import Runtime
+from harness.transitions import Transitions
 
 SETTINGS = pytest.StashKey[RunSettings]()
 RECORD = pytest.StashKey[RunRecord]()
@@ -64,6 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
     group.addoption("--restart-gate", default="auto", choices=("auto",),
                     help="who approves each restart")
+    group.addoption("--target-host",
+                    help="where the gateway's commands run: local:// or docker://CONTAINER "
+                         "(default: the target file's target.host)")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
                           ("harness_scenarios", "scenarios/soak"),
@@ -80,6 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
     run_dir_opt = config.getoption("run_dir")
     run_dir = Path(run_dir_opt) if run_dir_opt else config.rootpath / "reports" / run_id
     config.stash[RUN_DIR] = (run_id, run_dir.resolve())
+    if _runs_the_suite(config):  # every state transition as JSON lines, journal and alerts
+        config.pluginmanager.register(
+            Transitions(run_id, run_dir.resolve(), facts=config.stash[RECORD].facts),
+            "harness-transitions")
     # allure-pytest reads its folder in its own pytest_configure, which runs after this one
     if _runs_the_suite(config) and getattr(config.option, "allure_report_dir", None) is None:
         config.option.allure_report_dir = str(run_dir / "allure-results")
@@ -123,6 +131,11 @@ def settings_for(config: pytest.Config) -> RunSettings:
         return config.stash[SETTINGS]
     try:
         target = load_target(_path(config, "target", "harness_target"))
+        if config.getoption("target_host"):
+            target = with_host(target, config.getoption("target_host"))
+        transitions = config.pluginmanager.get_plugin("harness-transitions")
+        if transitions is not None:  # alerts reach the target's hooks even for a bad input
+            transitions.use(target)
         policy = load_policy(_path(config, "policy", "harness_policy"))
         scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
         check_scenarios(policy, scenarios.ids())

@@ -27,7 +27,8 @@ def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> N
                 # one soak test per scenario file entry, files in name order
                 + ["test_soak[panel-3-reviewers]", "test_soak[reply-plain]",
                    "test_soak[reply-quick]", "test_soak[reply-streaming]",
-                   "test_soak[triage-then-answer]", "test_soak_policy"]
+                   "test_soak[triage-then-answer]", "test_soak_policy",
+                   "test_soak_log_source"]
                 + [f"test_{p}" for p in ROLLBACK])
     assert names == expected
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import secrets
 import string
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import httpx
 import pytest
 
 from harness.container.engine import DockerEngine
-from harness.container.image import DEPLOY_ROOT, USER, SystemdImage
+from harness.container.image import DEPLOY_ROOT, USER
 from harness.container.systemd import SystemdContainer
 from harness.signals.journal import JournalWatcher, file_log_staleness
 from harness.signals.signatures import catalogue
@@ -38,6 +37,7 @@ from harness.target.gateway import _free_port
 from harness.target.profile import TargetProfile, load_target
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 from harness.target.systemd import SystemdUserDriver
+from tests.conftest import STARTED, ours
 
 pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(600)]
 
@@ -72,55 +72,6 @@ class Deployment:
             time.sleep(0.3)
         raise AssertionError(f"no {self.profile.api.live} within {timeout_s:g} s; "
                              f"state {self.driver.state()}; log:\n{self.driver.log_tail()}")
-
-
-STARTED: list[str] = []  # IDs of containers this session started
-
-
-def _ours(pid: int, socket: str) -> list[str]:
-    """Processes of this session: dockerd by PID, anything naming its socket or a container
-    we started, and anything in such a container's cgroup (the gateway renames itself to
-    `openclaw-gateway`, so its arguments cannot be relied on)."""
-    found = []
-    for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
-                               text=True).stdout.splitlines()[1:]:
-        proc = line.split(None, 1)[0]
-        try:
-            cgroup = Path(f"/proc/{proc}/cgroup").read_text()
-        except OSError:
-            cgroup = ""
-        if proc == str(pid) or socket in line or any(c in line or c in cgroup for c in STARTED):
-            found.append(line.strip())
-    return found
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[DockerEngine]:
-    """A private dockerd for this session; afterwards `ps` must show nothing of it."""
-    docker_engine = DockerEngine(CACHE)
-    with docker_engine:
-        pid, socket = docker_engine.pid, str(docker_engine.socket)
-        bridge = docker_engine.bridge
-        yield docker_engine
-        assert any(line.split()[0] == str(pid) for line in _ours(pid, socket))  # the probe works
-        remaining = docker_engine.docker("ps", "-aq", "--no-trunc").stdout.split()
-        assert not set(remaining) & set(STARTED), f"containers not removed: {remaining}"
-    leftovers = _ours(pid, socket)
-    assert not Path(f"/proc/{pid}").exists(), f"dockerd PID {pid} is still there"
-    assert not leftovers, f"left running after the tests: {leftovers}"
-    assert not docker_engine.mounts(), f"left mounted: {docker_engine.mounts()}"
-    assert not Path(socket).parent.exists()
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    # only this engine's own bridge: another engine on the machine may have one of its own
-    assert bridge and not any(line.split()[0] == bridge for line in links.splitlines()), links
-
-
-@pytest.fixture(scope="session")
-def image(engine: DockerEngine) -> str:
-    built = SystemdImage(engine, CACHE)
-    tag = built.derived()
-    print(f"\n[systemd image] {tag}: {built.times}")
-    return tag
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +199,7 @@ def test_the_gateway_runs_as_the_users_service(deployment: Deployment,
     assert deployment.get(deployment.profile.api.live) == 200
     # seen from the host, it is in the container's cgroup: what the final leftover check uses
     assert engine.pid is not None
-    assert any("openclaw" in line for line in _ours(engine.pid, str(engine.socket)))
+    assert any("openclaw" in line for line in ours(engine.pid, str(engine.socket)))
 
 
 def test_journal_has_the_gateways_own_lines_and_a_signature_it_logs(

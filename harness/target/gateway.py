@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import InputError
 from harness.target.client import GatewayEndpoint
 from harness.target.local import LocalProcessDriver
 from harness.target.profile import TargetProfile
 from harness.target.runtime import MARKER, Installation, NodeRuntime, Runtime
+from harness.target.systemd import SystemdUserDriver
 
 
 @dataclass
@@ -28,13 +31,16 @@ class Readiness:
 
 class Gateway:
     def __init__(self, profile: TargetProfile, runtime: Runtime, node: NodeRuntime,
-                 driver: LocalProcessDriver, endpoint: GatewayEndpoint, state_dir: Path) -> None:
+                 driver: LocalProcessDriver | SystemdUserDriver, endpoint: GatewayEndpoint,
+                 state_dir: Path) -> None:
         self.profile = profile
         self.runtime = runtime
         self.node = node
         self.driver = driver
         self.endpoint = endpoint
         self.state_dir = state_dir
+        self.guard: Any = None  # harness.guard.Guard, once keep_known_good() prepared it
+        self.guard_evidence: list[dict[str, Any]] = []
 
     # -- building one -------------------------------------------------------------------
     @classmethod
@@ -50,7 +56,6 @@ class Gateway:
         env = {k: _render(v, values, profile, f"gateway.env.{k}")
                for k, v in profile.gateway.env.items()}
         env[profile.gateway.token_env] = token
-        driver = LocalProcessDriver(deployment, profile.package.bin, argv, env, node)
         assert profile.state.config_template is not None
         template = profile.state.config_template
         try:
@@ -60,6 +65,7 @@ class Gateway:
         config_path = state_dir / profile.state.config
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(config)
+        driver = _driver(profile, deployment, argv, env, node)
         endpoint = GatewayEndpoint(
             base_url=f"http://127.0.0.1:{port}", token=token, headers=profile.api.headers,
             chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
@@ -85,14 +91,50 @@ class Gateway:
         return self.driver.pid
 
     @property
-    def log_path(self) -> Path:
+    def log_path(self) -> Path | None:
         return self.driver.log_path
 
     def start(self) -> int:
         return self.driver.start()
 
     def stop(self) -> bool:
+        """Every stop of a prepared deployment is guarded (harness.guard)."""
+        if self.guard is not None:
+            self.guard_evidence.append(self.guard.arm(f"before stopping PID {self.pid}"))
         return self.driver.stop(self.profile.gateway.stop_timeout_s)
+
+    def keep_known_good(self, installation: Installation) -> None:
+        """While the known-good serves: prepare the detached guard that brings it back if the
+        harness dies between a stop and a ready gateway."""
+        from harness.guard import Guard
+
+        deployment = Path(self.driver.deployment)
+        local_spec = None
+        if isinstance(self.driver, LocalProcessDriver):
+            local_spec = {
+                "argv": [str(self.driver.current / "node_modules" / ".bin" / self.driver.bin_name),
+                         *self.driver.start_argv],
+                "env": {**os.environ, **self.driver.env, "PATH": self.node.path_env()},
+                "cwd": str(deployment), "log": str(self.driver.log_path),
+                "pid_file": str(self.driver.pid_path)}
+        self.guard = Guard(deployment / "guard", current=deployment / "current",
+                           health_url=self.endpoint.base_url + self.profile.api.live,
+                           mode="local" if local_spec else "systemd",
+                           systemd_driver=None if local_spec else self.driver,
+                           local_spec=local_spec)
+        self.guard.prepare(installation.prefix, installation.release.version,
+                           [self.state_dir / self.profile.state.config])
+
+    def shutdown(self) -> list[dict[str, Any]]:
+        """End of the run: the guard ends first (it must not restart what we stop), then the
+        gateway. Returns what the guard did, as evidence."""
+        events: list[dict[str, Any]] = []
+        if self.guard is not None:
+            self.guard.close()
+            events = [e.__dict__ for e in self.guard.events]
+            self.guard = None
+        self.driver.stop(self.profile.gateway.stop_timeout_s)
+        return events
 
     def is_running(self) -> bool:
         return self.driver.is_running()
@@ -116,16 +158,61 @@ class Gateway:
             if live[0] == 200:
                 ready = self.endpoint.probe(self.profile.api.ready, timeout=2)
                 if ready[0] == 200:
+                    if self.guard is not None and self.guard.armed:
+                        self.guard.disarm(f"{self.active_version()} ready")
                     return Readiness(True, time.monotonic() - started, live, ready)
             time.sleep(0.25)
         return Readiness(False, limit, live, ready, f"not ready within {limit:g} s")
 
     def log_tail(self, lines: int = 20) -> str:
+        if isinstance(self.driver, SystemdUserDriver):
+            return self.driver.log_tail(lines)
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.driver.log_path.read_text(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    # -- its log, whatever the driver -----------------------------------------------------
+    def log_watcher(self, signatures: tuple) -> Any:
+        """A watcher of the gateway's log from now on (LogWatcher's surface, as a context
+        manager): the journal under systemd, the console file of the local driver, or the
+        file log the profile names (whose trust log_report() decides)."""
+        from harness.target.logsource import watcher_for
+
+        return watcher_for(self, signatures)
+
+    def log_report(self, watcher: Any, since: float) -> dict[str, Any]:
+        """Which log the soak trusted, and whether a file log was stale (never trusted)."""
+        from harness.target.logsource import report_for
+
+        return report_for(self, watcher, since)
+
+    def config_lint(self) -> list[dict[str, Any]]:
+        """The profile's [[preflight.config]] checks against the deployment's config."""
+        from harness.target.logsource import lint_config
+
+        return lint_config(self.profile, self.state_dir / self.profile.state.config)
+
+
+def _driver(profile: TargetProfile, deployment: Path, argv: list[str], env: dict[str, str],
+            node: NodeRuntime) -> LocalProcessDriver | SystemdUserDriver:
+    if profile.driver == "local":
+        return LocalProcessDriver(deployment, profile.package.bin, argv, env, node)
+    from harness.target.runner import runner_for
+
+    assert profile.systemd is not None
+    kwargs = {"docker_host": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ \
+        and profile.host.startswith("docker://") else {}
+    runner = runner_for(profile.host, **kwargs)
+    # The deployment folder is written here and must be the service user's there: the harness
+    # shares it at the same path (it runs on the staging host, or the folder is mounted).
+    runner.run(["chown", "-R", "-h", f"{profile.systemd.user}:", str(deployment)], timeout=120)
+    return SystemdUserDriver(runner, profile.systemd.user, deployment, profile.gateway.unit,
+                             profile.package.bin, argv, env, node,
+                             version_env=profile.gateway.version_env or None,
+                             restart_sec=profile.systemd.restart_sec,
+                             stop_timeout_s=profile.gateway.stop_timeout_s)
 
 
 def _render(value: str, values: dict[str, str], profile: TargetProfile, key: str) -> str:

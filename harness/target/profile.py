@@ -8,15 +8,19 @@ config template, log signatures) are data in its file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InputError
 from harness.schema import load_toml
 
-DRIVERS = ("local",)
-PROVISION = ("embedded",)  # attaching to a running deployment comes with the systemd driver
-LOG_SOURCES = ("stdout",)
+DRIVERS = ("local", "systemd")
+PROVISION = ("embedded",)  # attaching to a running deployment is still to come
+# stdout: the local driver's console file; journal: the systemd unit's journal (its default);
+# file: a log file the gateway writes itself, checked for staleness and never trusted for a pass
+LOG_SOURCES = ("stdout", "journal", "file")
+DEFAULT_LOG_SOURCE = {"local": "stdout", "systemd": "journal"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,29 @@ class ApiSpec:
 
 
 @dataclass(frozen=True)
+class SystemdSpec:
+    user: str  # the account whose user manager runs the gateway's unit
+    restart_sec: float  # RestartSec= of the unit the driver writes
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """Who hears about a rollback or a failed run: a command (the record as JSON on stdin)
+    and/or a webhook (the record POSTed as JSON)."""
+    command: tuple[str, ...] = ()
+    webhook: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigLint:
+    """A setting of the gateway's own config that preflight reads and reports."""
+    key: str  # dotted path in the config file, e.g. "update.auto.enabled"
+    expect: Any
+    required: bool  # True: a different value aborts the run; False: reported as advice
+    why: str
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     path: Path
     sha256: str
@@ -73,18 +100,34 @@ class TargetProfile:
     log_source: str
     # deep-merged into the config when the candidate is installed (an upgrade's config change)
     candidate_config: dict[str, Any] = field(default_factory=dict)
+    host: str = "local://"  # where the gateway's commands run (harness.target.runner)
+    systemd: SystemdSpec | None = None
+    log_file: str = ""  # a glob on the target: the gateway's own file log, checked for staleness
+    alert: AlertSpec = field(default_factory=AlertSpec)
+    config_lint: tuple[ConfigLint, ...] = ()
 
     def agent_model(self, agent: str) -> str:
         return f"{self.api.model_prefix}{agent}"
 
 
+def check_host(host: str, where: str, key: str) -> str:
+    if host == "local://" or (host.startswith("docker://") and len(host) > len("docker://")):
+        return host
+    raise InputError(where, key, f"expected local:// or docker://CONTAINER, got {host!r}")
+
+
+def with_host(profile: TargetProfile, host: str) -> TargetProfile:
+    """The profile with its commands run elsewhere (--target-host)."""
+    return replace(profile, host=check_host(host, "--target-host", ""))
+
+
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
     root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
-                         "candidate_config"})
+                         "candidate_config", "systemd", "alert", "preflight"})
 
     target = root.table("target")
-    target.reject_unknown({"name", "kind", "driver", "provision"})
+    target.reject_unknown({"name", "kind", "driver", "provision", "host"})
 
     pkg = root.table("package")
     pkg.reject_unknown({"name", "bin", "node", "install_env"})
@@ -135,19 +178,51 @@ def load_target(path: Path) -> TargetProfile:
     )
 
     logs = root.table("logs")
-    logs.reject_unknown({"source"})
+    logs.reject_unknown({"source", "file"})
+    driver = target.str("driver", choices=DRIVERS)
+    host = check_host(target.str("host", "local://"), str(path), target.key("host"))
+    systemd = None
+    sd = root.table("systemd", required=False)
+    sd.reject_unknown({"user", "restart_sec"})
+    if driver == "systemd":
+        systemd = SystemdSpec(user=sd.str("user"),
+                              restart_sec=sd.number("restart_sec", 5, minimum=0, exclusive=True))
+    alert_table = root.table("alert", required=False)
+    alert_table.reject_unknown({"command", "webhook"})
+    webhook = alert_table.str("webhook", "") if "webhook" in alert_table.data else ""
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise alert_table.fail("webhook", f"expected an http(s) URL, got {webhook!r}")
+    alert = AlertSpec(command=tuple(alert_table.str_list("command", []) if "command" in
+                                    alert_table.data else ()), webhook=webhook)
+    lints = []
+    pre = root.table("preflight", required=False)
+    pre.reject_unknown({"config"})
+    for row in pre.tables("config"):
+        row.reject_unknown({"key", "expect", "required", "why"})
+        if "expect" not in row.data:
+            raise row.fail("expect", "missing")
+        lints.append(ConfigLint(key=row.str("key"), expect=row.data["expect"],
+                                required=row.bool("required", True), why=row.str("why", "")))
 
     profile = TargetProfile(
         path=path, sha256=digest,
         name=target.str("name"), kind=target.str("kind"),
-        driver=target.str("driver", choices=DRIVERS),
+        driver=driver,
         provision=target.str("provision", choices=PROVISION),
         package=package,
         known_good=versions.str("known_good"), candidate=versions.str("candidate"),
         gateway=gateway, state=state, api=api,
-        log_source=logs.str("source", choices=LOG_SOURCES),
+        log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
         candidate_config=root.table("candidate_config", required=False).data,
+        host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
+        alert=alert, config_lint=tuple(lints),
     )
+    if profile.log_source == "journal" and driver != "systemd":
+        raise logs.fail("source", "the journal is the log of a systemd target only")
+    if profile.log_source == "stdout" and driver != "local":
+        raise logs.fail("source", "under systemd the console is the journal: use \"journal\"")
+    if profile.log_source == "file" and not profile.log_file:
+        raise logs.fail("file", "a file log source needs the file (a glob) it reads")
     if profile.provision == "embedded" and profile.state.config_template is None:
         raise st.fail("config_template", "an embedded deployment needs a config template")
     return profile

@@ -178,6 +178,13 @@ class SystemdUserDriver:
         self._sh(f"mkdir -p {_q(Path(path).parent)} && cat > {tmp} && chmod {mode} {tmp} && "
                  f"mv -f {tmp} {target}", f"write {path}", input=text)
 
+    def hand_over(self, path: str | Path) -> bool:
+        """Make what the harness wrote (a restored config, a patched one, the guard's files)
+        the service user's own: `chown -R -h` by the runner's own user (root in the container
+        tests; on a staging host whatever the harness runs as: a no-op as that same user)."""
+        done = self.runner.run(["chown", "-R", "-h", f"{self.user}:", str(path)], timeout=120)
+        return done.returncode == 0
+
     # -- which install is active --------------------------------------------------------
     def active_prefix(self) -> Path | None:
         cur = _q(self.current)
@@ -224,6 +231,7 @@ class SystemdUserDriver:
             raise InfrastructureError(f"{self.unit} already running as PID {self.pid}")
         if self.active_prefix() is None:
             raise InfrastructureError(f"{self.deployment}: no active install to start")
+        self.hand_over(self.deployment)  # files restored or patched by the harness
         self.write_unit()
         self._systemctl_ok("enable", self.unit)  # comes back after a reboot (with linger)
         self._systemctl_ok("start", self.unit, timeout=self.stop_timeout_s + 30)

@@ -1,0 +1,69 @@
+"""Shared fixtures of the harness's own tests: the private docker engine and the systemd image.
+
+One engine per session (it holds a lock on the cache's data root), shared by every module that
+boots a systemd container; its teardown checks with `ps` that nothing of the session is left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.container.engine import DockerEngine
+from harness.container.image import SystemdImage
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache"
+
+STARTED: list[str] = []  # IDs of containers this session started
+
+
+def ours(pid: int, socket: str) -> list[str]:
+    """Processes of this session: dockerd by PID, anything naming its socket or a container
+    we started, and anything in such a container's cgroup (the gateway renames itself to
+    `openclaw-gateway`, so its arguments cannot be relied on)."""
+    found = []
+    for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+                               text=True).stdout.splitlines()[1:]:
+        proc = line.split(None, 1)[0]
+        try:
+            cgroup = Path(f"/proc/{proc}/cgroup").read_text()
+        except OSError:
+            cgroup = ""
+        if proc == str(pid) or socket in line or any(c in line or c in cgroup for c in STARTED):
+            found.append(line.strip())
+    return found
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngine]:
+    """A private dockerd for this session; afterwards `ps` must show nothing of it."""
+    docker_engine = DockerEngine(CACHE)
+    with docker_engine:
+        pid, socket = docker_engine.pid, str(docker_engine.socket)
+        bridge = docker_engine.bridge
+        yield docker_engine
+        assert any(line.split()[0] == str(pid) for line in ours(pid, socket))  # the probe works
+        remaining = docker_engine.docker("ps", "-aq", "--no-trunc").stdout.split()
+        assert not set(remaining) & set(STARTED), f"containers not removed: {remaining}"
+    leftovers = ours(pid, socket)
+    assert not Path(f"/proc/{pid}").exists(), f"dockerd PID {pid} is still there"
+    assert not leftovers, f"left running after the tests: {leftovers}"
+    assert not docker_engine.mounts(), f"left mounted: {docker_engine.mounts()}"
+    assert not Path(socket).parent.exists()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    # only this engine's own bridge: another engine on the machine may have one of its own
+    assert bridge and not any(line.split()[0] == bridge for line in links.splitlines()), links
+
+
+@pytest.fixture(scope="session")
+def image(engine: DockerEngine) -> str:
+    built = SystemdImage(engine, CACHE)
+    tag = built.derived()
+    print(f"\n[systemd image] {tag}: {built.times}")
+    return tag
+
+
