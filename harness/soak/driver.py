@@ -245,7 +245,8 @@ class SoakDriver:
         """Start iterations at a constant rate; never wait for replies to schedule the next."""
         assert scenario.rate_per_min is not None
         interval = 60.0 / scenario.rate_per_min
-        origin = time.monotonic()
+        # the schedule starts with the window, however late this task got going
+        origin = window_closes - run.window.window_s
         in_flight: set[asyncio.Task[None]] = set()
         k = 0
         try:
