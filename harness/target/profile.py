@@ -8,11 +8,12 @@ config template, log signatures) are data in its file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.schema import load_toml
+from harness.schema import Table, load_toml
 
 DRIVERS = ("local",)
 PROVISION = ("embedded",)  # attaching to a running deployment comes with the systemd driver
@@ -25,6 +26,8 @@ class PackageSpec:
     bin: str  # executable under node_modules/.bin
     node_major: str  # Node.js major line the package needs, bootstrapped from the registry
     install_env: dict[str, str]
+    # regexes with a group `path`: how the target's own updater names files it finds missing
+    verifier_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,18 @@ class TargetProfile:
         return f"{self.api.model_prefix}{agent}"
 
 
+def _patterns(table: Table, name: str) -> list[str]:
+    patterns = table.str_list(name, [], non_empty=False)
+    for i, pattern in enumerate(patterns):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise table.fail(f"{name}[{i}]", f"not a valid regular expression: {exc}") from None
+        if "path" not in compiled.groupindex:
+            raise table.fail(f"{name}[{i}]", "needs a named group (?P<path>...) for the file")
+    return patterns
+
+
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
     root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
@@ -85,10 +100,11 @@ def load_target(path: Path) -> TargetProfile:
     target.reject_unknown({"name", "kind", "driver", "provision"})
 
     pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns"})
     package = PackageSpec(
         name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
         install_env=pkg.str_map("install_env"),
+        verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
     )
     if not package.node_major.isdigit():
         raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
