@@ -18,6 +18,8 @@ import allure
 import pytest
 
 from harness.errors import ExitCode, HarnessError
+from harness.lock import lock_path
+from harness.lock import take as take_lock
 from harness.policy import load_policy
 from harness.run import (
     FAMILIES,
@@ -141,6 +143,13 @@ def settings_for(config: pytest.Config) -> RunSettings:
         soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
         candidate_config=candidate_config,
     )
+    try:  # the review is locked now, before anything runs; a locked run dir must match it
+        locked, reused = take_lock(run_dir, settings.lock())
+    except HarnessError as exc:
+        _fail_input(config, exc)
+        raise
+    config.stash[RECORD].facts["release_lock"] = {
+        "file": str(lock_path(run_dir)), "locked_at": locked["locked_at"], "reused": reused}
     config.stash[SETTINGS] = settings
     return settings
 
