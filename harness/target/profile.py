@@ -40,11 +40,27 @@ class GatewaySpec:
     stop_timeout_s: float
 
 
+STATE_KINDS = ("config", "credentials", "sessions", "state")  # what a full backup holds
+
+
+@dataclass(frozen=True)
+class BackupCommands:
+    """The target's own backup command (argv after its binary); `{dest}` is an empty folder
+    the archive must be written into."""
+
+    full: list[str] | None = None
+    config_only: list[str] | None = None
+    timeout_s: float = 600.0
+
+
 @dataclass(frozen=True)
 class StateSpec:
     config: str  # config file, relative to the state dir
     config_template: Path | None  # rendered into the state dir of an embedded deployment
     restore: list[str]  # globs (relative to the state dir) rollback restores from the backup
+    # globs by kind (config, credentials, sessions, state): what a full backup must hold
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    backup: BackupCommands = field(default_factory=BackupCommands)
 
 
 @dataclass(frozen=True)
@@ -125,14 +141,31 @@ def load_target(path: Path) -> TargetProfile:
         raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
 
     st = root.table("state")
-    st.reject_unknown({"config", "config_template", "restore"})
+    st.reject_unknown({"config", "config_template", "restore", "paths", "backup"})
     template = st.opt_str("config_template")
     template_path = (path.parent / template) if template else None
     if template_path is not None and not template_path.is_file():
         raise st.fail("config_template", f"file not found: {template_path}")
+    config_file = st.str("config")
+    paths_table = st.table("paths", required=False)
+    paths_table.reject_unknown(set(STATE_KINDS))
+    # without declared paths a backup can only be shown to hold the config file
+    paths = {kind: paths_table.str_list(kind) for kind in STATE_KINDS
+             if kind in paths_table.data} if paths_table.data else {"config": [config_file]}
+    bk = st.table("backup", required=False)
+    bk.reject_unknown({"full", "config_only", "timeout_s"})
+    commands = BackupCommands(
+        full=bk.str_list("full") if "full" in bk.data else None,
+        config_only=bk.str_list("config_only") if "config_only" in bk.data else None,
+        timeout_s=bk.number("timeout_s", 600, minimum=0, exclusive=True),
+    )
+    for name in ("full", "config_only"):
+        argv = getattr(commands, name)
+        if argv is not None and not any("{dest}" in arg for arg in argv):
+            raise bk.fail(name, "needs {dest}: the folder the archive is written into")
     state = StateSpec(
-        config=st.str("config"), config_template=template_path,
-        restore=st.str_list("restore"),
+        config=config_file, config_template=template_path,
+        restore=st.str_list("restore"), paths=paths, backup=commands,
     )
 
     api_table = root.table("api")
