@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, InfrastructureError, InputError
+from harness.gate import answer, waiting_runs
 from harness.report import latest_run, render
 from harness.target.groundtruth import (
     DEFAULT_PATTERNS,
@@ -40,16 +42,37 @@ def main(argv: list[str] | None = None) -> int:
     truth.add_argument("--target", type=Path, help="a target profile whose "
                        "package.verifier_patterns say how its tool names files")
     truth.add_argument("--json", action="store_true", help="print the findings as JSON")
+    approve = commands.add_parser(
+        "approve", help="approve (or refuse) the restart a run's manual gate is waiting on")
+    approve.add_argument("run_dir", nargs="?", type=Path,
+                         help="the run folder (default: the newest run under reports/ waiting)")
+    approve.add_argument("--by", default=os.environ.get("USER") or "unknown",
+                         help="who approves (default: $USER)")
+    approve.add_argument("--deny", action="store_true", help="refuse the restart instead")
+    approve.add_argument("--reason", default="", help="why (recorded with the decision)")
     args = parser.parse_args(argv)
     try:
         if args.command == "groundtruth":
             return _groundtruth(args)
+        if args.command == "approve":
+            return _approve(args)
         run_dir = args.run_dir or latest_run(Path("reports"))
         index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     print(f"harness: report written to {index}")
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    run_dir = args.run_dir or next(waiting_runs(Path("reports")), None)
+    if run_dir is None:
+        raise InfrastructureError("no run under reports/ is waiting for a restart approval")
+    request = answer(run_dir.resolve(), args.by, args.deny, args.reason)
+    verb = "refused" if args.deny else "approved"
+    print(f"harness: {verb} by {args.by}: {request['purpose']} (request {request['request']} "
+          f"of {run_dir})")
     return 0
 
 
