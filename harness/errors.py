@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     ABORTED = 12  # a check before anything was stopped failed: nothing changed
     SOAK_FAILED = 13  # a soak of a running deployment (no upgrade in the run) failed
     STALE_LOCK = 14  # the candidate moved since the review was locked: re-run and re-lock
+    BACKUP_NO_GO = 15  # backup posture below full and not accepted up front: a person decides
+    NO_APPROVAL = 16  # the manual restart gate got no approval in time (or a refusal)
     BAD_INPUT = 20  # malformed target, policy or scenario file, or a bad option
     UNKNOWN_VERSION = 21
     GATEWAY_UNREACHABLE = 22

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import allure
 import pytest
 
 from harness.errors import GatewayUnreachableError, HarnessError
+from harness.gate import RestartGate, Terminal
 from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.phases import Procedure, one_reply
@@ -113,4 +115,19 @@ def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record
                 f"  [{run.label}] {elapsed:5.0f}/{run.window.window_s:g} s  "
                 f"requests {len(exchanges)}  bad {bad}  nearest trigger {near}")
 
-    return Procedure(run_settings, run_record, runtime, node, deployment, progress)
+    def say(line: str) -> None:
+        if terminal is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(f"  {line}")
+
+    def write(text: str) -> None:
+        if terminal is not None:
+            terminal.write(text, flush=True)
+
+    suspend = capture.global_and_fixture_disabled if capture is not None else nullcontext
+    gate = RestartGate(run_settings.restart_gate, run_settings.run_dir,
+                       run_settings.gate_timeout_s, say=say,
+                       terminal=Terminal.detect(write, suspend)
+                       if run_settings.restart_gate == "manual" else None)
+    return Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)

@@ -17,10 +17,12 @@ from pathlib import Path
 import allure
 import pytest
 
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ExitCode, HarnessError, InputError
+from harness.gate import MODES
 from harness.lock import lock_path
 from harness.lock import take as take_lock
 from harness.policy import load_policy
+from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
     PhaseOutcome,
@@ -56,8 +58,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
     group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
-    group.addoption("--restart-gate", default="auto", choices=("auto",),
-                    help="who approves each restart")
+    group.addoption("--restart-gate", default="auto", choices=MODES,
+                    help="who approves each restart: auto (CI: the run itself) or manual (a "
+                    "person: a prompt on a terminal, else `harness approve RUN_DIR`)")
+    group.addoption("--gate-timeout", type=float, default=600.0,
+                    help="seconds a manual restart gate waits for a decision (default 600); "
+                    "without one nothing is interrupted")
+    group.addoption("--accept-backup-posture", choices=POSTURES[1:],
+                    help="go on with a backup below full (config-only, or none), decided up "
+                    "front; otherwise such a run stops before any change")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
                           ("harness_scenarios", "scenarios/soak.toml"),
@@ -128,6 +137,9 @@ def settings_for(config: pytest.Config) -> RunSettings:
         cand_origin = "--candidate" if config.getoption("candidate") \
             else f"{target.path}: versions.candidate"
         candidate_config = target.candidate_config
+        gate_timeout = config.getoption("gate_timeout")
+        if gate_timeout <= 0:
+            raise InputError("--gate-timeout", "", f"expected seconds > 0, got {gate_timeout:g}")
         if config.getoption("candidate_config"):
             candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
         known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
@@ -141,7 +153,8 @@ def settings_for(config: pytest.Config) -> RunSettings:
         run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
         policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
         soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
-        candidate_config=candidate_config,
+        candidate_config=candidate_config, gate_timeout_s=gate_timeout,
+        accept_backup_posture=config.getoption("accept_backup_posture"),
     )
     try:  # the review is locked now, before anything runs; a locked run dir must match it
         locked, reused = take_lock(run_dir, settings.lock())
@@ -175,10 +188,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                     f"{settings.candidate.version}"))
         item.add_marker(allure.feature(family))
         limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
+        if item.name == "test_restart_gate":
+            limit = settings.gate_timeout_s + 300
         if family == "soak":
             limit = settings.soak.window_s + settings.soak.drain_s + 300
         elif family == "rollback":
-            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300)
+            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300) \
+                + settings.gate_timeout_s
         if limit and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
     settings.run_dir.mkdir(parents=True, exist_ok=True)

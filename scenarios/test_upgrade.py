@@ -15,16 +15,16 @@ def test_backup(backup: PhaseResult) -> None:
     report_phase(backup)
 
 
-def test_stop(stop: PhaseResult) -> None:
-    report_phase(stop)
-
-
 def test_install(install: PhaseResult) -> None:
     report_phase(install)
 
 
 def test_restart_gate(restart_gate: PhaseResult) -> None:
     report_phase(restart_gate)
+
+
+def test_stop(stop: PhaseResult) -> None:
+    report_phase(stop)
 
 
 def test_start(start: PhaseResult) -> None:
