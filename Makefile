@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOAK ?= 120
 ARGS ?=
 
-.PHONY: acceptance report test unit lint clean
+.PHONY: acceptance report test unit lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ unit: $(STAMP)
 	$(BIN)/pytest tests -m "not e2e" -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness scenarios tests conftest.py
+	$(BIN)/ruff check harness scenarios tests bench conftest.py
+
+# Benchmarks against the real gateway, one line per bench.
+bench: $(STAMP)
+	$(BIN)/python -m bench.rollback $(ARGS)
 
 clean:
 	rm -rf .cache/runs reports/2*
