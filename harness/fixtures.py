@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import allure
 import pytest
@@ -125,7 +125,18 @@ def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record
         if terminal is not None:
             terminal.write(text, flush=True)
 
-    suspend = capture.global_and_fixture_disabled if capture is not None else nullcontext
+    @contextmanager
+    def suspend() -> Iterator[None]:
+        """pytest's capture out of the way, stdin included (its own helper keeps stdin)."""
+        if capture is None:
+            yield
+            return
+        capture.suspend_global_capture(in_=True)
+        try:
+            yield
+        finally:
+            capture.resume_global_capture()
+
     gate = RestartGate(run_settings.restart_gate, run_settings.run_dir,
                        run_settings.gate_timeout_s, say=say,
                        terminal=Terminal.detect(write, suspend)

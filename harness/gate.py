@@ -64,7 +64,7 @@ class Decision:
 
 class Terminal:
     """Stdin as an approval channel, when it is a terminal. `suspend` lets pytest's capture
-    step aside while the prompt is written and read."""
+    (stdin included) step aside while the prompt is written and read."""
 
     def __init__(self, stream: IO[str], write: Callable[[str], None],
                  suspend: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
@@ -83,6 +83,10 @@ class Terminal:
             except (ValueError, OSError):
                 interactive = False
         return cls(stream, write, suspend) if interactive else None
+
+    def prompt(self, text: str) -> None:
+        with self.suspend():
+            self.write(text)
 
     def poll(self, wait_s: float) -> str | None:
         """A line typed within `wait_s`, or None."""
@@ -134,7 +138,7 @@ class RestartGate:
                  f"`harness approve {self.run_dir} --by NAME`"
                  f"{' or type your name here (no: refuse)' if self.terminal else ''}")
         if self.terminal is not None:
-            self.terminal.write(f"Approve: {purpose}? Type your name to approve, 'no' to "
+            self.terminal.prompt(f"Approve: {purpose}? Type your name to approve, 'no' to "
                                 f"refuse (waiting until {until}): ")
         try:
             while True:

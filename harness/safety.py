@@ -5,6 +5,7 @@ Each step writes its evidence to the report (Allure steps and attachments) and t
 facts in verdict.json:
     release_lock, lock_checks      the lock and every re-check before a change
     backup_posture, backups        the pre-upgrade posture (the claim's first words), every backup
+    backup_refreshes               right before each interruption: did the state outgrow it?
     ground_truth                   each install judged against the registry's package
     restart_decisions              who or what approved each restart, and when
     rollback_path                  prefix switch (no download) or reinstall from the registry
@@ -31,7 +32,6 @@ from harness.target.groundtruth import (
     InstallFindings,
     PackageTruth,
     check_installed,
-    judge_report,
     package_root,
 )
 from harness.target.registry import Release
@@ -135,15 +135,20 @@ class Safety:
                               live)
         changed = {k: v for k, v in diff.items() if v}
         if not changed:
-            return {"label": label, "checked": True, "changed": {}, "retaken": False}
+            result: dict[str, Any] = {"label": label, "checked": True, "changed": {},
+                                      "retaken": False}
+            self.record.facts.setdefault("backup_refreshes", []).append(result)
+            return result
         floor = self.assessments[label]
         with allure.step(f"the state changed since the {label} backup: take it again"):
             again = self.taker.take(label, self.settings.accept_backup_posture)
         if again.backup is not None and again.posture == floor.posture:
             self.assessments[label] = again
             self.record.facts.setdefault("backups", {})[label] = again.as_dict()
-        return {"label": label, "checked": True, "changed": changed, "retaken": True,
-                "posture": again.posture, "kept_posture": again.posture == floor.posture}
+        result = {"label": label, "checked": True, "changed": changed, "retaken": True,
+                  "posture": again.posture, "kept_posture": again.posture == floor.posture}
+        self.record.facts.setdefault("backup_refreshes", []).append(result)
+        return result
 
     # -- package ground truth -----------------------------------------------------------
     def truth(self, release: Release) -> PackageTruth:
@@ -158,15 +163,6 @@ class Safety:
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings
-
-    def judge_tool_output(self, release: Release, prefix: Path, text: str,
-                          name: str) -> dict[str, Any]:
-        """A verifier's or updater's warning about an install, judged against the package."""
-        judged = judge_report(text, self.truth(release), package_root(prefix, release.package),
-                              self.settings.target.package.verifier_patterns)
-        self.record.facts.setdefault("verifier_output", {})[name] = judged.as_dict()
-        _attach(f"verifier output judged ({name})", judged.as_dict())
-        return judged.as_dict()
 
     def prepare(self, release: Release, name: str) -> Prepared:
         """Make `release` ready in its own prefix beside the active one, verified against the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -317,3 +318,37 @@ def test_a_config_only_posture_stops_the_run_unless_accepted_up_front(tmp_path: 
     assert verdict["claim"].startswith("Backup posture config-only (degraded): ")
     assert "accepted up front by --accept-backup-posture config-only" in verdict["claim"]
     assert verdict["lock"]["accept_backup_posture"] == "config-only"
+
+
+@pytest.mark.e2e
+def test_a_name_typed_at_the_terminal_approves_the_restart(tmp_path: Path) -> None:
+    """`pytest scenarios` on a terminal (a pseudo-terminal here) prompts at the gate and reads
+    the answer from stdin, past pytest's own capture of stdin."""
+    run = tmp_path / "run"
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "--run-dir", str(run),
+         "--restart-gate", "manual", "--gate-timeout", "300", "--candidate", KNOWN_GOOD,
+         "--soak", "10"], cwd=ROOT, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    shown = b""
+    answered = False
+    while proc.poll() is None:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                shown += os.read(leader, 65536)
+            except OSError:
+                break
+        if not answered and b"Type your name to approve, 'no' to refuse" in shown:
+            assert (run / "restart-gate.json").exists()
+            os.write(leader, b"ops-dana\n")
+            answered = True
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert answered, shown.decode(errors="replace")[-2000:]
+    assert proc.returncode == 0, shown.decode(errors="replace")[-3000:]
+    verdict = json.loads((run / "verdict.json").read_text())
+    decision = verdict["restart_decisions"][0]
+    assert decision["channel"] == "tty" and decision["by"].startswith("ops-dana")
+    assert decision["approved"] and verdict["outcome"] == "passed"
