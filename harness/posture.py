@@ -7,9 +7,10 @@ declares (`[state.paths]`):
   its test restore did not match, or the profile does not declare where that state lives);
 - `none`: not even the config.
 A full backup is tried first (the target's own command when the profile declares one, such as
-`openclaw backup create --verify`, else the harness's own archive of the state dir); when it
-fails, a config-only one. Anything below `full` is a go/no-go question for a person: the run
-stops before anything is stopped unless that posture was accepted up front.
+`openclaw backup create --verify`, then the harness's own archive of the state dir); when both
+fail, a config-only one. Every attempt and why it failed is in the report. Anything below
+`full` is a go/no-go question for a person: the run stops before anything is stopped unless
+that posture was accepted up front.
 """
 
 from __future__ import annotations
@@ -125,11 +126,11 @@ class BackupTaker:
         before = [str(p.relative_to(self.state_dir)) for p in sorted(self.state_dir.rglob("*"))
                   if p.is_file() and not p.is_symlink()]
         attempts: list[Attempt] = []
-        for scope in SCOPES:
+        for scope, own in self._ways():
             started = time.monotonic()
-            tool = self._tool(scope)
+            tool = self._tool(scope, own)
             try:
-                backup = self._make(scope, label, tool)
+                backup = self._make(scope, label, tool, own)
             except (HarnessError, OSError, tarfile.TarError, EOFError) as exc:
                 attempts.append(Attempt(scope, tool, False, str(exc),
                                         seconds=round(time.monotonic() - started, 3)))
@@ -150,11 +151,20 @@ class BackupTaker:
     # -- making one ---------------------------------------------------------------------
     def _command(self, scope: str) -> list[str] | None:
         cmds = self.spec.backup
-        return cmds.full if scope == "full" else cmds.config_only
+        argv = cmds.full if scope == "full" else cmds.config_only
+        return argv if self.run_cli is not None else None
 
-    def _tool(self, scope: str) -> str:
+    def _ways(self) -> list[tuple[str, bool]]:
+        """(scope, harness's own archive?) in the order tried: for each scope, the target's own
+        command first when it has one, then the harness's archive of the declared paths (a
+        target tool that refuses, as OpenClaw's does on a config it cannot read, does not make
+        the state impossible to back up)."""
+        return [(scope, own) for scope in SCOPES
+                for own in ((False, True) if self._command(scope) else (True,))]
+
+    def _tool(self, scope: str, own: bool) -> str:
         argv = self._command(scope)
-        if argv is not None and self.run_cli is not None:
+        if argv is not None and not own:
             shown: list[str] = []
             for arg in argv:  # the command without its output folder (`--output {dest}`)
                 if "{dest}" in arg:
@@ -165,12 +175,12 @@ class BackupTaker:
             return f"{self.cli_name} {' '.join(shown)}"
         return "harness archive" + (" of the config" if scope == "config-only" else "")
 
-    def _make(self, scope: str, label: str, tool: str) -> Backup:
-        dest = self.dest_root / f"{label}-{scope}"
+    def _make(self, scope: str, label: str, tool: str, own: bool) -> Backup:
+        dest = self.dest_root / f"{label}-{scope}-{'harness' if own else 'target'}"
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         argv = self._command(scope)
-        if argv is None or self.run_cli is None:
+        if argv is None or own or self.run_cli is None:
             only = None if scope == "full" else self.spec.paths.get("config", [self.spec.config])
             return create_backup(self.state_dir, dest, label, only=only)
         scope_globs = self._scope(scope)

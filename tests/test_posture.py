@@ -12,6 +12,8 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from harness import commands
 from harness.backup import restore_paths
 from harness.posture import BackupTaker
@@ -108,28 +110,46 @@ def test_the_targets_own_command_is_used_and_its_archive_checked(tmp_path: Path)
     assert (state / "openclaw.json").read_text() == '{"gateway": {"mode": "local"}}'
 
 
-def test_a_failing_full_backup_falls_back_to_config_only(tmp_path: Path) -> None:
+def test_a_target_tool_that_refuses_is_followed_by_the_harness_archive(tmp_path: Path) -> None:
     state = make_state(tmp_path)
     spec = replace(SPEC, backup=COMMANDS)
     taker = BackupTaker(spec, state, tmp_path / "backups", tool(tmp_path, state, "fail"),
                         "openclaw")
     assessed = taker.take("pre-upgrade")
-    assert assessed.posture == "config-only" and not assessed.go
-    assert [(a.scope, a.ok) for a in assessed.attempts] == [("full", False),
-                                                            ("config-only", True)]
-    assert "EACCES reading a session" in assessed.reason
-    assert assessed.backup is not None and set(assessed.backup.manifest) == {"openclaw.json"}
+    assert [(a.scope, a.tool, a.ok) for a in assessed.attempts] == [
+        ("full", "openclaw backup create", False), ("full", "harness archive", True)]
+    assert "EACCES reading a session" in assessed.attempts[0].why
+    assert assessed.posture == "full" and assessed.backup is not None
+    assert assessed.backup.tool == "harness archive"
 
 
-def test_a_corrupted_archive_is_caught_by_the_test_restore(tmp_path: Path) -> None:
+def rot_every_full_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage under the backups flips a byte of every full archive once written."""
+    real = BackupTaker._make
+
+    def make(self: BackupTaker, scope: str, label: str, tool: str, own: bool):
+        backup = real(self, scope, label, tool, own)
+        if scope == "full":
+            data = bytearray(backup.archive.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            backup.archive.write_bytes(bytes(data))
+        return backup
+    monkeypatch.setattr(BackupTaker, "_make", make)
+
+
+def test_corrupted_archives_are_caught_by_the_test_restore(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     state = make_state(tmp_path)
+    rot_every_full_archive(monkeypatch)
     spec = replace(SPEC, backup=COMMANDS)
-    taker = BackupTaker(spec, state, tmp_path / "backups", tool(tmp_path, state, "rot"),
-                        "openclaw")
+    taker = BackupTaker(spec, state, tmp_path / "backups", tool(tmp_path, state), "openclaw")
     assessed = taker.take("pre-upgrade")
-    full = assessed.attempts[0]
-    assert not full.ok and full.scope == "full"
-    assert assessed.posture == "config-only"
+    full = [a for a in assessed.attempts if a.scope == "full"]
+    assert [a.tool for a in full] == ["openclaw backup create", "harness archive"]
+    assert all(not a.ok and a.why.startswith("test restore does not match the manifest")
+               for a in full), [a.why for a in full]
+    assert assessed.posture == "config-only" and not assessed.go
+    assert assessed.backup is not None and set(assessed.backup.manifest) == {"openclaw.json"}
     assert "full backup (openclaw backup create) failed: test restore" in assessed.reason
 
 

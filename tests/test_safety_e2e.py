@@ -266,14 +266,19 @@ def test_a_dist_tag_that_moves_while_the_gate_waits_voids_the_review(tmp_path: P
 @pytest.mark.e2e
 def test_a_corrupted_backup_is_caught_by_the_test_restore_before_anything_stops(
         tmp_path: Path) -> None:
-    """OpenClaw's own `backup create --verify` writes and verifies the archive; then one byte of
-    it rots on disk (tests/seams/rotting_storage.py). The harness's test restore catches it."""
+    """OpenClaw's own `backup create --verify` writes and verifies its archive, the harness then
+    writes its own; a byte of each rots on disk (tests/seams/rotting_storage.py). The harness's
+    test restore catches both."""
     run = tmp_path / "run"
     code, output, verdict = run_suite(run, "-p", "tests.seams.rotting_storage", timeout=900)
     assert code == 15, output[-3000:]
     attempts = verdict["backups"]["pre-upgrade"]["attempts"]
-    assert attempts[0]["scope"] == "full" and not attempts[0]["ok"]
-    assert attempts[0]["why"].startswith("test restore does not match the manifest")
+    full = [a for a in attempts if a["scope"] == "full"]
+    assert [a["tool"] for a in full] == ["openclaw backup create --verify --json",
+                                         "harness archive"]
+    assert all(not a["ok"] and a["why"].startswith("test restore does not match the manifest")
+               for a in full), full
+    assert [a["ok"] for a in attempts if a["scope"] == "config-only"] == [True]
     # only the config could be shown safe, and nobody accepted that up front
     assert verdict["backup_posture"]["posture"] == "config-only"
     assert verdict["outcome"] == "backup_no_go"

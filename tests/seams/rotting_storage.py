@@ -1,6 +1,7 @@
 """Test seam (loaded with `pytest -p tests.seams.rotting_storage`): the storage under the backups
-flips one byte of the first archive written, after the target's own `backup create --verify`
-has passed and before the harness's test restore. Everything else is the real run."""
+flips one byte of every full backup archive written (the target's own, after its
+`backup create --verify` passed, and the harness's), before the harness's test restore.
+Config-only archives are left alone. Everything else is the real run."""
 
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ _real = posture.BackupTaker._make
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    rotted: list[str] = []
-
-    def make(self: posture.BackupTaker, scope: str, label: str, tool: str) -> Backup:
-        backup = _real(self, scope, label, tool)
-        if not rotted:
+    def make(self: posture.BackupTaker, scope: str, label: str, tool: str, own: bool) -> Backup:
+        backup = _real(self, scope, label, tool, own)
+        if scope == "full":
             data = bytearray(backup.archive.read_bytes())
             data[len(data) // 2] ^= 0xFF
             backup.archive.write_bytes(bytes(data))
-            rotted.append(backup.archive.name)
         return backup
 
     posture.BackupTaker._make = make  # type: ignore[method-assign]
