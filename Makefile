@@ -35,9 +35,12 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests -m "not e2e" -q
 
-# Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines).
+# Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines):
+# the soak driver and signal pipeline against the model lab, then rollback by prefix switch
+# against rollback by reinstall on the real gateway.
 bench: $(STAMP)
 	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.rollback $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness scenarios tests bench conftest.py

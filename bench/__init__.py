@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` runs each module here and prints its numbers."""
+"""Benchmarks: `make bench` runs each module here and prints its numbers side by side."""

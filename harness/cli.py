@@ -3,22 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError, InfrastructureError
+from harness.errors import HarnessError, InfrastructureError, InputError
+from harness.gate import answer, waiting_runs
 from harness.report import latest_run, render
+from harness.target.groundtruth import (
+    DEFAULT_PATTERNS,
+    GroundTruth,
+    check_installed,
+    judge_report,
+    package_root,
+)
+from harness.target.profile import load_target
 from harness.target.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser.add_argument("--cache", type=Path, default=Path(".cache"),
+                        help="the project's cache folder (default: .cache)")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="render a run's Allure results to HTML")
     report.add_argument("run_dir", nargs="?", type=Path,
                         help="a run folder (default: reports/latest)")
-    report.add_argument("--cache", type=Path, default=Path(".cache"),
-                        help="the project's cache folder (default: .cache)")
+    truth = commands.add_parser(
+        "groundtruth", help="check an installed package (and a tool's warnings about it) "
+        "against the registry's own package for that exact version")
+    truth.add_argument("spec", help="package@version, e.g. openclaw@2026.3.28")
+    truth.add_argument("installed", type=Path,
+                       help="the install: an npm prefix or the package folder itself")
+    truth.add_argument("--verifier-output", type=Path, metavar="FILE",
+                       help="a tool's output naming missing files ('-' for stdin), e.g. the JSON "
+                       "of `openclaw update --json`")
+    truth.add_argument("--target", type=Path, help="a target profile whose "
+                       "package.verifier_patterns say how its tool names files")
+    truth.add_argument("--json", action="store_true", help="print the findings as JSON")
+    approve = commands.add_parser(
+        "approve", help="approve (or refuse) the restart a run's manual gate is waiting on")
+    approve.add_argument("run_dir", nargs="?", type=Path,
+                         help="the run folder (default: the newest run under reports/ waiting)")
+    approve.add_argument("--by", default=os.environ.get("USER") or "unknown",
+                         help="who approves (default: $USER)")
+    approve.add_argument("--deny", action="store_true", help="refuse the restart instead")
+    approve.add_argument("--reason", default="", help="why (recorded with the decision)")
     sup = commands.add_parser("supervisor", help="the external update supervisor: a systemd "
                               "timer and oneshot service that run the acceptance suite")
     sup.add_argument("action", choices=("install", "remove", "status", "show"))
@@ -42,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "supervisor":
         return _supervisor(args)
     try:
+        if args.command == "groundtruth":
+            return _groundtruth(args)
+        if args.command == "approve":
+            return _approve(args)
         run_dir = args.run_dir or latest_run(Path("reports"))
         index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
     except HarnessError as exc:
@@ -89,6 +124,56 @@ def _supervisor(args: argparse.Namespace) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    run_dir = args.run_dir or next(waiting_runs(Path("reports")), None)
+    if run_dir is None:
+        raise InfrastructureError("no run under reports/ is waiting for a restart approval")
+    request = answer(run_dir.resolve(), args.by, args.deny, args.reason)
+    verb = "refused" if args.deny else "approved"
+    print(f"harness: {verb} by {args.by}: {request['purpose']} (request {request['request']} "
+          f"of {run_dir})")
+    return 0
+
+
+def _groundtruth(args: argparse.Namespace) -> int:
+    """Exit 0 when the install is the package and no named path is damage, 1 when corrupt."""
+    package, _, version = args.spec.rpartition("@")
+    if not package or not version:
+        raise InputError("groundtruth", "spec", f"expected package@version, got {args.spec!r}")
+    runtime = Runtime(args.cache.resolve() / "runtime")
+    release = runtime.registry.resolve(package, version, "groundtruth")
+    if release.version != version:
+        raise InputError("groundtruth", "spec", f"{args.spec} is not an exact version "
+                         f"(it resolves to {release.version}); name the version installed")
+    truth = GroundTruth(runtime.root, runtime.npm_env()).truth(release)
+    given = args.installed.resolve()
+    roots = [given, package_root(given, package), package_root(given / "lib", package)]
+    root = next((r for r in roots if (r / "package.json").is_file()), None)
+    if root is None:
+        raise InputError(str(given), "", f"no installed {package} here (looked for package.json "
+                         "in it, in node_modules/ and in lib/node_modules/)")
+    findings = check_installed(truth, root)
+    out: dict[str, object] = {"install": findings.as_dict()}
+    judged = None
+    if args.verifier_output is not None:
+        text = sys.stdin.read() if str(args.verifier_output) == "-" \
+            else args.verifier_output.read_text()
+        patterns = load_target(args.target).package.verifier_patterns if args.target else ()
+        judged = judge_report(text, truth, root, patterns or DEFAULT_PATTERNS)
+        out["verifier_output"] = judged.as_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"registry: {truth.label} {truth.integrity} ({len(truth.files)} files)")
+        print(f"install:  {findings.summary()}")
+        if judged is not None:
+            print(f"warning:  {judged.summary()}")
+            for finding in judged.findings:
+                print(f"  {finding.explanation}")
+    corrupt = findings.corrupt or (judged is not None and judged.verdict == "corrupt")
+    return 1 if corrupt else 0
 
 
 if __name__ == "__main__":

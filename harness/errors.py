@@ -17,6 +17,9 @@ class ExitCode(IntEnum):
     ROLLBACK_FAILED = 11
     ABORTED = 12  # a check before anything was stopped failed: nothing changed
     SOAK_FAILED = 13  # a soak of a running deployment (no upgrade in the run) failed
+    STALE_LOCK = 14  # the candidate moved since the review was locked: re-run and re-lock
+    BACKUP_NO_GO = 15  # backup posture below full and not accepted up front: a person decides
+    NO_APPROVAL = 16  # the manual restart gate got no approval in time (or a refusal)
     BAD_INPUT = 20  # malformed target, policy or scenario file, or a bad option
     UNKNOWN_VERSION = 21
     GATEWAY_UNREACHABLE = 22
@@ -54,6 +57,12 @@ class UnknownVersionError(HarnessError):
 
 class GatewayUnreachableError(HarnessError):
     exit_code = ExitCode.GATEWAY_UNREACHABLE
+
+
+class StaleLockError(HarnessError):
+    """The versions a run would change to are not the ones its review was locked against."""
+
+    exit_code = ExitCode.STALE_LOCK
 
 
 class InfrastructureError(HarnessError):

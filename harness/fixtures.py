@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import allure
 import pytest
 
 from harness.errors import GatewayUnreachableError, HarnessError
+from harness.gate import RestartGate, Terminal
 from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.phases import Procedure, one_reply
@@ -108,4 +110,30 @@ def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record
         with capture.global_and_fixture_disabled():
             terminal.write_line("  " + progress_line(run, elapsed))
 
-    return Procedure(run_settings, run_record, runtime, node, deployment, progress)
+    def say(line: str) -> None:
+        if terminal is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(f"  {line}")
+
+    def write(text: str) -> None:
+        if terminal is not None:
+            terminal.write(text, flush=True)
+
+    @contextmanager
+    def suspend() -> Iterator[None]:
+        """pytest's capture out of the way, stdin included (its own helper keeps stdin)."""
+        if capture is None:
+            yield
+            return
+        capture.suspend_global_capture(in_=True)
+        try:
+            yield
+        finally:
+            capture.resume_global_capture()
+
+    gate = RestartGate(run_settings.restart_gate, run_settings.run_dir,
+                       run_settings.gate_timeout_s, say=say,
+                       terminal=Terminal.detect(write, suspend)
+                       if run_settings.restart_gate == "manual" else None)
+    return Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)

@@ -20,11 +20,13 @@ from typing import Any
 import allure
 import httpx
 
-from harness.backup import Backup, compare_selected, create_backup, restore_paths, verify_by_restore
-from harness.errors import HarnessError
+from harness.backup import compare_selected, restore_paths, selected
+from harness.errors import ExitCode, HarnessError
+from harness.gate import RestartGate
 from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.run import RunRecord, RunSettings
+from harness.safety import Prepared, Safety
 from harness.signals.signatures import catalogue
 from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
@@ -35,7 +37,6 @@ from harness.target import semver
 from harness.target.client import ChatOutcome
 from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
-from harness.target.registry import Release
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 
 MIN_FREE_BYTES = 2 * 1024**3
@@ -83,16 +84,18 @@ class Procedure:
     """Upgrade, soak and rollback of one gateway, with the evidence of each step."""
 
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
-                 node: NodeRuntime, gateway: Gateway, progress: Progress | None = None) -> None:
+                 node: NodeRuntime, gateway: Gateway, progress: Progress | None = None,
+                 gate: RestartGate | None = None) -> None:
         self.settings = settings
         self.record = record
         self.runtime = runtime
         self.node = node
         self.gateway = gateway
         self.progress = progress
-        self.backups: dict[str, Backup] = {}
         self.soaks: dict[str, SoakRun] = {}
         self.backup_dir = settings.cache_dir / "runs" / settings.run_id / "backups"
+        self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
+        self.prepared: dict[str, Prepared] = {}
 
     # -- upgrade ------------------------------------------------------------------------
     def preflight(self) -> PhaseResult:
@@ -101,7 +104,7 @@ class Procedure:
     def _preflight(self) -> PhaseResult:
         s = self.settings
         checks: list[dict[str, Any]] = []
-        attach_json("release lock", s.lock())
+        attach_json("release lock", self.safety.lock)
         allure.attach(s.policy.text, name=f"policy {s.policy.path.name} "
                       f"sha256:{s.policy.sha256[:16]}", attachment_type=allure.attachment_type.TEXT)
 
@@ -126,80 +129,120 @@ class Procedure:
              active, s.known_good.version)
         for lint in self.gateway.config_lint():  # e.g. the gateway's own auto-update is off
             note(lint["check"], lint["ok"], lint["observed"], lint["expected"])
+        # the registry's own packages, fetched now so a rollback needs no network later
+        prefix = self.gateway.driver.active_prefix()
+        for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
+            try:
+                truth = self.safety.truth(release)
+                note(f"{role} tarball matches the registry's integrity ({len(truth.files)} "
+                     "files)", True, release.integrity, "dist.integrity")
+            except HarnessError as exc:
+                note(f"{role} tarball matches the registry's integrity", False, str(exc),
+                     "dist.integrity")
+        if prefix is not None and active == s.known_good.version:
+            findings = self.safety.verify_install(s.known_good, prefix, "known-good (preflight)")
+            note(f"the known-good install is {s.known_good.label} as the registry ships it",
+                 not findings.corrupt, findings.summary(), "every shipped file, identical")
         failed = [c["check"] for c in checks if not c["ok"]]
         summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
         return PhaseResult("preflight", not failed, summary, {"checks": checks})
 
     def backup(self) -> PhaseResult:
-        return _timed("backup", lambda: self._backup("pre-upgrade"))
+        return _timed("backup", lambda: self._backup("pre-upgrade", decides=True))
 
-    def _backup(self, label: str) -> PhaseResult:
-        with allure.step(f"archive state dir with a SHA-256 manifest ({label})"):
-            backup = create_backup(self.gateway.state_dir, self.backup_dir, label)
-        with allure.step("test restore into a scratch folder and compare every hash"):
-            problems = verify_by_restore(backup)
-        self.backups[label] = backup
-        attach_json(f"backup manifest ({label})", {**backup.summary(),
-                                                   "manifest": backup.manifest})
-        bad = {k: v for k, v in problems.items() if v}
-        if bad:
-            return PhaseResult(label, False, f"test restore does not match the manifest: {bad}",
-                               backup.summary())
-        return PhaseResult(label, True, f"{len(backup.manifest)} files archived and verified "
-                           "by a test restore", backup.summary())
-
-    def stop(self) -> PhaseResult:
-        return _timed("stop", self._stop)
-
-    def _stop(self) -> PhaseResult:
-        pid = self.gateway.pid
-        self.record.changed = True
-        with allure.step(f"stop gateway PID {pid}"):
-            was_running = self.gateway.stop()
-        down = not self.gateway.is_running()
-        return PhaseResult("stop", down, f"gateway PID {pid} stopped" if down
-                           else f"gateway PID {pid} still running", {"was_running": was_running})
+    def _backup(self, label: str, decides: bool) -> PhaseResult:
+        assessed = self.safety.backup(label, decides)
+        details = assessed.as_dict()
+        if not assessed.go:  # before a rollback it is reported, and never blocks the rollback
+            return PhaseResult(label, False, assessed.no_go() if decides else assessed.line(),
+                               details)
+        return PhaseResult(label, True, assessed.line(), details)
 
     def install(self) -> PhaseResult:
         return _timed("install", self._install_candidate)
 
     def _install_candidate(self) -> PhaseResult:
-        result = self._install(self.settings.candidate, "install")
-        patch = self.settings.candidate_config
-        if result.ok and patch:
-            config = self.gateway.state_dir / self.settings.target.state.config
-            with allure.step(f"apply the candidate's config change to {config.name}"):
-                patch_json_file(config, patch)
-                attach_json("candidate config patch", patch)
-            result.details["config_patch"] = patch
-            result.summary += f"; config patched with {json.dumps(patch)}"
-        return result
-
-    def _install(self, release: Release, name: str) -> PhaseResult:
-        with allure.step(f"install {release.label} into its own prefix"):
-            installation = self.runtime.install(release, self.node,
-                                                self.settings.target.package.install_env)
-        with allure.step(f"switch the active install to {release.version}"):
-            self.gateway.activate(installation)
-        findings = installed_integrity(installation)
-        active = self.gateway.active_version()
-        ok = active == release.version and findings["matches"]
-        how = "existing prefix reused, no download" if installation.reused \
-            else f"downloaded and installed in {installation.seconds:.0f} s"
-        return PhaseResult(name, ok, f"{release.label} active ({how})", {
-            "prefix": str(installation.prefix), "reused": installation.reused,
-            "active_version": active, "integrity": findings})
+        """The candidate into its own prefix beside the running known-good: no interruption."""
+        check = self.safety.lock_holds("install")
+        if not check.ok:
+            return PhaseResult("install", False, check.message(self.safety.lock),
+                               check.as_dict())
+        release = self.settings.candidate
+        prepared = self.safety.prepare(release, "candidate (install)")
+        self.prepared["candidate"] = prepared
+        marker = installed_integrity(prepared.installation)
+        ok = prepared.ok and marker["matches"]
+        how = {"kept prefix": "existing prefix reused, no download",
+               "download": f"downloaded and installed in {prepared.installation.seconds:.0f} s"
+               }.get(prepared.path, prepared.path)
+        summary = f"{release.label} ready beside the known-good ({how}); " \
+            f"{prepared.findings.summary()}"
+        if not marker["matches"]:
+            summary += f"; the install's recorded integrity {marker['installed']} is not the " \
+                "registry's"
+        return PhaseResult("install", ok, summary, {**prepared.as_dict(), "integrity": marker})
 
     def restart_gate(self, purpose: str) -> PhaseResult:
         return _timed(f"restart gate ({purpose})", lambda: self._restart_gate(purpose))
 
     def _restart_gate(self, purpose: str) -> PhaseResult:
-        # The manual gate (a person approving each restart) comes with the safety procedure;
-        # here the run approves for itself and says so.
-        approved = {"mode": self.settings.restart_gate, "by": "--restart-gate auto",
-                    "at": time.time(), "purpose": purpose}
-        return PhaseResult("restart_gate", True, f"restart approved automatically ({purpose})",
-                           approved)
+        s = self.settings
+        rollback = self.record.rollback_started
+        going, coming = (s.candidate, s.known_good) if rollback else (s.known_good, s.candidate)
+        prepared = self.prepared.get("known_good" if rollback else "candidate")
+        plan = {
+            "interrupts": f"{going.label} serving at {self.gateway.endpoint.base_url} "
+                          f"(PID {self.gateway.pid})",
+            "then": f"switch to {coming.label} ({prepared.path if prepared else 'prefix'}, "
+                    "verified against the registry) and start it",
+            "backup": (self.record.facts.get("backup_posture") or {}).get("line"),
+            "health": f"{self.gateway.endpoint.base_url}{s.target.api.live}",
+        }
+        decision = self.safety.ask(purpose, plan, halt_on_refusal=not rollback)
+        summary = decision.summary()
+        if not decision.approved:
+            still = self.gateway.is_serving()
+            summary += f"; {going.version} {'still serving' if still else 'NOT serving'}"
+        return PhaseResult("restart_gate", decision.approved, summary, decision.as_dict())
+
+    def stop(self) -> PhaseResult:
+        return _timed("stop", self._stop)
+
+    def _stop(self) -> PhaseResult:
+        """The interruption: re-check the lock and the backup, stop, switch to the candidate."""
+        check = self.safety.lock_holds("stop")
+        if not check.ok:
+            return PhaseResult("stop", False, check.message(self.safety.lock), check.as_dict())
+        fresh = self.safety.refresh("pre-upgrade")
+        if fresh.get("retaken") and not fresh.get("kept_posture"):
+            reason = (f"the state changed since the pre-upgrade backup and taking it again "
+                      f"gave posture {fresh['posture']}: refusing to stop on a weaker backup")
+            self.record.halt("backup_no_go", ExitCode.BACKUP_NO_GO, reason)
+            return PhaseResult("stop", False, reason, fresh)
+        pid = self.gateway.pid
+        self.record.changed = True
+        with allure.step(f"stop gateway PID {pid}"):
+            was_running = self.gateway.stop()
+        if self.gateway.is_running():
+            return PhaseResult("stop", False, f"gateway PID {pid} still running",
+                               {"was_running": was_running})
+        prepared = self.prepared["candidate"]
+        with allure.step(f"switch the active install to {self.settings.candidate.version}"):
+            self.gateway.activate(prepared.installation)
+        summary = (f"gateway PID {pid} stopped; active install switched to "
+                   f"{self.gateway.active_version()}")
+        details: dict[str, Any] = {"was_running": was_running, "backup_refresh": fresh,
+                                   "prefix": str(prepared.installation.prefix)}
+        patch = self.settings.candidate_config
+        if patch:
+            config = self.gateway.state_dir / self.settings.target.state.config
+            with allure.step(f"apply the candidate's config change to {config.name}"):
+                patch_json_file(config, patch)
+                attach_json("candidate config patch", patch)
+            details["config_patch"] = patch
+            summary += f"; config patched with {json.dumps(patch)}"
+        ok = self.gateway.active_version() == self.settings.candidate.version
+        return PhaseResult("stop", ok, summary, details)
 
     def start(self) -> PhaseResult:
         return _timed("start", self._start)
@@ -297,26 +340,76 @@ class Procedure:
     # -- rollback -----------------------------------------------------------------------
     def rollback_backup(self) -> PhaseResult:
         self.record.rollback_started = True
-        return _timed("rollback backup", lambda: self._backup("pre-rollback"))
+        return _timed("rollback backup", lambda: self._backup("pre-rollback", decides=False))
+
+    def rollback_prepare(self) -> PhaseResult:
+        return _timed("prepare known-good", self._rollback_prepare)
+
+    def _rollback_prepare(self) -> PhaseResult:
+        """The known-good back in place beside the candidate, before anything is interrupted:
+        its kept prefix (no download) when it is there and intact, else a reinstall."""
+        self.record.rollback_started = True
+        # The rollback goes to the locked known-good whatever the specs say now; a moved
+        # candidate is recorded, and the registry being unreachable does not matter here.
+        check = self.safety.lock_holds("rollback", refuse=False)
+        release = self.settings.known_good
+        prepared = self.safety.prepare(release, "known-good (rollback)")
+        self.prepared["known_good"] = prepared
+        path = ("prefix switch: the kept known-good prefix, no download"
+                if prepared.path == "kept prefix"
+                else f"reinstall from the registry ({prepared.path}, "
+                     f"{prepared.installation.seconds:.0f} s)")
+        self.record.facts["rollback_path"] = {**prepared.as_dict(), "how": prepared.path,
+                                              "path": path}
+        summary = f"{path}; {prepared.findings.summary()}"
+        if not check.ok:
+            summary += f" (note: {check.message(self.safety.lock)})"
+        return PhaseResult("rollback_prepare", prepared.ok, summary,
+                           {**prepared.as_dict(), "lock_check": check.as_dict()})
 
     def rollback_restore(self) -> PhaseResult:
         return _timed("restore known-good", self._rollback_restore)
 
     def _rollback_restore(self) -> PhaseResult:
+        fresh = self.safety.refresh("pre-rollback")  # insurance only: it never blocks
         with allure.step("stop the candidate gateway (if it is running)"):
             self.gateway.stop()
-        result = self._install(self.settings.known_good, "restore")
+        prepared = self.prepared["known_good"]
+        with allure.step(f"switch the active install to {self.settings.known_good.version}"):
+            self.gateway.activate(prepared.installation)
+        active = self.gateway.active_version()
+        backup = self.safety.backup_of("pre-upgrade")
         globs = self.settings.target.state.restore
-        with allure.step(f"restore {globs} from the pre-upgrade backup"):
-            restored = restore_paths(self.backups["pre-upgrade"], self.gateway.state_dir, globs)
-            diff = compare_selected(self.backups["pre-upgrade"], self.gateway.state_dir, globs)
+        held = [g for g in globs if backup and any(selected(p, [g]) for p in backup.manifest)]
+        if self.safety.assessments.get("pre-upgrade") is not None and \
+                self.safety.assessments["pre-upgrade"].posture == "full":
+            held = list(globs)  # a full backup holds all of it, even what did not exist yet
+        unheld = [g for g in globs if g not in held]
+        restored: list[str] = []
+        diff = {"missing": [], "added": [], "changed": []}
+        if backup is not None and held:
+            with allure.step(f"restore {held} from the pre-upgrade backup"):
+                restored = restore_paths(backup, self.gateway.state_dir, held)
+                diff = compare_selected(backup, self.gateway.state_dir, held)
         same = not any(diff.values())
-        result.details.update({"restored_files": len(restored), "state_diff": diff})
         self.record.facts["rollback_state_diff"] = diff
+        if unheld:
+            self.record.facts["rollback_state_not_restored"] = unheld
+        details = {"active_version": active, "restored_files": len(restored),
+                   "state_diff": diff, "not_in_backup": unheld, "backup_refresh": fresh,
+                   "rollback_path": self.record.facts.get("rollback_path", {}).get("path")}
+        if active != self.settings.known_good.version:
+            return PhaseResult("restore", False, f"active version is {active}, not "
+                               f"{self.settings.known_good.version}", details)
         if not same:
-            return replace(result, ok=False, summary=f"state differs from the backup: {diff}")
-        return replace(result, summary=f"{result.summary}; {len(restored)} state files equal "
-                       "the pre-upgrade backup")
+            return PhaseResult("restore", False, f"state differs from the backup: {diff}",
+                               details)
+        summary = (f"{self.settings.known_good.label} active "
+                   f"({details['rollback_path']}); {len(restored)} state files equal the "
+                   "pre-upgrade backup")
+        if unheld:
+            summary += f"; not restored, the backup does not hold them: {', '.join(unheld)}"
+        return PhaseResult("restore", True, summary, details)
 
 
 def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0) -> ChatOutcome:

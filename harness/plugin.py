@@ -17,8 +17,12 @@ from pathlib import Path
 import allure
 import pytest
 
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ExitCode, HarnessError, InputError
+from harness.gate import MODES
+from harness.lock import lock_path
+from harness.lock import take as take_lock
 from harness.policy import check_scenarios, load_policy
+from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
     PhaseOutcome,
@@ -63,8 +67,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="what an inconclusive soak means (default: policy on_inconclusive, "
                          "itself fail: fail closed)")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
-    group.addoption("--restart-gate", default="auto", choices=("auto",),
-                    help="who approves each restart")
+    group.addoption("--restart-gate", default="auto", choices=MODES,
+                    help="who approves each restart: auto (CI: the run itself) or manual (a "
+                    "person: a prompt on a terminal, else `harness approve RUN_DIR`)")
+    group.addoption("--gate-timeout", type=float, default=600.0,
+                    help="seconds a manual restart gate waits for a decision (default 600); "
+                    "without one nothing is interrupted")
+    group.addoption("--accept-backup-posture", choices=POSTURES[1:],
+                    help="go on with a backup below full (config-only, or none), decided up "
+                    "front; otherwise such a run stops before any change")
     group.addoption("--target-host",
                     help="where the gateway's commands run: local:// or docker://CONTAINER "
                          "(default: the target file's target.host)")
@@ -148,6 +159,9 @@ def settings_for(config: pytest.Config) -> RunSettings:
         cand_origin = "--candidate" if config.getoption("candidate") \
             else f"{target.path}: versions.candidate"
         candidate_config = target.candidate_config
+        gate_timeout = config.getoption("gate_timeout")
+        if gate_timeout <= 0:
+            raise InputError("--gate-timeout", "", f"expected seconds > 0, got {gate_timeout:g}")
         if config.getoption("candidate_config"):
             candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
         known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
@@ -164,7 +178,16 @@ def settings_for(config: pytest.Config) -> RunSettings:
         soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
         candidate_config=candidate_config, baseline=baseline,
         on_inconclusive=config.getoption("inconclusive") or policy.on_inconclusive,
+        gate_timeout_s=gate_timeout,
+        accept_backup_posture=config.getoption("accept_backup_posture"),
     )
+    try:  # the review is locked now, before anything runs; a locked run dir must match it
+        locked, reused = take_lock(run_dir, settings.lock())
+    except HarnessError as exc:
+        _fail_input(config, exc)
+        raise
+    config.stash[RECORD].facts["release_lock"] = {
+        "file": str(lock_path(run_dir)), "locked_at": locked["locked_at"], "reused": reused}
     config.stash[SETTINGS] = settings
     return settings
 
@@ -190,12 +213,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                     f"{settings.candidate.version}"))
         item.add_marker(allure.feature(family))
         limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
+        if item.name == "test_restart_gate":
+            limit = settings.gate_timeout_s + 300
         if family == "soak":
             limit = settings.soak.window_s + settings.soak.drain_s + 300
         elif item.name == "test_baseline" and settings.baseline is not None:
             limit = settings.baseline.window_s + settings.baseline.drain_s + 300
         elif family == "rollback":
-            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300)
+            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300) \
+                + settings.gate_timeout_s
         if limit and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
     settings.run_dir.mkdir(parents=True, exist_ok=True)

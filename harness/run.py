@@ -42,6 +42,8 @@ class RunSettings:
     candidate_config: dict[str, Any] = field(default_factory=dict)
     baseline: Window | None = None
     on_inconclusive: str = "fail"
+    gate_timeout_s: float = 600.0  # how long a manual restart gate waits for a person
+    accept_backup_posture: str | None = None  # a posture below full accepted up front
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -64,6 +66,8 @@ class RunSettings:
             "baseline_window_s": self.baseline.window_s if self.baseline else None,
             "on_inconclusive": self.on_inconclusive,
             "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
+            "gate_timeout_s": self.gate_timeout_s,
+            "accept_backup_posture": self.accept_backup_posture,
         }
 
 
@@ -98,6 +102,12 @@ class RunRecord:
     final_state: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     error_code: ExitCode | None = None
+    # a refusal before anything changed: (outcome, exit code, reason), e.g. a stale lock
+    halted: tuple[str, ExitCode, str] | None = None
+
+    def halt(self, outcome: str, code: ExitCode, reason: str) -> None:
+        if not self.changed and self.halted is None:
+            self.halted = (outcome, code, reason)
 
     def failures(self, *families: str) -> list[PhaseOutcome]:
         return [p for p in self.phases if p.outcome == "failed" and p.family in families]
@@ -108,6 +118,8 @@ class RunRecord:
     def outcome(self) -> tuple[str, ExitCode | int]:
         if self.error_code is not None:
             return "error", self.error_code
+        if self.halted is not None and not self.changed:
+            return self.halted[0], self.halted[1]
         if self.rollback_started:
             if self.failures("rollback"):
                 return "rollback_failed", ExitCode.ROLLBACK_FAILED
@@ -133,9 +145,17 @@ def build_verdict(record: RunRecord, lock: dict[str, Any] | None) -> dict[str, A
         "phases": [p.__dict__ for p in record.phases],
         **record.facts,
         "final_state": record.final_state,
-        "claim": _claim(outcome, lock, record),
+        "claim": f"{posture_line(record)}. {_claim(outcome, lock, record)}",
     }
     return verdict
+
+
+def posture_line(record: RunRecord) -> str:
+    """The first words of every claim: how safe the run's backup was."""
+    posture = record.facts.get("backup_posture")
+    if posture:
+        return str(posture["line"][0].upper() + posture["line"][1:])
+    return "Backup posture: none taken (no backup phase ran)"
 
 
 def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,6 +188,9 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     good = lock["known_good"]["version"]
     policy = lock["policy"]["name"]
     failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
+    if record.halted is not None and outcome == record.halted[0]:
+        return (f"No claim about {cand}: {record.halted[2]}. Stopped before any change; {good} "
+                "was left serving.")
     if not any(p.family == "upgrade" for p in record.phases):
         running = record.final_state.get("version") or good
         verb = "passed" if outcome == "passed" else f"failed ({failed})"

@@ -1,8 +1,11 @@
 """The upgrade procedure as ordered session fixtures.
 
-preflight -> backup -> baseline -> stop -> install -> restart_gate -> start -> health -> soak,
-and when anything fails after the first change: rollback_backup -> rollback_restore ->
-rollback_restart_gate -> rollback_start -> rollback_smoke -> rollback_watch.
+preflight -> backup -> baseline -> install -> restart_gate -> stop -> start -> health -> soak,
+and when anything fails after the first change: rollback_backup -> rollback_prepare ->
+rollback_restart_gate -> rollback_restore -> rollback_start -> rollback_smoke -> rollback_watch.
+Everything that needs no interruption (backup, the baseline soak of the known-good, the new
+version in its own prefix, its ground truth) is done before the restart gate; the interruption
+starts at `stop` (or `rollback_restore`), after a person or CI approved it.
 Each fixture runs its phase once and returns its result; a phase whose predecessor failed is
 skipped with the reason. The library (`harness.phases`) does the work and writes the evidence.
 """
@@ -39,26 +42,26 @@ def baseline(procedure: Procedure, backup: PhaseResult) -> PhaseResult:
 
 
 @pytest.fixture(scope="session")
-def stop(procedure: Procedure, baseline: PhaseResult) -> PhaseResult:
+def install(procedure: Procedure, baseline: PhaseResult) -> PhaseResult:
     after(baseline)
-    return procedure.stop()
-
-
-@pytest.fixture(scope="session")
-def install(procedure: Procedure, stop: PhaseResult) -> PhaseResult:
-    after(stop)
     return procedure.install()
 
 
 @pytest.fixture(scope="session")
 def restart_gate(procedure: Procedure, install: PhaseResult) -> PhaseResult:
     after(install)
-    return procedure.restart_gate("start the candidate")
+    return procedure.restart_gate("stop the known-good and start the candidate")
 
 
 @pytest.fixture(scope="session")
-def start(procedure: Procedure, restart_gate: PhaseResult) -> PhaseResult:
+def stop(procedure: Procedure, restart_gate: PhaseResult) -> PhaseResult:
     after(restart_gate)
+    return procedure.stop()
+
+
+@pytest.fixture(scope="session")
+def start(procedure: Procedure, stop: PhaseResult) -> PhaseResult:
+    after(stop)
     return procedure.start()
 
 
@@ -98,20 +101,26 @@ def rollback_backup(procedure: Procedure, rollback_needed: None) -> PhaseResult:
 
 
 @pytest.fixture(scope="session")
-def rollback_restore(procedure: Procedure, rollback_backup: PhaseResult) -> PhaseResult:
+def rollback_prepare(procedure: Procedure, rollback_backup: PhaseResult) -> PhaseResult:
     # a failed fresh backup is reported, but never keeps service from being restored
+    return procedure.rollback_prepare()
+
+
+@pytest.fixture(scope="session")
+def rollback_restart_gate(procedure: Procedure, rollback_prepare: PhaseResult) -> PhaseResult:
+    after(rollback_prepare)
+    return procedure.restart_gate("stop the candidate and start the known-good version")
+
+
+@pytest.fixture(scope="session")
+def rollback_restore(procedure: Procedure, rollback_restart_gate: PhaseResult) -> PhaseResult:
+    after(rollback_restart_gate)
     return procedure.rollback_restore()
 
 
 @pytest.fixture(scope="session")
-def rollback_restart_gate(procedure: Procedure, rollback_restore: PhaseResult) -> PhaseResult:
+def rollback_start(procedure: Procedure, rollback_restore: PhaseResult) -> PhaseResult:
     after(rollback_restore)
-    return procedure.restart_gate("start the known-good version")
-
-
-@pytest.fixture(scope="session")
-def rollback_start(procedure: Procedure, rollback_restart_gate: PhaseResult) -> PhaseResult:
-    after(rollback_restart_gate)
     return procedure.start()
 
 

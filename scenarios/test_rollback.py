@@ -14,12 +14,16 @@ def test_rollback_backup(rollback_backup: PhaseResult) -> None:
     report_phase(rollback_backup)
 
 
-def test_rollback_restore(rollback_restore: PhaseResult) -> None:
-    report_phase(rollback_restore)
+def test_rollback_prepare(rollback_prepare: PhaseResult) -> None:
+    report_phase(rollback_prepare)
 
 
 def test_rollback_restart_gate(rollback_restart_gate: PhaseResult) -> None:
     report_phase(rollback_restart_gate)
+
+
+def test_rollback_restore(rollback_restore: PhaseResult) -> None:
+    report_phase(rollback_restore)
 
 
 def test_rollback_start(rollback_start: PhaseResult) -> None:

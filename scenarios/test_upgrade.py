@@ -19,16 +19,16 @@ def test_baseline(baseline: PhaseResult) -> None:
     report_phase(baseline)
 
 
-def test_stop(stop: PhaseResult) -> None:
-    report_phase(stop)
-
-
 def test_install(install: PhaseResult) -> None:
     report_phase(install)
 
 
 def test_restart_gate(restart_gate: PhaseResult) -> None:
     report_phase(restart_gate)
+
+
+def test_stop(stop: PhaseResult) -> None:
+    report_phase(stop)
 
 
 def test_start(start: PhaseResult) -> None:

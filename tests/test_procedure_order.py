@@ -11,9 +11,10 @@ from harness.run import PhaseOutcome, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
-UPGRADE = ["preflight", "backup", "baseline", "stop", "install", "restart_gate", "start", "health"]
-ROLLBACK = ["rollback_backup", "rollback_restore", "rollback_restart_gate", "rollback_start",
-            "rollback_smoke", "rollback_watch"]
+UPGRADE = ["preflight", "backup", "baseline", "install", "restart_gate", "stop", "start",
+           "health"]
+ROLLBACK = ["rollback_backup", "rollback_prepare", "rollback_restart_gate", "rollback_restore",
+            "rollback_start", "rollback_smoke", "rollback_watch"]
 
 
 def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> None:
@@ -70,7 +71,8 @@ def test_a_soak_alone_claims_nothing_about_the_candidate() -> None:
     lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
             "policy": {"name": "p"}}
     claim = build_verdict(rec, lock)["claim"]
-    assert claim.startswith("The running 2026.3.28 passed the soak")
+    assert claim.startswith("Backup posture: none taken (no backup phase ran). The running "
+                            "2026.3.28 passed the soak")
     assert "2026.4.1" not in claim
 
 

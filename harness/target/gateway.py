@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import commands
 from harness.errors import InputError
 from harness.target.client import GatewayEndpoint
 from harness.target.local import LocalProcessDriver
@@ -138,6 +139,10 @@ class Gateway:
 
     def is_running(self) -> bool:
         return self.driver.is_running()
+
+    def run_cli(self, args: list[str], timeout_s: float) -> commands.Completed:
+        """The target's own command line (its backup command, say), against this deployment."""
+        return self.driver.run_cli(args, timeout_s)
 
     def is_serving(self) -> bool:
         status, _ = self.endpoint.probe(self.profile.api.live, timeout=2)

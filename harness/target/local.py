@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import commands
 from harness.errors import InfrastructureError
 from harness.target.runtime import Installation, NodeRuntime
 
@@ -90,6 +91,12 @@ class LocalProcessDriver:
             )
         self.pid_path.write_text(str(self._proc.pid))
         return self._proc.pid
+
+    def run_cli(self, args: list[str], timeout_s: float) -> commands.Completed:
+        """Run the active install's own CLI with the gateway's environment (its state dir)."""
+        executable = self.current / "node_modules" / ".bin" / self.bin_name
+        return commands.run([str(executable), *args], env={**self.env,
+                            "PATH": self.node.path_env()}, cwd=self.deployment, timeout=timeout_s)
 
     def exit_code(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None

@@ -8,12 +8,13 @@ config template, log signatures) are data in its file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.schema import load_toml
+from harness.schema import Table, load_toml
 
 DRIVERS = ("local", "systemd")
 PROVISION = ("embedded",)  # attaching to a running deployment is still to come
@@ -29,6 +30,8 @@ class PackageSpec:
     bin: str  # executable under node_modules/.bin
     node_major: str  # Node.js major line the package needs, bootstrapped from the registry
     install_env: dict[str, str]
+    # regexes with a group `path`: how the target's own updater names files it finds missing
+    verifier_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,27 @@ class GatewaySpec:
     version_env: str = ""  # env var in that unit naming the active version ("": none)
 
 
+STATE_KINDS = ("config", "credentials", "sessions", "state")  # what a full backup holds
+
+
+@dataclass(frozen=True)
+class BackupCommands:
+    """The target's own backup command (argv after its binary); `{dest}` is an empty folder
+    the archive must be written into."""
+
+    full: list[str] | None = None
+    config_only: list[str] | None = None
+    timeout_s: float = 600.0
+
+
 @dataclass(frozen=True)
 class StateSpec:
     config: str  # config file, relative to the state dir
     config_template: Path | None  # rendered into the state dir of an embedded deployment
     restore: list[str]  # globs (relative to the state dir) rollback restores from the backup
+    # globs by kind (config, credentials, sessions, state): what a full backup must hold
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    backup: BackupCommands = field(default_factory=BackupCommands)
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,18 @@ def with_host(profile: TargetProfile, host: str) -> TargetProfile:
     return replace(profile, host=check_host(host, "--target-host", ""))
 
 
+def _patterns(table: Table, name: str) -> list[str]:
+    patterns = table.str_list(name, [], non_empty=False)
+    for i, pattern in enumerate(patterns):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise table.fail(f"{name}[{i}]", f"not a valid regular expression: {exc}") from None
+        if "path" not in compiled.groupindex:
+            raise table.fail(f"{name}[{i}]", "needs a named group (?P<path>...) for the file")
+    return patterns
+
+
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
     root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
@@ -130,10 +161,11 @@ def load_target(path: Path) -> TargetProfile:
     target.reject_unknown({"name", "kind", "driver", "provision", "host"})
 
     pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns"})
     package = PackageSpec(
         name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
         install_env=pkg.str_map("install_env"),
+        verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
     )
     if not package.node_major.isdigit():
         raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
@@ -159,14 +191,31 @@ def load_target(path: Path) -> TargetProfile:
         raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
 
     st = root.table("state")
-    st.reject_unknown({"config", "config_template", "restore"})
+    st.reject_unknown({"config", "config_template", "restore", "paths", "backup"})
     template = st.opt_str("config_template")
     template_path = (path.parent / template) if template else None
     if template_path is not None and not template_path.is_file():
         raise st.fail("config_template", f"file not found: {template_path}")
+    config_file = st.str("config")
+    paths_table = st.table("paths", required=False)
+    paths_table.reject_unknown(set(STATE_KINDS))
+    # without declared paths a backup can only be shown to hold the config file
+    paths = {kind: paths_table.str_list(kind) for kind in STATE_KINDS
+             if kind in paths_table.data} if paths_table.data else {"config": [config_file]}
+    bk = st.table("backup", required=False)
+    bk.reject_unknown({"full", "config_only", "timeout_s"})
+    commands = BackupCommands(
+        full=bk.str_list("full") if "full" in bk.data else None,
+        config_only=bk.str_list("config_only") if "config_only" in bk.data else None,
+        timeout_s=bk.number("timeout_s", 600, minimum=0, exclusive=True),
+    )
+    for name in ("full", "config_only"):
+        argv = getattr(commands, name)
+        if argv is not None and not any("{dest}" in arg for arg in argv):
+            raise bk.fail(name, "needs {dest}: the folder the archive is written into")
     state = StateSpec(
-        config=st.str("config"), config_template=template_path,
-        restore=st.str_list("restore"),
+        config=config_file, config_template=template_path,
+        restore=st.str_list("restore"), paths=paths, backup=commands,
     )
 
     api_table = root.table("api")

@@ -78,12 +78,16 @@ class Runtime:
         return recorded.get("integrity") == release.integrity
 
     def install(self, release: Release, node: NodeRuntime | None,
-                extra_env: dict[str, str] | None = None) -> Installation:
-        """Install `release` into its own prefix, or reuse the prefix already there."""
+                extra_env: dict[str, str] | None = None, force: bool = False) -> Installation:
+        """Install `release` into its own prefix, or reuse the prefix already there.
+
+        `force` reinstalls from the registry even over a prefix that claims to be the release
+        (its files were found damaged); the old prefix is moved aside, not deleted, so a process
+        still running from it keeps its files and the damage can be looked at."""
         prefix = self.prefix_for(release)
         started = time.monotonic()
         with _locked(prefix.with_name(prefix.name + ".lock")):
-            if self.installed(release):
+            if self.installed(release) and not force:
                 return Installation(release, prefix, True, time.monotonic() - started)
             scratch = prefix.with_name(f".{prefix.name}.partial-{os.getpid()}")
             shutil.rmtree(scratch, ignore_errors=True)
@@ -100,7 +104,9 @@ class Runtime:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise InfrastructureError(f"npm install {release.label} failed: {done.tail(3)}")
             (scratch / MARKER).write_text(json.dumps(release.as_dict(), indent=2))
-            if prefix.exists():
+            if force and prefix.exists():
+                prefix.rename(prefix.with_name(f".{prefix.name}.replaced-{int(time.time())}"))
+            elif prefix.exists():
                 shutil.rmtree(prefix)
             scratch.rename(prefix)
         return Installation(release, prefix, False, time.monotonic() - started)

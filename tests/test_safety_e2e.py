@@ -1,0 +1,359 @@
+"""The safety procedure against the real OpenClaw packages from the registry.
+
+Ground truth: the registry's own tarball for an exact version is the judge of an install and of
+the warnings a tool prints about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.target.groundtruth import (
+    GroundTruth,
+    check_installed,
+    copy_package,
+    judge_report,
+    package_root,
+)
+from harness.target.profile import load_target
+from harness.target.runtime import NodeRuntime, Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "scenarios" / "targets" / "local-openclaw.toml"
+KNOWN_GOOD, CANDIDATE = "2026.3.28", "2026.4.1"
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Runtime:
+    return Runtime(ROOT / ".cache" / "runtime")
+
+
+@pytest.fixture(scope="module")
+def node(runtime: Runtime) -> NodeRuntime:
+    return runtime.node("22")
+
+
+def harness_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_a_deleted_shipped_file_is_corrupt_and_a_never_shipped_one_is_benign(
+        tmp_path: Path, runtime: Runtime, node: NodeRuntime) -> None:
+    profile = load_target(TARGET)
+    release = runtime.registry.resolve("openclaw", KNOWN_GOOD, "test")
+    prefix = runtime.install(release, node, profile.package.install_env).prefix
+    truth = GroundTruth(runtime.root, runtime.npm_env()).truth(release)
+    shipped = "dist/extensions/discord/runtime-api.js"
+    assert truth.ships(shipped) and not truth.ships("dist/extensions/qqbot/runtime-api.js")
+    # a private copy: the shared cache's prefix is never damaged
+    root = copy_package(prefix, "openclaw", tmp_path / "copy")
+    assert check_installed(truth, root).verdict == "intact"
+    (root / shipped).unlink()
+    findings = check_installed(truth, root)
+    assert findings.verdict == "corrupt"
+    assert findings.missing == [shipped] and findings.changed == [] and findings.extra == []
+    # the updater's wording, about the deleted file and about one 2026.3.28 never had
+    warning = (f"missing bundled runtime sidecar {shipped}\n"
+               "missing bundled runtime sidecar dist/extensions/qqbot/runtime-api.js\n")
+    judged = judge_report(warning, truth, root, profile.package.verifier_patterns)
+    assert judged.verdict == "corrupt"
+    assert {f.path: f.classification for f in judged.findings} == {
+        shipped: "corrupt", "dist/extensions/qqbot/runtime-api.js": "benign"}
+    # the command a person runs in the incident says the same, and fails
+    done = harness_cli("groundtruth", f"openclaw@{KNOWN_GOOD}", str(tmp_path / "copy"),
+                       "--verifier-output", "-", "--target", str(TARGET), stdin=warning)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"corrupt: openclaw@{KNOWN_GOOD} ships {shipped} and it is missing" in done.stdout
+
+
+@pytest.mark.e2e
+def test_the_updaters_sidecar_warning_after_a_downgrade_is_judged_benign(
+        tmp_path: Path, runtime: Runtime, node: NodeRuntime) -> None:
+    """The incident's moment, for real: 2026.4.1's own `openclaw update` downgrades a global
+    install to 2026.3.28 and its verifier reports bundled sidecars missing. The harness judges
+    each named file against 2026.3.28's package: none of them is part of it."""
+    profile = load_target(TARGET)
+    glob = tmp_path / "global"
+    home, state = tmp_path / "home", tmp_path / "state"
+    for folder in (home, state):
+        folder.mkdir()
+    env = {**os.environ, **runtime.npm_env(), **profile.package.install_env,
+           "PATH": f"{glob / 'bin'}{os.pathsep}{node.path_env()}",
+           "npm_config_prefix": str(glob), "npm_config_prefer_offline": "true",
+           "HOME": str(home), "OPENCLAW_STATE_DIR": str(state), "NO_COLOR": "1",
+           "OPENCLAW_DISABLE_BONJOUR": "1", "OPENCLAW_NO_RESPAWN": "1"}
+    subprocess.run(["npm", "install", "-g", "--no-audit", "--no-fund", "--loglevel=error",
+                    f"openclaw@{CANDIDATE}"], env=env, check=True, capture_output=True,
+                   timeout=900)
+    update = subprocess.run(
+        [str(glob / "bin" / "openclaw"), "update", "--tag", KNOWN_GOOD, "--yes",
+         "--no-restart", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=900)
+    report = json.loads(update.stdout)
+    # the updater itself calls its own successful downgrade a failure
+    assert update.returncode == 1 and report["reason"] == "global install verify", update.stdout
+    assert report["after"]["version"] == KNOWN_GOOD
+    verify = next(s for s in report["steps"] if s["name"] == "global install verify")
+    assert "missing bundled runtime sidecar dist/extensions/" in verify["stderrTail"]
+    (tmp_path / "update.json").write_text(update.stdout)
+
+    done = harness_cli("groundtruth", f"openclaw@{KNOWN_GOOD}", str(glob), "--json",
+                       "--verifier-output", str(tmp_path / "update.json"),
+                       "--target", str(TARGET))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert out["install"]["verdict"] == "intact", out["install"]["summary"]
+    judged = out["verifier_output"]
+    assert judged["verdict"] == "benign"
+    named = {f["path"] for f in judged["findings"]}
+    assert named and all(p.startswith("dist/extensions/") for p in named)
+    assert named == {line.removeprefix("missing bundled runtime sidecar ")
+                     for line in verify["stderrTail"].splitlines()}
+    assert all(f["classification"] == "benign" and not f["shipped"] for f in judged["findings"])
+    # and the package the updater left really is 2026.3.28, byte for byte
+    release = runtime.registry.resolve("openclaw", KNOWN_GOOD, "test")
+    truth = GroundTruth(runtime.root, runtime.npm_env()).truth(release)
+    assert check_installed(truth, package_root(glob / "lib", "openclaw")).verdict == "intact"
+
+
+# -- the procedure's safety steps, through `pytest scenarios` as a user runs it ------------
+def start_suite(run_dir: Path, *args: str, env: dict[str, str] | None = None
+                ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "--run-dir", str(run_dir), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})})
+
+
+def finish(proc: subprocess.Popen[str], run_dir: Path, timeout: float = 1500
+           ) -> tuple[int, str, dict]:
+    output, _ = proc.communicate(timeout=timeout)
+    verdict_path = run_dir / "verdict.json"
+    verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
+    return proc.returncode, output, verdict
+
+
+def run_suite(run_dir: Path, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 1500) -> tuple[int, str, dict]:
+    return finish(start_suite(run_dir, *args, env=env), run_dir, timeout)
+
+
+def phase(verdict: dict, name: str) -> dict:
+    return next(p for p in verdict["phases"] if p["name"] == name)
+
+
+def outcomes(verdict: dict, *names: str) -> list[str]:
+    return [phase(verdict, n)["outcome"] for n in names]
+
+
+def wait_for_gate(run_dir: Path, proc: subprocess.Popen[str], timeout: float = 600) -> dict:
+    """The gate's request, once the run waits on it (the run still going)."""
+    request = run_dir / "restart-gate.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if request.exists():
+            return json.loads(request.read_text())
+        assert proc.poll() is None, "the run ended before its restart gate opened"
+        time.sleep(0.25)
+    raise AssertionError("the restart gate never opened")
+
+
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.e2e
+def test_the_manual_gate_waits_and_each_restart_proceeds_on_approval(tmp_path: Path) -> None:
+    """2026.3.28 -> 2026.4.1 with a person approving both interruptions, upgrade and rollback."""
+    run = tmp_path / "run"
+    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "300",
+                       "--soak", "40", "--watch", "20")
+    approvals = []
+    for who in ("ops-alice", "ops-bob"):
+        request = wait_for_gate(run, proc)
+        time.sleep(2)  # the gate really waits: nothing stops while nobody has answered
+        assert (run / "restart-gate.json").exists() and serving(request["plan"]["health"])
+        done = harness_cli("approve", str(run), "--by", who)
+        assert done.returncode == 0, done.stderr
+        approvals.append(request)
+        while (run / "restart-gate.json").exists():
+            time.sleep(0.1)
+    code, output, verdict = finish(proc, run)
+    assert code == 10, output[-3000:]
+    assert approvals[0]["purpose"] == "stop the known-good and start the candidate"
+    assert "openclaw@2026.3.28 serving at" in approvals[0]["plan"]["interrupts"]
+    assert approvals[1]["purpose"] == "stop the candidate and start the known-good version"
+    decisions = verdict["restart_decisions"]
+    assert [(d["by"], d["channel"], d["approved"]) for d in decisions] == [
+        ("ops-alice", "harness approve", True), ("ops-bob", "harness approve", True)]
+    assert all(d["waited_s"] >= 2 for d in decisions)
+    assert phase(verdict, "restart_gate")["outcome"] == "passed"
+    # the rollback switched back to the kept prefix and restored the state
+    assert verdict["rollback_path"]["path"].startswith("prefix switch")
+    assert outcomes(verdict, "rollback_prepare", "rollback_restart_gate", "rollback_restore",
+                    "rollback_start") == ["passed"] * 4
+    assert verdict["ground_truth"]["known-good (rollback)"]["verdict"] == "intact"
+    assert verdict["ground_truth"]["candidate (install)"]["verdict"] == "intact"
+    assert verdict["final_state"]["version"] == "2026.3.28" and verdict["final_state"]["serving"]
+    assert verdict["claim"].startswith("Backup posture full: openclaw backup create --verify")
+
+
+@pytest.mark.e2e
+def test_without_approval_the_gate_times_out_and_the_known_good_keeps_serving(
+        tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "8")
+    request = wait_for_gate(run, proc)
+    served = []
+    while (run / "restart-gate.json").exists():
+        served.append(serving(request["plan"]["health"]))
+        time.sleep(0.5)
+    code, output, verdict = finish(proc, run)
+    assert code == 16, output[-3000:]
+    assert served and all(served)  # the known-good served all the while the gate waited
+    assert verdict["outcome"] == "no_approval"
+    gate = phase(verdict, "restart_gate")
+    assert gate["outcome"] == "failed"
+    assert "no approval within 8 s; nothing was interrupted; 2026.3.28 still serving" \
+        in gate["reason"]
+    assert outcomes(verdict, "stop", "start", "health") == ["skipped"] * 3
+    assert all(p["outcome"] == "skipped" for p in verdict["phases"] if p["family"] != "upgrade")
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == "2026.3.28"
+    assert "2026.3.28 was left serving" in verdict["claim"]
+
+
+@pytest.mark.e2e
+def test_a_dist_tag_that_moves_while_the_gate_waits_voids_the_review(tmp_path: Path) -> None:
+    """`latest` is 2026.4.1 when the review is locked and 2026.4.2 by the time a person approves
+    the restart (see tests/seams/moving_dist_tag.py: the registry cannot be moved for a test)."""
+    run, moved = tmp_path / "run", tmp_path / "tag-moved"
+    proc = start_suite(run, "-p", "tests.seams.moving_dist_tag", "--candidate", "latest",
+                       "--restart-gate", "manual", "--gate-timeout", "300",
+                       env={"SEAM_TAG_BEFORE": CANDIDATE, "SEAM_TAG_AFTER": "2026.4.2",
+                            "SEAM_TAG_MOVES_WHEN": str(moved)})
+    wait_for_gate(run, proc)
+    moved.touch()
+    assert harness_cli("approve", str(run), "--by", "ops-alice").returncode == 0
+    code, output, verdict = finish(proc, run)
+    assert code == 14, output[-3000:]
+    assert verdict["outcome"] == "stale_lock"
+    assert verdict["lock"]["candidate"]["version"] == CANDIDATE
+    stop = phase(verdict, "stop")
+    assert stop["outcome"] == "failed"
+    assert "review is stale: candidate openclaw@latest now resolves to openclaw@2026.4.2" \
+        in stop["reason"] and "Re-run the review and re-lock" in stop["reason"]
+    assert [c["ok"] for c in verdict["lock_checks"]] == [True, False]  # install, then stop
+    assert outcomes(verdict, "start", "health") == ["skipped", "skipped"]
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == KNOWN_GOOD
+
+
+@pytest.mark.e2e
+def test_a_corrupted_backup_is_caught_by_the_test_restore_before_anything_stops(
+        tmp_path: Path) -> None:
+    """OpenClaw's own `backup create --verify` writes and verifies its archive, the harness then
+    writes its own; a byte of each rots on disk (tests/seams/rotting_storage.py). The harness's
+    test restore catches both."""
+    run = tmp_path / "run"
+    code, output, verdict = run_suite(run, "-p", "tests.seams.rotting_storage", timeout=900)
+    assert code == 15, output[-3000:]
+    attempts = verdict["backups"]["pre-upgrade"]["attempts"]
+    full = [a for a in attempts if a["scope"] == "full"]
+    assert [a["tool"] for a in full] == ["openclaw backup create --verify --json",
+                                         "harness archive"]
+    assert all(not a["ok"] and a["why"].startswith("test restore does not match the manifest")
+               for a in full), full
+    assert [a["ok"] for a in attempts if a["scope"] == "config-only"] == [True]
+    # only the config could be shown safe, and nobody accepted that up front
+    assert verdict["backup_posture"]["posture"] == "config-only"
+    assert verdict["outcome"] == "backup_no_go"
+    assert phase(verdict, "backup")["outcome"] == "failed"
+    assert outcomes(verdict, "install", "restart_gate", "stop") == ["skipped"] * 3
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == KNOWN_GOOD
+    assert verdict["claim"].startswith("Backup posture config-only (degraded)")
+
+
+def config_only_target(tmp_path: Path) -> Path:
+    """The shipped target, knowing only where the config is (no credentials, sessions, state)."""
+    source = ROOT / "scenarios" / "targets"
+    target = tmp_path / "targets" / "config-only.toml"
+    target.parent.mkdir()
+    (target.parent / "openclaw").symlink_to(source / "openclaw")
+    lines = (source / "local-openclaw.toml").read_text().splitlines()
+    start = lines.index("[state.paths]")
+    kept = [x for x in lines[start + 1:] if not x.startswith(("credentials", "sessions",
+                                                               "state ="))]
+    target.write_text("\n".join(lines[:start + 1] + kept) + "\n")
+    return target
+
+
+@pytest.mark.e2e
+def test_a_config_only_posture_stops_the_run_unless_accepted_up_front(tmp_path: Path) -> None:
+    target = config_only_target(tmp_path)
+    code, output, verdict = run_suite(tmp_path / "refused", "--target", str(target),
+                                      timeout=900)
+    assert code == 15, output[-3000:]
+    reason = phase(verdict, "backup")["reason"]
+    assert "no-go: backup posture config-only (degraded): openclaw backup create" in reason
+    assert "credentials is not declared in the target profile" in reason
+    assert "re-running with --accept-backup-posture config-only" in reason
+    assert outcomes(verdict, "install", "stop") == ["skipped", "skipped"]
+    assert verdict["final_state"]["serving"] is True
+
+    code, output, verdict = run_suite(tmp_path / "accepted", "--target", str(target),
+                                      "--accept-backup-posture", "config-only",
+                                      "--candidate", KNOWN_GOOD, "--soak", "10")
+    assert code == 0, output[-3000:]
+    assert verdict["claim"].startswith("Backup posture config-only (degraded): ")
+    assert "accepted up front by --accept-backup-posture config-only" in verdict["claim"]
+    assert verdict["lock"]["accept_backup_posture"] == "config-only"
+
+
+@pytest.mark.e2e
+def test_a_name_typed_at_the_terminal_approves_the_restart(tmp_path: Path) -> None:
+    """`pytest scenarios` on a terminal (a pseudo-terminal here) prompts at the gate and reads
+    the answer from stdin, past pytest's own capture of stdin."""
+    run = tmp_path / "run"
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "--run-dir", str(run),
+         "--restart-gate", "manual", "--gate-timeout", "300", "--candidate", KNOWN_GOOD,
+         "--soak", "10"], cwd=ROOT, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    shown = b""
+    answered = False
+    while proc.poll() is None:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                shown += os.read(leader, 65536)
+            except OSError:
+                break
+        if not answered and b"Type your name to approve, 'no' to refuse" in shown:
+            assert (run / "restart-gate.json").exists()
+            os.write(leader, b"ops-dana\n")
+            answered = True
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert answered, shown.decode(errors="replace")[-2000:]
+    assert proc.returncode == 0, shown.decode(errors="replace")[-3000:]
+    verdict = json.loads((run / "verdict.json").read_text())
+    decision = verdict["restart_decisions"][0]
+    assert decision["channel"] == "tty" and decision["by"].startswith("ops-dana")
+    assert decision["approved"] and verdict["outcome"] == "passed"
