@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.report import latest_run, render
+from harness.reporting.compare import SECTIONS, compare_paths
 from harness.target.runtime import Runtime
 
 
@@ -19,8 +20,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a run folder (default: reports/latest)")
     report.add_argument("--cache", type=Path, default=Path(".cache"),
                         help="the project's cache folder (default: .cache)")
+    compare = commands.add_parser(
+        "compare", help="two runs side by side, per scenario and signature class (Markdown)")
+    compare.add_argument("run_a", type=Path, help="a run folder or its verdict.json")
+    compare.add_argument("run_b", type=Path, help="a run folder or its verdict.json")
+    compare.add_argument("--section-a", choices=SECTIONS, default="soak",
+                         help="which soak of RUN_A (default: soak)")
+    compare.add_argument("--section-b", choices=SECTIONS,
+                         help="which soak of RUN_B (default: the same as RUN_A's)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "compare":
+            sys.stdout.write(compare_paths(args.run_a, args.run_b, args.section_a,
+                                           args.section_b))
+            return 0
         run_dir = args.run_dir or latest_run(Path("reports"))
         index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
     except HarnessError as exc:
