@@ -92,6 +92,7 @@ from harness.reporting import evidence, redact
 from harness.run import RunRecord, write_verdict
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
+from harness.soak import assess
 from harness.soak.driver import SoakDriver
 from harness.soak.judge import Judge
 from harness.soak.report import report_soak
@@ -166,7 +167,8 @@ within_s = 60
     report_soak(run)
     attach_json("endpoint", {{"endpoint": repr(endpoint)}})
     record = RunRecord()
-    record.facts["soak"] = {{"planted": LINE}}
+    record.facts["soak"] = {{**assess.summary(run), "planted": LINE,
+                            "verdict": assess.soak_verdict(run, {{"quick": 1}})}}
     write_verdict(RUN_DIR / "verdict.json", record, None)
     (RUN_DIR / "modellab.log").write_text(f"request with Authorization: Bearer {{TOKEN}}\\n")
     assert run.stopped_by == "failover-burst", run.stopped_by
@@ -181,11 +183,14 @@ def test_a_planted_token_reaches_no_file_of_the_run_and_the_evidence_stays_reada
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_planted.py").write_text(INNER_TEST.format(run_dir=str(run_dir), token=TOKEN))
+    yesterday = tmp_path / "yesterday.json"
+    yesterday.write_text(json.dumps(_verdict(_soak({"quick": "pass"}, {}, {"failover": 0}, 10,
+                                                   []))))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(suite / "test_planted.py"), "-q", "-p",
          "no:cacheprovider", "--rootdir", str(suite), "--run-dir", str(run_dir),
          "--alluredir", str(run_dir / "allure-results"), "--junitxml",
-         str(run_dir / "junit.xml")],
+         str(run_dir / "junit.xml"), "--compare-with", str(yesterday)],
         cwd=suite, capture_output=True, text=True, timeout=300)
     # the inner test fails on purpose, with the token in its assertion message
     assert proc.returncode == 1 and "1 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr
@@ -211,6 +216,10 @@ def test_a_planted_token_reaches_no_file_of_the_run_and_the_evidence_stays_reada
     assert attachments["soak latency over time"].startswith("<svg")
     assert ">3 in all, peak " in attachments["soak signatures over time"]  # the 3 failovers
     assert json.loads((results / "categories.json").read_text()) == CATEGORIES
+    # --compare-with: this run's soak beside another run's, in comparison.md and summary.md
+    comparison = (run_dir / "comparison.md").read_text()
+    assert "| failover | 0 -> 3 |" in comparison and "**new in B**" in comparison
+    assert comparison in (run_dir / "summary.md").read_text()
 
 
 # -- categories -----------------------------------------------------------------------------
@@ -269,13 +278,15 @@ def _request(sid: str, started: float, seconds: float, verdict: str = "good") ->
 def test_the_latency_chart_shows_every_request_bad_ones_as_crosses() -> None:
     requests = [_request("quick", 100 + i, 0.5) for i in range(5)]
     requests += [_request("slow", 100, 60.0, "bad"), _request("slow", 101, 61.0, "bad")]
-    svg = charts.latency_svg(requests, 100.0, "soak: latency", [(62.0, "stopped: burst")])
+    svg = charts.latency_svg(requests, 100.0, "soak: latency", [(62.0, "stopped: burst")],
+                             ["quick", "slow", "streaming"])
     root = ET.fromstring(svg)  # well-formed SVG
     ns = "{http://www.w3.org/2000/svg}"
     assert len(root.findall(f".//{ns}circle")) == 5
     assert len([g for g in root.findall(f"{ns}g") if g.find(f"{ns}path") is not None]) == 2
     text = " ".join(t.text or "" for t in root.iter(f"{ns}text"))
     assert "quick (5)" in text and "slow (2, 2 bad)" in text and "stopped: burst" in text
+    assert "streaming (0)" in text  # a path with no finished request is still named
 
 
 def test_the_signature_chart_has_a_lane_for_every_class_with_its_total() -> None:

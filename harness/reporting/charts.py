@@ -113,10 +113,10 @@ def _cross(x: float, y: float, colour: str, r: float = 4.0) -> str:
 
 
 def latency_svg(requests: Sequence[dict[str, Any]], started: float, title: str,
-                markers: Sequence[tuple[float, str]] = ()) -> str:
+                markers: Sequence[tuple[float, str]] = (), scenarios: Sequence[str] = ()) -> str:
     """Latency of every request by when its reply ended (seconds into the run), per scenario:
     a reply shows up when its outcome was known, so failures line up with the triggers."""
-    scenarios = sorted({r["scenario"] for r in requests})
+    scenarios = [*scenarios, *sorted({r["scenario"] for r in requests} - set(scenarios))]
     colours = {sid: PALETTE[i % len(PALETTE)] for i, sid in enumerate(scenarios)}
     x_max = max([r["ended"] - started for r in requests] + [m[0] for m in markers] + [1.0])
     y_max = max([r["seconds"] for r in requests] + [1.0])
@@ -196,7 +196,8 @@ def soak_charts(run: Any) -> dict[str, str]:
     ended = run.ended or max([r["ended"] for r in requests] + [run.started])
     return {
         f"{run.label} latency over time": latency_svg(
-            requests, run.started, f"{run.label}: latency per request, by scenario", markers),
+            requests, run.started, f"{run.label}: latency per request, by scenario", markers,
+            run.scenario_ids),
         f"{run.label} signatures over time": signatures_svg(
             matches, run.started, ended, f"{run.label}: gateway log signatures per class",
             markers),
