@@ -114,7 +114,15 @@ try {
   seen.failed = await text('[data-testid="metadata-item-failed"]');
   seen.passed = await text('[data-testid="metadata-item-passed"]');
   seen.environment = await page.locator('[data-testid="metadata-item"]').allInnerTexts();
+  // the report scrolls to the first failed test: the overview is shot from the top, tall
+  await page.setViewportSize({ width: 1400, height: 1250 });
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);
+    for (const el of document.querySelectorAll("*")) if (el.scrollTop > 0) el.scrollTop = 0;
+  });
+  await page.waitForTimeout(500);
   await page.screenshot({ path: `${shots}/overview.png` });
+  await page.setViewportSize({ width: 1400, height: 900 });
   // open every group of the tree, then read each test with the groups it sits in
   for (let round = 0; round < 20; round++) {
     const closed = page.locator('[data-testid="tree-arrow"] svg:not([class*="opened"])');
@@ -145,7 +153,7 @@ try {
   await attachment.click();
   await page.waitForTimeout(1500);
   await attachment.scrollIntoViewIfNeeded();
-  seen.evidenceText = (await page.locator("body").innerText()).slice(0, 20000);
+  seen.evidenceText = await page.locator("body").innerText();
   await page.screenshot({ path: `${shots}/trigger-evidence.png` });
   // the categories
   await page.goto(url, { waitUntil: "networkidle" });
