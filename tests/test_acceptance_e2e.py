@@ -53,20 +53,21 @@ def phase(verdict: dict, name: str) -> dict:
 
 
 def plant_token_in_the_candidates_log(since: float, stop: threading.Event) -> None:
-    """Once the candidate runs (its deployment's log has a second start), append a line of the
-    kind the gateway logs (a warning-class signature, which no trigger counts) that carries
-    the run's gateway token: a log excerpt of the report will hold it."""
+    """Once the candidate runs (its deployment's log has a second start), append every 10 s a
+    line of the kind the gateway logs (a warning-class signature, which no trigger counts)
+    that carries the run's gateway token: the soak's log excerpts in the report will hold it."""
     while not stop.wait(1.0):
         for log in (ROOT / ".cache" / "runs").glob("*/deployment/logs/gateway.log"):
             if log.stat().st_mtime < since or log.read_text().count("--- harness: starting") < 2:
                 continue
-            state = log.parents[1] / "state" / "openclaw.json"
-            token = json.loads(state.read_text())["gateway"]["auth"]["token"]
-            if stop.wait(10.0):  # well into the soak
-                return
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
-            with open(log, "a") as handle:
-                handle.write(f"{stamp} [gateway-http] {PLANTED}{token}\n")
+            token = json.loads((log.parents[1] / "state" / "openclaw.json").read_text())[
+                "gateway"]["auth"]["token"]
+            for _ in range(9):  # from the candidate's start to past the soak's early stop
+                if stop.wait(10.0):
+                    return
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+                with open(log, "a") as handle:
+                    handle.write(f"{stamp} [gateway-http] {PLANTED}{token}\n")
             return
 
 

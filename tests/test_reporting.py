@@ -365,6 +365,9 @@ def test_a_comparison_marks_the_scenario_and_the_signature_class_that_changed(
     assert cmp["scenarios"]["quick"]["changed"] == []
     assert cmp["classes"]["failover"]["changed"] == ["new in B"]
     assert cmp["classes"]["warning"]["changed"] == [] and cmp["classes"]["timeout"]["changed"] == []
+    faster = compare_runs(after, _verdict(_soak({"plain": "fail", "quick": "pass"}, {"plain": 4},
+                                                {"failover": 6}, 100, ["burst"])))
+    assert faster["classes"]["failover"]["changed"] == ["rate 3 -> 6 per 100 requests"]
     for name, verdict in (("a", before), ("b", after)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "verdict.json").write_text(json.dumps(verdict))

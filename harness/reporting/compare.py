@@ -2,8 +2,8 @@
 
 `harness compare RUN_A RUN_B` reads each run's soak (or another section: baseline, watch)
 and marks what changed between them: a scenario's verdict, its bad iterations, its p95
-latency (by half or more), a signature class that appeared, vanished or changed its rate
-per 100 requests (by half or more), and which triggers fired.
+latency (one of the two at least 1.5 times the other), a signature class that appeared,
+vanished or changed its rate per 100 requests (by the same factor), and which triggers fired.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def _section(file: Path, verdict: dict[str, Any], name: str) -> dict[str, Any]:
 def _changed(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return (a is None) != (b is None)
-    if a == b:
+    low, high = sorted((abs(a), abs(b)))
+    if high == low:
         return False
-    base = max(abs(a), abs(b))
-    return base > 0 and abs(a - b) / base >= RELATIVE_CHANGE
+    return low == 0 or high / low >= 1 + RELATIVE_CHANGE
 
 
 def _per100(count: int, requests: int | None) -> float | None:
