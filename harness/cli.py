@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.errors import HarnessError, InfrastructureError, InputError
 from harness.gate import answer, waiting_runs
 from harness.report import latest_run, render
+from harness.reporting.compare import SECTIONS, compare_paths
 from harness.target.groundtruth import (
     DEFAULT_PATTERNS,
     GroundTruth,
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="render a run's Allure results to HTML")
     report.add_argument("run_dir", nargs="?", type=Path,
                         help="a run folder (default: reports/latest)")
+    compare = commands.add_parser(
+        "compare", help="two runs side by side, per scenario and signature class (Markdown)")
+    compare.add_argument("run_a", type=Path, help="a run folder or its verdict.json")
+    compare.add_argument("run_b", type=Path, help="a run folder or its verdict.json")
+    compare.add_argument("--section-a", choices=SECTIONS, default="soak",
+                         help="which soak of RUN_A (default: soak)")
+    compare.add_argument("--section-b", choices=SECTIONS,
+                         help="which soak of RUN_B (default: the same as RUN_A's)")
     truth = commands.add_parser(
         "groundtruth", help="check an installed package (and a tool's warnings about it) "
         "against the registry's own package for that exact version")
@@ -73,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "supervisor":
         return _supervisor(args)
     try:
+        if args.command == "compare":
+            sys.stdout.write(compare_paths(args.run_a, args.run_b, args.section_a,
+                                           args.section_b))
+            return 0
         if args.command == "groundtruth":
             return _groundtruth(args)
         if args.command == "approve":

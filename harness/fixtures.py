@@ -15,6 +15,7 @@ from harness.gate import RestartGate, Terminal
 from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.phases import Procedure, one_reply
+from harness.reporting import redact
 from harness.run import RunRecord, RunSettings, build_verdict
 from harness.soak.assess import progress_line
 from harness.soak.driver import SoakRun, check
@@ -65,6 +66,7 @@ def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtim
     deployment_dir = s.cache_dir / "runs" / s.run_id / "deployment"
     installation = runtime.install(s.known_good, node, s.target.package.install_env)
     gateway = Gateway.embedded(s.target, runtime, node, deployment_dir, model_lab.base_url)
+    redact.watch_gateway(gateway)  # its token, keys and credentials never reach the report
     gateway.activate(installation)
     try:
         gateway.start()

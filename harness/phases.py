@@ -25,6 +25,7 @@ from harness.errors import ExitCode, HarnessError
 from harness.gate import RestartGate
 from harness.nonce import new_nonce
 from harness.policy import Window
+from harness.reporting import evidence
 from harness.run import RunRecord, RunSettings
 from harness.safety import Prepared, Safety
 from harness.signals.signatures import catalogue
@@ -51,9 +52,17 @@ class PhaseResult:
     seconds: float = 0.0
 
 
+class PhaseError(Exception):
+    """A phase stopped on an error of the harness or its infrastructure, not on a check."""
+
+
 def report_phase(result: PhaseResult) -> None:
-    """The test body of a phase: its summary is the test's message."""
+    """The test body of a phase: its summary is the test's message. A phase that stopped on
+    an error is reported as broken (an error, not a failed check of the product)."""
     allure.dynamic.story(result.name)
+    if not result.ok and result.details.get("error"):
+        raise PhaseError(f"harness error in phase {result.name} "
+                         f"({result.details['error']}): {result.summary}")
     assert result.ok, result.summary
 
 
@@ -70,11 +79,12 @@ def _timed(name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
         try:
             result = body()
         except HarnessError as exc:
-            result = PhaseResult(name, False, str(exc))
+            result = PhaseResult(name, False, str(exc), {"error": type(exc).__name__})
         except Exception as exc:  # noqa: BLE001 - reported with its traceback, never swallowed
             allure.attach(traceback.format_exc(), name=f"{name} error",
                           attachment_type=allure.attachment_type.TEXT)
-            result = PhaseResult(name, False, f"{type(exc).__name__}: {exc}")
+            result = PhaseResult(name, False, f"{type(exc).__name__}: {exc}",
+                                 {"error": type(exc).__name__})
         result.seconds = round(time.monotonic() - started, 3)
         attach_json(f"{name} result", result.__dict__)
     return result
@@ -328,6 +338,7 @@ class Procedure:
                          f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
             run = driver.run(label, window, once=once)
         run.matches = watcher.snapshot()
+        run.context = evidence.capture(run, watcher)  # evidence lines with their neighbours
         self.soaks[label] = run
         facts = assess.summary(run)
         facts["log_source"] = self.gateway.log_report(watcher, run.started)

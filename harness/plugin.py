@@ -38,6 +38,8 @@ from harness.target.profile import load_target, with_host
 from harness.target.runtime import Runtime
 from harness.transitions import Transitions
 
+pytest_plugins = ["harness.reporting.plugin"]  # redaction, categories, summary.md
+
 SETTINGS = pytest.StashKey[RunSettings]()
 RECORD = pytest.StashKey[RunRecord]()
 RUN_DIR = pytest.StashKey[tuple[str, Path]]()
@@ -102,6 +104,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # allure-pytest reads its folder in its own pytest_configure, which runs after this one
     if _runs_the_suite(config) and getattr(config.option, "allure_report_dir", None) is None:
         config.option.allure_report_dir = str(run_dir / "allure-results")
+    # and so does the JUnit XML plugin: the run's JUnit XML beside its verdict
+    if _runs_the_suite(config) and getattr(config.option, "xmlpath", None) is None:
+        config.option.xmlpath = str(run_dir / "junit.xml")
 
 
 def _runs_the_suite(config: pytest.Config) -> bool:
@@ -209,8 +214,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: order.get(_family(item) or "", -1))
     for item in staged:
         family = _family(item)
-        item.add_marker(allure.epic(f"{settings.target.name}: {settings.known_good.version} -> "
-                                    f"{settings.candidate.version}"))
+        # an epic per target (history and trends follow a target across versions); the
+        # versions of this run are a tag
+        item.add_marker(allure.epic(settings.target.name))
+        item.add_marker(allure.tag(f"{settings.known_good.version} -> "
+                                   f"{settings.candidate.version}"))
         item.add_marker(allure.feature(family))
         limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
         if item.name == "test_restart_gate":

@@ -6,11 +6,13 @@ installed into its own prefix under the cache, run with the cached Node.js.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from harness import commands
 from harness.errors import InfrastructureError
+from harness.reporting.categories import allure_config, write_categories
 from harness.target.runtime import Runtime
 
 ALLURE_SPEC = "3"  # the major line; resolved to an exact version and integrity per render
@@ -26,15 +28,26 @@ def render(run_dir: Path, runtime: Runtime) -> Path:
     release = runtime.registry.resolve("allure", ALLURE_SPEC, "the report renderer")
     install = runtime.install(release, node)
     html = run_dir / "html"
+    write_categories(results)
+    # the report's config: categories, the tree by target / phase family / scenario, and the
+    # history shared by every run in the same reports folder (Allure's trend charts)
+    config = run_dir / "allurerc.json"
+    config.write_text(json.dumps(allure_config(history_file(run_dir),
+                                               f"Release acceptance {run_dir.name}"), indent=2))
     done = commands.run(
         [str(install.bin("allure")), "generate", str(results), "--output", str(html),
-         "--name", f"Release acceptance {run_dir.name}"],
+         "--config", str(config)],
         env={"PATH": node.path_env(), "NO_COLOR": "1"}, cwd=run_dir, timeout=600,
     )
     index = html / "index.html"
     if done.returncode != 0 or not index.exists():
         raise InfrastructureError(f"allure generate failed for {run_dir}: {done.tail(3)}")
     return index
+
+
+def history_file(run_dir: Path) -> Path:
+    """Allure's history (one line per rendered run), kept in the folder that holds the runs."""
+    return run_dir.resolve().parent / "history.jsonl"
 
 
 def latest_run(reports: Path) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from harness import __version__
 from harness.errors import ExitCode
 from harness.policy import Policy, Window
+from harness.reporting.redact import redact
 from harness.soak.scenarios import ScenarioSet
 from harness.target.profile import TargetProfile
 from harness.target.registry import Release
@@ -161,7 +162,7 @@ def posture_line(record: RunRecord) -> str:
 def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
     verdict = build_verdict(record, lock)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(verdict, indent=2, default=str))
+    path.write_text(redact(json.dumps(verdict, indent=2, default=str)))  # no secret on disk
     return verdict
 
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from harness.reporting import redact
+from harness.reporting.browser import look_at_report
+from harness.target.runtime import Runtime
+
 ROOT = Path(__file__).resolve().parents[1]
+PLANTED = 'stage "planted-by-the-e2e-test" threw: Authorization: Bearer '
 
 
 def run_suite(run_dir: Path, *args: str, timeout: float = 1500) -> tuple[int, str, dict]:
@@ -45,11 +52,38 @@ def phase(verdict: dict, name: str) -> dict:
     return next(p for p in verdict["phases"] if p["name"] == name)
 
 
+def plant_token_in_the_candidates_log(since: float, stop: threading.Event) -> None:
+    """Once the candidate runs (its deployment's log has a second start), append every 10 s a
+    line of the kind the gateway logs (a warning-class signature, which no trigger counts)
+    that carries the run's gateway token: the soak's log excerpts in the report will hold it."""
+    while not stop.wait(1.0):
+        for log in (ROOT / ".cache" / "runs").glob("*/deployment/logs/gateway.log"):
+            if log.stat().st_mtime < since or log.read_text().count("--- harness: starting") < 2:
+                continue
+            token = json.loads((log.parents[1] / "state" / "openclaw.json").read_text())[
+                "gateway"]["auth"]["token"]
+            for _ in range(9):  # from the candidate's start to past the soak's early stop
+                if stop.wait(10.0):
+                    return
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+                with open(log, "a") as handle:
+                    handle.write(f"{stamp} [gateway-http] {PLANTED}{token}\n")
+            return
+
+
 @pytest.mark.e2e
 def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
+    stop = threading.Event()
+    planter = threading.Thread(target=plant_token_in_the_candidates_log,
+                               args=(time.time(), stop), daemon=True)
+    planter.start()
     # the window outlasts the first slow replies (about 60 s), so a trigger stops it early
-    code, output, verdict = run_suite(tmp_path / "run", "--soak", "90", "--watch", "20",
-                                      "--baseline", "20")
+    try:
+        code, output, verdict = run_suite(tmp_path / "run", "--soak", "90", "--watch", "20",
+                                          "--baseline", "20")
+    finally:
+        stop.set()
+        planter.join(timeout=15)
     assert code == 10, output[-3000:]
     assert verdict["outcome"] == "rolled_back"
     assert verdict["lock"]["candidate"]["version"] == "2026.4.1"
@@ -106,12 +140,36 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert render.returncode == 0, render.stderr
     summary = json.loads((tmp_path / "run" / "html" / "summary.json").read_text())
     assert summary["stats"]["failed"] >= 1 and summary["stats"]["passed"] >= 13
-    # the run's gateway token reaches no file of the report (results, HTML, verdict)
+    run = tmp_path / "run"
+    assert {"junit.xml", "summary.md"} <= {p.name for p in run.iterdir()}
+    assert "**rolled_back** (exit 10)" in (run / "summary.md").read_text()
+    # the report in headless Chromium: the failed soak, the passed rollback, the evidence
+    deciding = next(d["trigger"] for d in soak["decisions"]
+                    if d["decides"] and d["kind"] in ("log", "baseline"))
+    seen = look_at_report(run / "html", run / "screenshots", Runtime(ROOT / ".cache" / "runtime"),
+                          attachment=f"trigger {deciding} evidence")
+    assert seen["failed"].split() == ["Failed", str(summary["stats"]["failed"])]
+    tests = {t["title"]: t for t in seen["tests"]}
+    assert tests["test_soak_policy"]["status"] == "failed"
+    assert tests["test_soak_policy"]["groups"] == ["local-openclaw", "soak", "policy"]
+    rollback = [t for t in seen["tests"] if t["groups"][:2] == ["local-openclaw", "rollback"]]
+    assert len(rollback) == 6 and all(t["status"] == "passed" for t in rollback), rollback
+    assert f"{deciding} fired: observed" in seen["evidenceText"]
+    assert "'>' marks the match" in seen["evidenceText"]  # its log lines with their context
+    assert "decision=surface_error reason=timeout" in seen["evidenceText"]
+    assert "Product regression: a trigger fired" in seen["categories"]
+    for shot in ("overview.png", "soak-policy.png", "trigger-evidence.png", "categories.png"):
+        assert (run / "screenshots" / shot).stat().st_size > 10_000, shot
+    # the run's secrets (gateway token, provider key, credentials) reach no file of the report
+    # (results, HTML, verdict, JUnit, summary, screenshots), and the token planted in the
+    # gateway's log shows redacted in the report's log excerpt
     state = ROOT / ".cache" / "runs" / verdict["lock"]["run_id"] / "deployment" / "state"
     token = json.loads((state / "openclaw.json").read_text())["gateway"]["auth"]["token"]
-    leaks = [p for p in (tmp_path / "run").rglob("*")
-             if p.is_file() and token in p.read_text(errors="ignore")]
-    assert leaks == []
+    secrets = {token: "gateway-token", **dict(redact.state_dir_secrets(state))}
+    assert "sk-modellab-local" in secrets
+    assert redact.scan(run, secrets) == []
+    excerpts = [p.read_text() for p in (run / "allure-results").glob("*-attachment.txt")]
+    assert any(PLANTED + "[REDACTED:gateway-token]" in text for text in excerpts)
 
 
 @pytest.mark.e2e

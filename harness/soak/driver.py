@@ -79,6 +79,8 @@ class SoakRun:
     stopped_by: str | None = None
     scenarios: list[Scenario] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    # each evidence log line's neighbours in the watched stream (line number -> numbered lines)
+    context: dict[int, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def scenario_ids(self) -> list[str]:

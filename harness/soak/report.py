@@ -7,6 +7,8 @@ import json
 import allure
 import pytest
 
+from harness.reporting import evidence
+from harness.reporting.charts import soak_charts
 from harness.soak.assess import Judgement, compare, comparison_markdown, summary
 from harness.soak.driver import SoakRun
 
@@ -35,17 +37,13 @@ def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
         allure.attach(comparison_markdown(compare(baseline, run)),
                       name=f"{run.label} against the baseline",
                       attachment_type=allure.attachment_type.TEXT)
+    for name, svg in soak_charts(run).items():
+        allure.attach(svg, name=name, attachment_type=allure.attachment_type.SVG)
     for decision in run.decisions:
         if decision.fired:
-            what = "dry run, would have fired" if decision.trigger.dry_run else "fired"
-            allure.attach(
-                f"{decision.label} {what}: observed {decision.observed} "
-                f"({decision.trigger.describe()}), {decision.samples} samples, window "
-                f"{decision.window_start} .. {decision.window_end}\n"
-                + (f"{decision.note}\n" if decision.note else "") + "\n"
-                + "\n".join(decision.evidence),
-                name=f"trigger {decision.label} evidence",
-                attachment_type=allure.attachment_type.TEXT)
+            allure.attach(evidence.decision_text(run, decision),
+                          name=f"trigger {decision.label} evidence",
+                          attachment_type=allure.attachment_type.TEXT)
     if run.matches:
         allure.attach("\n".join(f"{m.signature:<24} {m.line}" for m in run.matches),
                       name=f"{run.label} log signature matches",

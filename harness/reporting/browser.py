@@ -1,0 +1,170 @@
+"""Look at a rendered report as a person does: headless Chromium, screenshots, what it shows.
+
+Debian's Chromium (`/usr/bin/chromium`, installed with apt-get when missing and the harness
+runs as root) is driven by playwright-core, installed from the registry into the cache like
+any other Node package, with the cached Node.js. The report is served on 127.0.0.1 by a
+Python HTTP server for the length of the look; both stop when it ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from harness import commands
+from harness.errors import InfrastructureError
+from harness.report import NODE_MAJOR
+from harness.target.runtime import Runtime
+
+PLAYWRIGHT_SPEC = "1"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_chromium() -> Path:
+    """Debian's Chromium, installed with apt-get when it is missing (as root)."""
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if found:
+        return Path(found)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise InfrastructureError("chromium is not installed (apt-get install chromium)")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        done = commands.run(argv, env=env, timeout=1200)
+        if done.returncode != 0:
+            raise InfrastructureError(f"{' '.join(argv)} failed: {done.tail(3)}")
+    if not Path(CHROMIUM).exists():
+        raise InfrastructureError(f"apt-get installed chromium, but {CHROMIUM} is missing")
+    return Path(CHROMIUM)
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve `folder` on a free port of 127.0.0.1 until the block ends; yield its URL."""
+    handler = functools.partial(_Quiet, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="report-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def look_at_report(html: Path, shots: Path, runtime: Runtime, test: str = "test_soak_policy",
+                   attachment: str = "evidence") -> dict[str, Any]:
+    """Open the report, read the overview and the tree, open `test` and its first attachment
+    whose name contains `attachment`, look at the categories; screenshots go to `shots`.
+    Returns what the browser showed (texts and the tree's tests with their groups)."""
+    chromium = ensure_chromium()
+    node = runtime.node(NODE_MAJOR)
+    release = runtime.registry.resolve("playwright-core", PLAYWRIGHT_SPEC, "the report check")
+    install = runtime.install(release, node)
+    shots.mkdir(parents=True, exist_ok=True)
+    script = runtime.root / "look-at-report.mjs"
+    script.write_text(SCRIPT)
+    with serve(html) as url:
+        done = commands.run(
+            [str(node.bin_dir / "node"), str(script), url, str(shots), test, attachment],
+            env={"PATH": node.path_env(), "PLAYWRIGHT_PREFIX": str(install.prefix),
+                 "CHROMIUM": str(chromium)}, timeout=300)
+    try:
+        seen = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise InfrastructureError(f"the report check did not finish: {done.tail(5)}") from None
+    if seen.get("error"):
+        raise InfrastructureError(f"the report check failed in the browser: {seen['error']}")
+    return seen
+
+
+# Driven by Node.js: playwright-core with Debian's Chromium. Prints what it saw as JSON.
+SCRIPT = r"""// Drives a rendered Allure 3 report in headless Chromium; prints what it saw as JSON.
+import { createRequire } from "node:module";
+import { writeFileSync } from "node:fs";
+const require = createRequire(process.env.PLAYWRIGHT_PREFIX + "/node_modules/");
+const { chromium } = require("playwright-core");
+const [url, shots, policyTest, evidenceName] = process.argv.slice(2);
+const seen = {};
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM, headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.goto(url, { waitUntil: "networkidle" });
+  await page.waitForSelector('[data-testid="tree-leaf"], [data-testid="tree-section"]');
+  const text = async (sel) => (await page.locator(sel).first().innerText()).trim();
+  seen.title = await text('[data-testid="report-title"]');
+  seen.total = await text('[data-testid="metadata-item-total"]');
+  seen.failed = await text('[data-testid="metadata-item-failed"]');
+  seen.passed = await text('[data-testid="metadata-item-passed"]');
+  seen.environment = await page.locator('[data-testid="metadata-item"]').allInnerTexts();
+  // the report scrolls to the first failed test: the overview is shot from the top, tall
+  await page.setViewportSize({ width: 1400, height: 1250 });
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);
+    for (const el of document.querySelectorAll("*")) if (el.scrollTop > 0) el.scrollTop = 0;
+  });
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: `${shots}/overview.png` });
+  await page.setViewportSize({ width: 1400, height: 900 });
+  // open every group of the tree, then read each test with the groups it sits in
+  for (let round = 0; round < 20; round++) {
+    const closed = page.locator('[data-testid="tree-arrow"] svg:not([class*="opened"])');
+    if (await closed.count() === 0) break;
+    await closed.first().click();
+  }
+  seen.tests = await page.locator('[data-testid="tree-leaf"]').evaluateAll((leaves) =>
+    leaves.map((leaf) => {
+      const groups = [];
+      for (let n = leaf.parentElement; n; n = n.parentElement) {
+        const t = n.querySelector(
+          ':scope > [data-testid="tree-section"] [data-testid="tree-section-title"]');
+        if (t) groups.unshift(t.textContent.trim());
+      }
+      const status = [...leaf.querySelectorAll('[data-testid^="tree-leaf-status-"]')]
+        .map((e) => e.getAttribute("data-testid").replace("tree-leaf-status-", ""))[0];
+      const title = leaf.querySelector('[data-testid="tree-leaf-title"]').textContent.trim();
+      return { title, status, groups };
+    }));
+  await page.screenshot({ path: `${shots}/overview-tree.png`, fullPage: true });
+  // the soak policy test, and its trigger evidence
+  await page.locator('[data-testid="tree-leaf-title"]', { hasText: policyTest }).first().click();
+  await page.waitForTimeout(1500);
+  seen.policyPage = (await page.locator("body").innerText()).slice(0, 4000);
+  await page.screenshot({ path: `${shots}/soak-policy.png` });
+  const attachment = page.getByText(evidenceName, { exact: false }).first();
+  seen.evidenceVisible = await attachment.isVisible();
+  await attachment.click();
+  await page.waitForTimeout(1500);
+  await attachment.scrollIntoViewIfNeeded();
+  seen.evidenceText = await page.locator("body").innerText();
+  await page.screenshot({ path: `${shots}/trigger-evidence.png` });
+  // the categories
+  await page.goto(url, { waitUntil: "networkidle" });
+  await page.locator('[data-testid="nav-tab-categories"]').click();
+  await page.waitForTimeout(1000);
+  seen.categories = (await page.locator("body").innerText()).slice(0, 4000);
+  await page.screenshot({ path: `${shots}/categories.png` });
+} catch (error) {
+  seen.error = String(error && error.stack || error);
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(seen));
+"""

@@ -1,0 +1,165 @@
+"""Two runs side by side, per scenario and per signature class, from their verdict.json.
+
+`harness compare RUN_A RUN_B` reads each run's soak (or another section: baseline, watch)
+and marks what changed between them: a scenario's verdict, its bad iterations, its p95
+latency (one of the two at least 1.5 times the other), a signature class that appeared,
+vanished or changed its rate per 100 requests (by the same factor), and which triggers fired.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+SECTIONS = ("soak", "baseline", "watch", "smoke")
+RELATIVE_CHANGE = 0.5
+
+
+def load_verdict(path: Path) -> tuple[Path, dict[str, Any]]:
+    """A run folder or its verdict.json; a bad input names the file."""
+    file = path / "verdict.json" if path.is_dir() else path
+    try:
+        verdict = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise InputError(str(file), "", "no such file (expected a run folder or its "
+                         "verdict.json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(file), "", f"not a readable verdict: {exc}") from None
+    if not isinstance(verdict, dict) or "outcome" not in verdict:
+        raise InputError(str(file), "", "not a verdict.json (no outcome)")
+    return file, verdict
+
+
+def _section(file: Path, verdict: dict[str, Any], name: str) -> dict[str, Any]:
+    section = verdict.get(name)
+    if not isinstance(section, dict) or "scenarios" not in section:
+        present = [s for s in SECTIONS if isinstance(verdict.get(s), dict)]
+        raise InputError(str(file), name, f"this run has no {name} "
+                         f"(it has: {', '.join(present) or 'no soak at all'})")
+    return section
+
+
+def _changed(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    low, high = sorted((abs(a), abs(b)))
+    if high == low:
+        return False
+    return low == 0 or high / low >= 1 + RELATIVE_CHANGE
+
+
+def _per100(count: int, requests: int | None) -> float | None:
+    return round(100 * count / requests, 2) if requests else None
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any], section_a: str = "soak",
+                 section_b: str | None = None, names: tuple[str, str] = ("A", "B")
+                 ) -> dict[str, Any]:
+    """Per scenario and per signature class, A beside B, with what changed."""
+    sa, sb = a[section_a], b[section_b or section_a]
+    va = (sa.get("verdict") or {}).get("scenarios") or {}
+    vb = (sb.get("verdict") or {}).get("scenarios") or {}
+    scenarios: dict[str, Any] = {}
+    for sid in sorted(set(sa["scenarios"]) | set(sb["scenarios"])):
+        x, y = sa["scenarios"].get(sid), sb["scenarios"].get(sid)
+        row = {"verdict": [(va.get(sid) or {}).get("verdict"), (vb.get(sid) or {}).get("verdict")]}
+        for key in ("finished", "good", "bad", "error_ratio", "p50_s", "p95_s", "max_s"):
+            row[key] = [(x or {}).get(key), (y or {}).get(key)]
+        changes = []
+        if x is None or y is None:
+            changes.append("only in " + (names[0] if y is None else names[1]))
+        else:
+            if row["verdict"][0] != row["verdict"][1]:
+                changes.append(f"verdict {row['verdict'][0]} -> {row['verdict'][1]}")
+            if (row["bad"][0] or 0) != (row["bad"][1] or 0):
+                changes.append(f"bad {row['bad'][0]} -> {row['bad'][1]}")
+            if _changed(row["p95_s"][0], row["p95_s"][1]):
+                changes.append(f"p95 {_num(row['p95_s'][0])} -> {_num(row['p95_s'][1])} s")
+        row["changed"] = changes
+        scenarios[sid] = row
+    req = [sa.get("requests"), sb.get("requests")]
+    ca, cb = sa.get("class_counts") or {}, sb.get("class_counts") or {}
+    classes: dict[str, Any] = {}
+    for klass in [*ca, *[k for k in cb if k not in ca]]:
+        n = [ca.get(klass, 0), cb.get(klass, 0)]
+        rate = [_per100(n[0], req[0]), _per100(n[1], req[1])]
+        changes = []
+        if n[0] == 0 and n[1] > 0:
+            changes.append(f"new in {names[1]}")
+        elif n[0] > 0 and n[1] == 0:
+            changes.append(f"gone in {names[1]}")
+        elif _changed(rate[0], rate[1]):
+            changes.append(f"rate {_num(rate[0])} -> {_num(rate[1])} per 100 requests")
+        classes[klass] = {"count": n, "per_100_requests": rate, "changed": changes}
+    fired = [sorted({d["trigger"] for d in s.get("decisions") or [] if d.get("decides")})
+             for s in (sa, sb)]
+    return {"names": list(names), "sections": [section_a, section_b or section_a],
+            "requests": req, "stopped_by": [sa.get("stopped_by"), sb.get("stopped_by")],
+            "verdict": [(sa.get("verdict") or {}).get("verdict"),
+                        (sb.get("verdict") or {}).get("verdict")],
+            "scenarios": scenarios, "classes": classes, "deciding_triggers": fired}
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _pair(values: list[Any]) -> str:
+    a, b = (_num(v) for v in values)
+    return a if a == b else f"{a} -> {b}"
+
+
+def comparison_markdown(cmp: dict[str, Any], titles: tuple[str, str]) -> str:
+    a, b = cmp["names"]
+    lines = [f"### {a} vs {b}", "",
+             f"- {a}: {titles[0]} ({cmp['sections'][0]}: {cmp['verdict'][0]}, "
+             f"{cmp['requests'][0]} requests, stopped by {cmp['stopped_by'][0] or 'nothing'})",
+             f"- {b}: {titles[1]} ({cmp['sections'][1]}: {cmp['verdict'][1]}, "
+             f"{cmp['requests'][1]} requests, stopped by {cmp['stopped_by'][1] or 'nothing'})",
+             "", "| scenario | verdict | finished | good | bad | error ratio | p50 s | p95 s "
+             "| changed |", "|---|---|---|---|---|---|---|---|---|"]
+    for sid, row in cmp["scenarios"].items():
+        mark = ("**" + "; ".join(row["changed"]) + "**") if row["changed"] else ""
+        cells = [_pair(row[k]) for k in ("verdict", "finished", "good", "bad", "error_ratio",
+                                          "p50_s", "p95_s")]
+        lines.append(f"| {sid} | " + " | ".join(cells) + f" | {mark} |")
+    lines += ["", "| signature class | count | per 100 requests | changed |",
+              "|---|---|---|---|"]
+    for klass, row in cmp["classes"].items():
+        mark = ("**" + "; ".join(row["changed"]) + "**") if row["changed"] else ""
+        lines.append(f"| {klass} | {_pair(row['count'])} | {_pair(row['per_100_requests'])} "
+                     f"| {mark} |")
+    fa, fb = cmp["deciding_triggers"]
+    lines += ["", f"Deciding triggers that fired: {a}: {', '.join(fa) or 'none'}; "
+              f"{b}: {', '.join(fb) or 'none'}."]
+    changed_s = [s for s, r in cmp["scenarios"].items() if r["changed"]]
+    changed_c = [k for k, r in cmp["classes"].items() if r["changed"]]
+    lines.append(f"Changed: scenarios {', '.join(changed_s) or 'none'}; signature classes "
+                 f"{', '.join(changed_c) or 'none'}.")
+    return "\n".join(lines) + "\n"
+
+
+def _title(verdict: dict[str, Any], file: Path) -> str:
+    lock = verdict.get("lock") or {}
+    kg = (lock.get("known_good") or {}).get("version")
+    cand = (lock.get("candidate") or {}).get("version")
+    run = lock.get("run_id") or file.parent.name
+    return f"run {run}, {kg} -> {cand}, {verdict['outcome']}" if lock else f"run {run}"
+
+
+def compare_paths(run_a: Path, run_b: Path, section_a: str = "soak",
+                  section_b: str | None = None) -> str:
+    """The Markdown comparison of two runs (folders or verdict.json files)."""
+    fa, va = load_verdict(run_a)
+    fb, vb = load_verdict(run_b)
+    _section(fa, va, section_a)
+    _section(fb, vb, section_b or section_a)
+    cmp = compare_runs(va, vb, section_a, section_b)
+    return comparison_markdown(cmp, (_title(va, fa), _title(vb, fb)))
