@@ -103,6 +103,7 @@ class Procedure:
         self.gateway = gateway
         self.progress = progress
         self.soaks: dict[str, SoakRun] = {}
+        self._inconclusive: dict[str, str] = {}
         self.backup_dir = settings.cache_dir / "runs" / settings.run_id / "backups"
         self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
         self.prepared: dict[str, Prepared] = {}
@@ -312,6 +313,29 @@ class Procedure:
         return PhaseResult("baseline", True, f"known-good soaked for {window.window_s:g} s: "
                            f"{numbers['requests']} requests, signature classes seen: "
                            f"{classes or 'none'}{note}", numbers)
+
+    def inconclusive_mode(self, run: SoakRun) -> str:
+        """fail or pass for an inconclusive path of this soak; asked once at the manual gate
+        when the run says `ask`."""
+        if run.label in self._inconclusive:
+            return self._inconclusive[run.label]
+        verdict = self.record.facts.get(run.label, {}).get("verdict", {}).get("verdict", "")
+
+        def ask() -> tuple[bool, dict[str, Any]]:
+            unsure = [sid for sid, v in self.record.facts[run.label]["verdict"][
+                "scenarios"].items() if v["verdict"] == "inconclusive"]
+            gate = RestartGate("manual", self.settings.run_dir, self.settings.gate_timeout_s,
+                               terminal=self.safety.gate.terminal, say=self.safety.gate.say)
+            decision = gate.ask(f"accept an inconclusive {run.label} of "
+                                f"{self.gateway.active_version()} (too few samples on "
+                                f"{', '.join(unsure)})", {"paths": unsure})
+            return decision.approved, decision.as_dict()
+
+        mode, decision = assess.inconclusive_mode(self.settings.on_inconclusive, verdict, ask)
+        if decision is not None:
+            self.record.facts[run.label]["inconclusive_decision"] = decision
+        self._inconclusive[run.label] = mode
+        return mode
 
     def soak(self, label: str, window: Window) -> SoakRun:
         return self._soak(label, window, list(self.settings.scenarios.scenarios))

@@ -65,9 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", type=float,
                     help="soak the known-good for this many seconds before the upgrade and "
                          "compare (0: no baseline; default: policy [baseline])")
-    group.addoption("--inconclusive", choices=("fail", "pass"),
-                    help="what an inconclusive soak means (default: policy on_inconclusive, "
-                         "itself fail: fail closed)")
+    group.addoption("--inconclusive", choices=("fail", "pass", "ask"),
+                    help="what an inconclusive soak means: fail (fail closed), pass (accept), "
+                         "ask (a person decides at the manual gate; no answer fails closed); "
+                         "default: the policy's on_inconclusive, itself fail")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
     group.addoption("--restart-gate", default="auto", choices=MODES,
                     help="who approves each restart: auto (CI: the run itself) or manual (a "

@@ -102,7 +102,7 @@ class Policy:
     watch: Window
     baseline: Window | None  # None: no baseline soak unless asked for on the command line
     min_samples: int  # per scenario: fewer finished iterations and the path is inconclusive
-    on_inconclusive: str  # fail (fail closed) | pass
+    on_inconclusive: str  # fail (fail closed) | pass | ask (a person, at the manual gate)
     triggers: tuple[Trigger, ...]
     signatures: tuple[Signature, ...]  # the user's own, matched before the target's catalogue
     text: str
@@ -416,5 +416,6 @@ def load_policy(path: Path) -> Policy:
     assert soak is not None and watch is not None
     return Policy(path=path, sha256=digest, name=head.str("name"), soak=soak, watch=watch,
                   baseline=windows["baseline"], min_samples=head.int("min_samples", 1, minimum=1),
-                  on_inconclusive=head.str("on_inconclusive", "fail", choices=("fail", "pass")),
+                  on_inconclusive=head.str("on_inconclusive", "fail",
+                                           choices=("fail", "pass", "ask")),
                   triggers=triggers, signatures=signatures, text=path.read_text())

@@ -205,7 +205,7 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         if unsure:
             return (f"{cand} passed every phase on this host under policy {policy!r}, but the "
                     f"soak was inconclusive on {', '.join(unsure)} (too few samples; accepted "
-                    "by on_inconclusive = pass); no claim about those paths.")
+                    "for this run); no claim about those paths.")
         return (f"{cand} passed every phase and the soak ({paths}) on this host under policy "
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":

@@ -2,6 +2,7 @@
 
 import pytest
 
+from harness.phases import Procedure
 from harness.run import RunSettings
 from harness.soak import assess
 from harness.soak.driver import SoakRun
@@ -12,14 +13,15 @@ pytestmark = pytest.mark.soak
 
 
 def test_soak(soak_run: SoakRun, soak_baseline: SoakRun | None, scenario: Scenario,
-              run_settings: RunSettings) -> None:
+              run_settings: RunSettings, procedure: Procedure) -> None:
     judgement = assess.scenario(soak_run, scenario.id, run_settings.min_samples()[scenario.id],
                                 soak_baseline)
-    report_judgement(judgement, story=scenario.id, on_inconclusive=run_settings.on_inconclusive)
+    report_judgement(judgement, story=scenario.id,
+                     on_inconclusive=procedure.inconclusive_mode(soak_run))
 
 
 def test_soak_policy(soak_run: SoakRun, soak_baseline: SoakRun | None,
-                     run_settings: RunSettings) -> None:
+                     procedure: Procedure) -> None:
     report_soak(soak_run, soak_baseline)
     report_judgement(assess.policy(soak_run), story="policy",
-                     on_inconclusive=run_settings.on_inconclusive)
+                     on_inconclusive=procedure.inconclusive_mode(soak_run))

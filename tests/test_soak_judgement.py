@@ -292,3 +292,33 @@ timeout_s = 30
     stats = run.stats("stuck")
     # 10 arrivals a second for 1 s; the model never answers, so 3 are in flight and 7 dropped
     assert stats["iterations"] == 3 and stats["dropped"] == 7 and stats["cut"] == 3
+
+
+def test_ask_puts_an_inconclusive_soak_before_a_person(tmp_path: Path) -> None:
+    from harness.gate import REQUEST, RestartGate, answer
+
+    def ask(timeout_s: float, approver: str | None):
+        def go() -> None:
+            deadline = time.monotonic() + 10
+            while not (tmp_path / REQUEST).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if approver:
+                answer(tmp_path, approver)
+        thread = threading.Thread(target=go, daemon=True)
+        thread.start()
+        decision = RestartGate("manual", tmp_path, timeout_s, poll_s=0.05).ask(
+            "accept an inconclusive soak", {"paths": ["slow"]})
+        thread.join()
+        return decision.approved, decision.as_dict()
+
+    mode, decision = assess.inconclusive_mode("ask", "inconclusive", lambda: ask(10, "alice"))
+    assert mode == "pass" and decision["by"] == "alice"
+    mode, decision = assess.inconclusive_mode("ask", "inconclusive", lambda: ask(0.3, None))
+    assert mode == "fail" and decision["channel"] == "timeout"  # nobody answered: fail closed
+
+    def never() -> tuple[bool, dict]:
+        raise AssertionError("a person is asked only about an inconclusive soak")
+
+    assert assess.inconclusive_mode("ask", "pass", never) == ("fail", None)
+    assert assess.inconclusive_mode("pass", "inconclusive", never) == ("pass", None)
+    assert assess.inconclusive_mode("fail", "inconclusive", never) == ("fail", None)

@@ -6,6 +6,7 @@ carries the numbers behind it, and a pass names the samples and the triggers tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from harness.signals.signatures import CLASSES
 from harness.soak.driver import SoakRun
 
 VERDICTS = ("pass", "fail", "inconclusive")
+ON_INCONCLUSIVE = ("fail", "pass", "ask")  # ask: a person decides at the manual gate
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,19 @@ def soak_verdict(run: SoakRun, min_samples: dict[str, int],
     return {"verdict": verdict, "reasons": reasons,
             "scenarios": {sid: {"verdict": j.verdict, "summary": j.summary}
                           for sid, j in paths.items()}}
+
+
+def inconclusive_mode(setting: str, verdict: str,
+                      ask: Callable[[], tuple[bool, dict[str, Any]]]) -> tuple[str, Any]:
+    """What an inconclusive soak means for this run: `fail` (fail closed) or `pass`
+    (accepted). With `ask`, a person decides at the manual gate, once, and only when the soak
+    really was inconclusive; no decision in time fails closed."""
+    if setting != "ask":
+        return setting, None
+    if verdict != "inconclusive":
+        return "fail", None
+    approved, decision = ask()
+    return ("pass" if approved else "fail"), decision
 
 
 def watch(run: SoakRun) -> Judgement:

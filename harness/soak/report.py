@@ -23,9 +23,8 @@ def report_judgement(judgement: Judgement, story: str, on_inconclusive: str = "f
                   attachment_type=allure.attachment_type.JSON)
     if judgement.verdict == "inconclusive":
         if on_inconclusive == "pass":
-            pytest.skip(f"inconclusive, accepted by on_inconclusive = pass: {judgement.summary}")
-        pytest.fail(f"inconclusive, failing closed (on_inconclusive = fail): "
-                    f"{judgement.summary}", pytrace=False)
+            pytest.skip(f"inconclusive, accepted for this run: {judgement.summary}")
+        pytest.fail(f"inconclusive, failing closed: {judgement.summary}", pytrace=False)
     if not judgement.ok:
         pytest.fail(judgement.summary, pytrace=False)  # the reasons, not a traceback of them
 
