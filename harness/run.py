@@ -203,9 +203,11 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         unsure = sorted(sid for sid, v in soak.get("scenarios", {}).items()
                         if v.get("verdict") == "inconclusive")
         if unsure:
+            by = record.facts.get("soak", {}).get("inconclusive_decision", {}).get("by")
+            accepted = f"by {by} at the manual gate" if by else "for this run"
             return (f"{cand} passed every phase on this host under policy {policy!r}, but the "
                     f"soak was inconclusive on {', '.join(unsure)} (too few samples; accepted "
-                    "for this run); no claim about those paths.")
+                    f"{accepted}); no claim about those paths.")
         return (f"{cand} passed every phase and the soak ({paths}) on this host under policy "
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
