@@ -29,6 +29,7 @@ from harness.run import (
     RunRecord,
     RunSettings,
     allure_environment,
+    posture_line,
     with_windows,
     write_verdict,
 )
@@ -271,7 +272,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results = getattr(config.option, "allure_report_dir", None)
         if results and Path(results).is_dir():
             (Path(results) / "environment.properties").write_text(
-                allure_environment(settings.lock()))
+                f"backup_posture={posture_line(record)}\n" + allure_environment(settings.lock()))
         latest = config.rootpath / "reports" / "latest"
         try:
             if latest.parent not in run_dir.parents:
