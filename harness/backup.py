@@ -119,7 +119,7 @@ def archive_members(archive: Path, state_dir: Path) -> tuple[dict[str, str], str
                             if key in member.name), None)
                 if member.isfile() and rel:
                     members[rel] = member.name
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
         return members, f"{archive.name}: {exc}"
     return members, None
 
@@ -129,7 +129,7 @@ def member_sha256(archive: Path, name: str) -> str | None:
         with tarfile.open(archive, "r:*") as tar:
             handle = tar.extractfile(name)
             return hashlib.sha256(handle.read()).hexdigest() if handle else None
-    except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError):
+    except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError, ValueError):
         return None
 
 
@@ -147,7 +147,7 @@ def verify_by_restore(backup: Backup) -> dict[str, list[str]]:
         try:
             with tarfile.open(backup.archive, "r:*") as tar:
                 tar.extractall(scratch, filter="data")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
             return {"unreadable": [f"{backup.archive.name}: {exc}"]}
         restored = {}
         for rel in backup.manifest:

@@ -172,6 +172,8 @@ class RestartGate:
                 text = path.read_text()
             except FileNotFoundError:
                 continue
+            if not text.strip():
+                continue  # created but not written yet (or naming nobody): not an answer
             path.unlink(missing_ok=True)
             answer = _parse_answer(text)
             if answer.get("request") not in (None, request):

@@ -131,7 +131,7 @@ class BackupTaker:
             tool = self._tool(scope, own)
             try:
                 backup = self._make(scope, label, tool, own)
-            except (HarnessError, OSError, tarfile.TarError, EOFError) as exc:
+            except (HarnessError, OSError, tarfile.TarError, EOFError, ValueError) as exc:
                 attempts.append(Attempt(scope, tool, False, str(exc),
                                         seconds=round(time.monotonic() - started, 3)))
                 continue

@@ -39,11 +39,9 @@ def test_auto_approves_and_says_so(tmp_path: Path) -> None:
 def test_manual_waits_and_proceeds_on_an_approval_file(tmp_path: Path) -> None:
     gate = RestartGate("manual", tmp_path, 10, poll_s=0.05)
     thread = answer_when_open(tmp_path, lambda: (tmp_path / APPROVE).write_text("alice\n"))
-    started = time.monotonic()
     decision = gate.ask("stop 2026.3.28 and start 2026.4.1", PLAN)
     thread.join()
     assert decision.approved and decision.by == "alice" and decision.channel == "approval file"
-    assert time.monotonic() - started < 5
     assert not (tmp_path / REQUEST).exists() and not (tmp_path / APPROVE).exists()
     assert "restart approved by alice via approval file at " in decision.summary()
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.signals.logwatch import Match
-from harness.signals.signatures import Signature, classify, line_timestamp, run_id
+from harness.signals.logwatch import Following, Match
+from harness.signals.signatures import Signature, line_timestamp
 from harness.target.runner import CommandRunner, systemd_user_env
 
 
 @dataclass
-class JournalWatcher:
+class JournalWatcher(Following):
     runner: CommandRunner
     unit: str
     signatures: tuple[Signature, ...]
@@ -43,11 +43,12 @@ class JournalWatcher:
     timestamps: list[float] = field(default_factory=list)  # per line: journal realtime, unix s
     errors: list[str] = field(default_factory=list)
 
+    thread_name = "journal"
+    join_s = 30.0  # a journalctl through a container may take a while to return
+
     def __post_init__(self) -> None:
-        self._lock = threading.RLock()  # guards lines, matches, timestamps
+        self._following()  # its lock also guards `timestamps`
         self._polling = threading.Lock()  # one journalctl at a time: the cursor only moves on
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_now(cls, runner: CommandRunner, unit: str, signatures: tuple[Signature, ...], *,
@@ -62,22 +63,6 @@ class JournalWatcher:
         else:  # an empty journal has no cursor yet
             watcher.since_us = int(time.time() * 1_000_000)
         return watcher
-
-    # -- LogWatcher's surface -----------------------------------------------------------
-    def __enter__(self) -> JournalWatcher:
-        self._thread = threading.Thread(target=self._follow, name="journal", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.poll()  # whatever was logged up to the stop is part of the watch
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.poll()
 
     def poll(self) -> int:
         """Read what is new; returns the number of new entries."""
@@ -113,23 +98,8 @@ class JournalWatcher:
             return entries
 
     def _add(self, line: str, stamp: float | None, now: float) -> None:
-        self.lines.append(line)
         self.timestamps.append(stamp if stamp is not None else now)
-        signature = classify(line, self.signatures)
-        if signature is not None:
-            logged = line_timestamp(line) or (_iso(stamp) if stamp is not None else None)
-            self.matches.append(Match(now, len(self.lines), signature.name, signature.klass,
-                                      run_id(line), line, logged))
-
-    def snapshot(self) -> list[Match]:
-        with self._lock:
-            return list(self.matches)
-
-    def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
-        with self._lock:
-            start = max(0, match.line_no - 1 - before)
-            stop = min(len(self.lines), match.line_no + after)
-            return [f"{n + 1:>6}  {self.lines[n]}" for n in range(start, stop)]
+        self._take(line, now, _iso(stamp) if stamp is not None else None)
 
     # -- beyond LogWatcher -------------------------------------------------------------
     def newest_timestamp(self) -> float | None:

@@ -31,8 +31,65 @@ class Match:
                 "line": self.line}
 
 
+class Following:
+    """What every log source shares: a polling thread (a context manager, so it always stops),
+    the lines read so far, their signature matches, and the evidence around a match.
+    A source implements `poll()` and sets up `_following()` in its own initialiser; it needs
+    `signatures`, `lines`, `matches` and `poll_s`."""
+
+    signatures: tuple[Signature, ...]
+    lines: list[str]
+    matches: list[Match]
+    poll_s: float
+    thread_name = "logwatch"
+    join_s = 5.0
+
+    def _following(self) -> None:
+        self._lock = threading.RLock()  # guards what poll() adds and readers read
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - the subclass
+        self._thread = threading.Thread(target=self._follow, name=self.thread_name,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.join_s)
+        self.poll()  # whatever was logged up to the stop is part of the watch
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def _take(self, line: str, now: float, logged: str | None = None) -> None:
+        """One line read (the lock held): keep it, and its match if it has one."""
+        self.lines.append(line)
+        signature = classify(line, self.signatures)
+        if signature is not None:
+            self.matches.append(Match(now, len(self.lines), signature.name, signature.klass,
+                                      run_id(line), line, line_timestamp(line) or logged))
+
+    def snapshot(self) -> list[Match]:
+        with self._lock:
+            return list(self.matches)
+
+    def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
+        """The lines around a match, numbered, as evidence a person can read."""
+        with self._lock:
+            start = max(0, match.line_no - 1 - before)
+            stop = min(len(self.lines), match.line_no + after)
+            return [f"{n + 1:>6}  {self.lines[n]}" for n in range(start, stop)]
+
+
 @dataclass
-class LogWatcher:
+class LogWatcher(Following):
     path: Path
     signatures: tuple[Signature, ...]
     offset: int = 0
@@ -41,9 +98,7 @@ class LogWatcher:
     matches: list[Match] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._following()
         self._partial = b""
 
     @classmethod
@@ -51,21 +106,6 @@ class LogWatcher:
         """Watch only what is written from now on."""
         offset = path.stat().st_size if path.exists() else 0
         return cls(path, signatures, offset)
-
-    def __enter__(self) -> LogWatcher:
-        self._thread = threading.Thread(target=self._follow, name="logwatch", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.poll()  # whatever was written up to the stop is part of the watch
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.poll()
 
     def poll(self) -> None:
         try:
@@ -82,21 +122,4 @@ class LogWatcher:
             data = self._partial + chunk
             *complete, self._partial = data.split(b"\n")
             for raw in complete:
-                line = raw.decode("utf-8", errors="replace").rstrip("\r")
-                self.lines.append(line)
-                signature = classify(line, self.signatures)
-                if signature is not None:
-                    self.matches.append(Match(now, len(self.lines), signature.name,
-                                              signature.klass, run_id(line), line,
-                                              line_timestamp(line)))
-
-    def snapshot(self) -> list[Match]:
-        with self._lock:
-            return list(self.matches)
-
-    def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
-        """The lines around a match, numbered, as evidence a person can read."""
-        with self._lock:
-            start = max(0, match.line_no - 1 - before)
-            stop = min(len(self.lines), match.line_no + after)
-            return [f"{n + 1:>6}  {self.lines[n]}" for n in range(start, stop)]
+                self._take(raw.decode("utf-8", errors="replace").rstrip("\r"), now)
