@@ -1,6 +1,6 @@
 """Test seam (loaded with `pytest -p tests.seams.rotting_storage`): the storage under the backups
-loses everything after the first quarter of every full backup archive written (the target's own, after its
-`backup create --verify` passed, and the harness's), before the harness's test restore.
+loses everything after the first quarter of every full backup archive written (the target's
+own, after its `backup create --verify` passed, and the harness's), before the test restore.
 Config-only archives are left alone. Everything else is the real run."""
 
 from __future__ import annotations
