@@ -21,6 +21,7 @@ from harness.reporting.browser import look_at_report
 from harness.target.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNS: dict[str, Path] = {}  # real runs of this session, kept for the comparison test
 PLANTED = 'stage "planted-by-the-e2e-test" threw: Authorization: Bearer '
 
 
@@ -107,6 +108,7 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert soak["scenarios"]["reply-streaming"]["good"] == 0
     assert soak["scenarios"]["reply-plain"]["good"] == 0
     assert soak["scenarios"]["reply-quick"]["good"] > 0  # fast replies stayed fine on 4.1
+    RUNS["rolled_back"] = tmp_path / "run"
     # the verdict says why, against the known-good's own baseline under the same mix
     assert phase(verdict, "baseline")["outcome"] == "passed"
     baseline = verdict["baseline"]
@@ -197,6 +199,22 @@ def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Pat
         "failover"], "baseline": 0, "candidate": 0, "new": False}
     assert verdict["final_state"] == {**verdict["final_state"], "serving": True,
                                       "version": "2026.3.28"}
+    RUNS["passed"] = tmp_path / "run"
+
+
+@pytest.mark.e2e
+def test_two_real_runs_compare_by_scenario_and_signature_class() -> None:
+    """The passing 3.28 run beside the rolled-back 4.1 run of this session."""
+    if set(RUNS) != {"passed", "rolled_back"}:
+        pytest.skip("needs both real runs above in this session")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(RUNS["passed"]),
+                           str(RUNS["rolled_back"])], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    changed = next(line for line in done.stdout.splitlines() if line.startswith("Changed: "))
+    scenarios, classes = changed.removeprefix("Changed: scenarios ").split("; signature classes ")
+    assert {"reply-plain", "panel-3-reviewers"} <= set(scenarios.split(", ")), changed
+    assert "failover" in classes, changed  # none in the passing run, several in the other
 
 
 def test_a_malformed_policy_stops_before_anything_starts(tmp_path: Path) -> None:
