@@ -18,6 +18,7 @@ from harness import commands
 from harness.backup import restore_paths
 from harness.posture import BackupTaker
 from harness.target.profile import BackupCommands, StateSpec
+from tests.seams.rotting_storage import rot
 
 FULL_PATHS = {"config": ["openclaw.json"], "credentials": ["credentials", "agents/*/agent"],
               "sessions": ["agents/*/sessions"], "state": ["*"]}
@@ -132,10 +133,7 @@ def rot_every_full_archive(monkeypatch: pytest.MonkeyPatch) -> None:
     def make(self: BackupTaker, scope: str, label: str, tool: str, own: bool):
         backup = real(self, scope, label, tool, own)
         if scope == "full":
-            data = bytearray(backup.archive.read_bytes())
-            quarter = len(data) // 4
-            data[quarter:] = bytes(len(data) - quarter)
-            backup.archive.write_bytes(bytes(data))
+            rot(backup.archive)
         return backup
     monkeypatch.setattr(BackupTaker, "_make", make)
 

@@ -165,13 +165,13 @@ def _json_shape(content: str, keys: Sequence[str]) -> str | None:
     return f"JSON reply without key(s) {', '.join(missing)}" if missing else None
 
 
-Judge = Callable[["SoakRun", list[Match], bool], list[Decision]]
+JudgeFn = Callable[["SoakRun", list[Match], bool], list[Decision]]
 Progress = Callable[["SoakRun", float], None]
 
 
 class SoakDriver:
     def __init__(self, endpoint: GatewayEndpoint, scenarios: Sequence[Scenario],
-                 judge: Judge, watcher: LogWatcher | None,
+                 judge: JudgeFn, watcher: LogWatcher | None,
                  progress: Progress | None = None, progress_every_s: float = 10.0) -> None:
         self.endpoint = endpoint
         self.scenarios = list(scenarios)

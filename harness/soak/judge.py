@@ -46,9 +46,24 @@ class Judge:
     def __init__(self, policy: Policy, baseline: SoakRun | None = None) -> None:
         self.policy = policy
         self.baseline = baseline
+        self._live: tuple[tuple[int, ...], list[Decision]] | None = None
 
     def __call__(self, run: SoakRun, matches: list[Match], final: bool) -> list[Decision]:
         now = run.ended if final and run.ended else time.time()
+        if not final:
+            # live decisions change only when an evaluation time has passed: between two,
+            # the driver's every-second judge gets the same decisions without re-evaluating
+            # the whole grid
+            grid = tuple(int((now - run.started) / t.interval_s) for t in self.policy.triggers)
+            if self._live is not None and self._live[0] == grid:
+                return self._live[1]
+        decisions = self._decide(run, matches, now, final)
+        if not final:
+            self._live = (grid, decisions)
+        return decisions
+
+    def _decide(self, run: SoakRun, matches: list[Match], now: float,
+                final: bool) -> list[Decision]:
         decisions: list[Decision] = []
         for trigger in self.policy.triggers:
             for scenario, measure, note in self._measures(trigger, run, matches):
