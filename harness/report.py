@@ -32,8 +32,10 @@ def render(run_dir: Path, runtime: Runtime) -> Path:
     # the report's config: categories, the tree by target / phase family / scenario, and the
     # history shared by every run in the same reports folder (Allure's trend charts)
     config = run_dir / "allurerc.json"
-    config.write_text(json.dumps(allure_config(history_file(run_dir),
-                                               f"Release acceptance {run_dir.name}"), indent=2))
+    name = f"Release acceptance {run_dir.name}"
+    history = history_file(run_dir)
+    forget_run(history, name)  # rendering a run again replaces its point, never adds one
+    config.write_text(json.dumps(allure_config(history, name), indent=2))
     done = commands.run(
         [str(install.bin("allure")), "generate", str(results), "--output", str(html),
          "--config", str(config)],
@@ -48,6 +50,29 @@ def render(run_dir: Path, runtime: Runtime) -> Path:
 def history_file(run_dir: Path) -> Path:
     """Allure's history (one line per rendered run), kept in the folder that holds the runs."""
     return run_dir.resolve().parent / "history.jsonl"
+
+
+def forget_run(history: Path, name: str) -> int:
+    """Drop the history entries of the report called `name`; return how many were dropped.
+    Lines that are not an entry of that name (malformed ones too) are left as they were."""
+    if not history.exists():
+        return 0
+    kept: list[str] = []
+    dropped = 0
+    for line in history.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and entry.get("name") == name:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        tmp = history.with_name(history.name + ".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.replace(history)
+    return dropped
 
 
 def latest_run(reports: Path) -> Path:

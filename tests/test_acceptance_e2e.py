@@ -8,6 +8,7 @@ first use, runs the model lab, and provisions a gateway on loopback of its own.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -217,6 +218,47 @@ def test_two_real_runs_compare_by_scenario_and_signature_class() -> None:
     scenarios, classes = changed.removeprefix("Changed: scenarios ").split("; signature classes ")
     assert {"reply-plain", "panel-3-reviewers"} <= set(scenarios.split(", ")), changed
     assert "failover" in classes, changed  # none in the passing run, several in the other
+
+
+@pytest.mark.e2e
+def test_the_trend_follows_real_runs_rendered_from_one_reports_folder(tmp_path: Path) -> None:
+    """Yesterday's rolled-back 4.1 run, then today's passing run, rendered from one reports
+    folder: the second report's trend has both runs, and a test's history shows the change."""
+    if set(RUNS) != {"passed", "rolled_back"}:
+        pytest.skip("needs both real runs above in this session")
+    reports = tmp_path / "reports"
+    for name, label in (("1-rolled-back", "rolled_back"), ("2-passed", "passed")):
+        shutil.copytree(RUNS[label] / "allure-results", reports / name / "allure-results")
+
+    def render(name: str) -> dict[str, dict]:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "report",
+                               str(reports / name)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        charts = json.loads((reports / name / "html" / "widgets" / "charts.json").read_text())
+        return {chart["type"]: chart for chart in charts["general"].values()}
+
+    def history_names() -> list[str]:
+        return [json.loads(line)["name"]
+                for line in (reports / "history.jsonl").read_text().splitlines()]
+
+    first = render("1-rolled-back")
+    assert [p["id"] for p in first["statusDynamics"]["data"]] == ["current"]  # no past yet
+    second = render("2-passed")
+    points = second["statusDynamics"]["data"]
+    assert [p["name"] for p in points] == ["Release acceptance 1-rolled-back", "current"]
+    assert points[0]["statistic"]["failed"] > 0 and points[1]["statistic"].get("failed", 0) == 0
+    assert second["statusTransitions"]["data"][-1]["fixed"] > 0  # failed then, passed now
+    # the soak of the reply path: failed in the first run, passed in the second
+    results = reports / "2-passed" / "html" / "data" / "test-results"
+    plain = next(json.loads(p.read_text()) for p in results.glob("*.json")
+                 if json.loads(p.read_text())["name"] == "test_soak[reply-plain]")
+    assert plain["status"] == "passed"
+    assert [h["status"] for h in plain["history"]] == ["failed"], plain["history"]
+    # rendering the second run again replaces its point in the history, it does not add one
+    assert history_names() == ["Release acceptance 1-rolled-back", "Release acceptance 2-passed"]
+    render("2-passed")
+    assert history_names() == ["Release acceptance 1-rolled-back", "Release acceptance 2-passed"]
 
 
 def test_a_malformed_policy_stops_before_anything_starts(tmp_path: Path) -> None:
