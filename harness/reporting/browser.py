@@ -70,16 +70,29 @@ def look_at_report(html: Path, shots: Path, runtime: Runtime, test: str = "test_
     """Open the report, read the overview and the tree, open `test` and its first attachment
     whose name contains `attachment`, look at the categories; screenshots go to `shots`.
     Returns what the browser showed (texts and the tree's tests with their groups)."""
+    return _drive("look-at-report.mjs", SCRIPT, html, shots, runtime, test, attachment)
+
+
+def look_at_graphs(html: Path, shots: Path, runtime: Runtime) -> dict[str, Any]:
+    """Open the report's Graphs section (the trend over the runs rendered from one reports
+    folder) and read each chart's title and text; a screenshot goes to `shots/graphs.png`."""
+    return _drive("look-at-graphs.mjs", GRAPHS_SCRIPT, html, shots, runtime)
+
+
+def _drive(name: str, source: str, html: Path, shots: Path, runtime: Runtime,
+           *args: str) -> dict[str, Any]:
+    """Run one of the scripts below against `html`, served on loopback; its JSON is what the
+    browser saw."""
     chromium = ensure_chromium()
     node = runtime.node(NODE_MAJOR)
     release = runtime.registry.resolve("playwright-core", PLAYWRIGHT_SPEC, "the report check")
     install = runtime.install(release, node)
     shots.mkdir(parents=True, exist_ok=True)
-    script = runtime.root / "look-at-report.mjs"
-    script.write_text(SCRIPT)
+    script = runtime.root / name
+    script.write_text(source)
     with serve(html) as url:
         done = commands.run(
-            [str(node.bin_dir / "node"), str(script), url, str(shots), test, attachment],
+            [str(node.bin_dir / "node"), str(script), url, str(shots), *args],
             env={"PATH": node.path_env(), "PLAYWRIGHT_PREFIX": str(install.prefix),
                  "CHROMIUM": str(chromium)}, timeout=300)
     try:
@@ -161,6 +174,46 @@ try {
   await page.waitForTimeout(1000);
   seen.categories = (await page.locator("body").innerText()).slice(0, 4000);
   await page.screenshot({ path: `${shots}/categories.png` });
+} catch (error) {
+  seen.error = String(error && error.stack || error);
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(seen));
+"""
+
+
+# The Graphs section: Allure 3 switches sections from the menu at the report's top left.
+GRAPHS_SCRIPT = r"""// Opens a rendered Allure 3 report's Graphs section; prints its charts as JSON.
+import { createRequire } from "node:module";
+const require = createRequire(process.env.PLAYWRIGHT_PREFIX + "/node_modules/");
+const { chromium } = require("playwright-core");
+const [url, shots] = process.argv.slice(2);
+const seen = {};
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM, headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  await page.goto(url, { waitUntil: "networkidle" });
+  await page.waitForSelector('[data-testid="report-title"]');
+  await page.getByText("Report", { exact: true }).first().click();
+  await page.getByText("Graphs", { exact: true }).first().click();
+  await page.getByText("Status dynamics", { exact: true }).first().waitFor();
+  await page.waitForTimeout(1500);  // the charts draw after their data arrives
+  seen.text = (await page.locator("body").innerText()).slice(0, 6000);
+  // each chart: its title, its text, and the labels under its x axis (one per run in a trend)
+  seen.charts = await page.locator('[class*="styles_widget"]').evaluateAll((widgets) =>
+    widgets.map((w) => ({
+      title: (w.querySelector('[class*="styles_header"]') || w).textContent.trim(),
+      text: w.innerText.trim().slice(0, 500),
+      columns: [...w.querySelectorAll("svg text")]
+        .filter((t) => /rotate\((?!0\))/.test(t.getAttribute("transform") || ""))
+        .map((t) => t.textContent.trim()),
+    })));
+  await page.screenshot({ path: `${shots}/graphs.png`, fullPage: true });
 } catch (error) {
   seen.error = String(error && error.stack || error);
 } finally {
