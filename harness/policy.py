@@ -87,10 +87,13 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Window:
-    """A soak or watch window: how long traffic starts, and how long in-flight work may end."""
+    """A soak or watch window: how long traffic starts, and how long in-flight work may end
+    after it closes; when a trigger stops the soak early, requests already in flight get
+    `stop_grace_s` to finish (their outcome is evidence too), and no new ones start."""
 
     window_s: float
     drain_s: float
+    stop_grace_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -400,9 +403,10 @@ def load_policy(path: Path) -> Policy:
             windows[name] = None
             continue
         table = root.table(name)
-        table.reject_unknown({"window_s", "drain_s"})
+        table.reject_unknown({"window_s", "drain_s", "stop_grace_s"})
         windows[name] = Window(table.number("window_s", minimum=0, exclusive=True),
-                               table.number("drain_s", minimum=0))
+                               table.number("drain_s", minimum=0),
+                               table.number("stop_grace_s", 10.0, minimum=0))
     signatures = tuple(_signature(t) for t in root.tables("signatures"))
     if len({s.name for s in signatures}) != len(signatures):
         raise root.fail("signatures", "signature names must be unique")

@@ -63,7 +63,7 @@ def files(tmp_path: Path, scenarios: str, triggers: str, min_samples: int = 1):
 
 def soak(lab: ModelLab, scenario_set, policy, log: Path, window_s: float = 2.0,
          baseline: SoakRun | None = None, label: str = "soak",
-         write_lines: int = 0) -> SoakRun:
+         write_lines: int = 0, stop_grace_s: float = 10.0) -> SoakRun:
     log.touch()
     watcher = LogWatcher.from_end(log, OPENCLAW)
     driver = SoakDriver(endpoint(lab), scenario_set.scenarios, Judge(policy, baseline), watcher)
@@ -77,7 +77,7 @@ def soak(lab: ModelLab, scenario_set, policy, log: Path, window_s: float = 2.0,
         writer = threading.Thread(target=write)
         writer.start()
     with watcher:
-        run = driver.run(label, Window(window_s, 5.0))
+        run = driver.run(label, Window(window_s, 5.0, stop_grace_s))
     if writer is not None:
         writer.join()
     return run
@@ -216,6 +216,38 @@ def test_a_class_the_baseline_never_had_fails_the_candidate(lab: ModelLab,
     assert comparison["classes"]["failover"]["new"] is True
     assert "NEW (none in the baseline)" in assess.comparison_markdown(comparison)
     assert assess.soak_verdict(run, {"quick": 1}, baseline)["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("grace_s", [10.0, 0.0])
+def test_a_trigger_stops_new_work_and_lets_what_is_in_flight_finish_within_the_grace(
+        tmp_path: Path, grace_s: float) -> None:
+    # The slow reasoner takes 2.1 s at this time scale; the log trigger fires at the first
+    # evaluation (1 s), while its first request is in flight.
+    scenarios, policy = files(tmp_path, """
+[[scenarios]]
+id = "slow"
+kind = "reply"
+agent = "slow-reasoner"
+""", """
+[[triggers]]
+name = "bursts"
+kind = "log"
+interval_s = 0.5
+classes = ["timeout", "failover"]
+count = 2
+""")
+    with ModelLab(time_scale=0.03) as slow_lab:
+        run = soak(slow_lab, scenarios, policy, tmp_path / "gateway.log", window_s=6.0,
+                   write_lines=2, stop_grace_s=grace_s)
+    assert run.stopped_by == "bursts"
+    verdicts = [i.verdict for i in run.of("slow")]
+    if grace_s:
+        assert verdicts == ["good"]  # the request in flight finished and was judged
+        assert run.ended - run.started >= 2.0
+    else:
+        assert verdicts == ["cut"]  # no grace: cut at the stop, not judged
+        assert run.ended - run.started < 2.0
+    assert run.ended - run.started < 6.0  # stopped early either way, nothing new started
 
 
 def test_without_a_baseline_a_baseline_trigger_is_reported_not_evaluated(

@@ -181,6 +181,7 @@ def summary(run: SoakRun) -> dict[str, Any]:
     """The numbers of a soak, watch or smoke run, as they go into verdict.json."""
     return {
         "window_s": run.window.window_s, "drain_s": run.window.drain_s,
+        "stop_grace_s": run.window.stop_grace_s,
         "seconds": round(run.ended - run.started, 1), "stopped_by": run.stopped_by,
         "scenarios": {sid: run.stats(sid) for sid in run.scenario_ids},
         "signature_counts": signature_counts(run), "class_counts": class_counts(run),

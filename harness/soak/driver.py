@@ -5,7 +5,9 @@ open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like 
 constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
 arrival is dropped and counted). Iterations start until the window closes; in-flight work may
 finish during the drain. Every second the policy's triggers are judged against the log
-watcher's matches and the requests so far; a deciding trigger stops the soak at once.
+watcher's matches and the requests so far; a deciding trigger stops the soak at once: nothing
+new starts, and what is in flight gets the window's `stop_grace_s` to finish (a request that
+was going to fail is the evidence of the path it was on) before it is cut.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -210,6 +212,10 @@ class SoakDriver:
                 if run.deciding() and run.stopped_by is None:
                     run.stopped_by = run.deciding()[0].label
                     stop.set()
+                    grace_ends = min(time.monotonic() + window.stop_grace_s, deadline)
+                    while not all_done.done() and time.monotonic() < grace_ends:
+                        await asyncio.wait([all_done],
+                                           timeout=max(0.0, grace_ends - time.monotonic()))
                     break
                 now = time.monotonic()
                 if now >= deadline:
