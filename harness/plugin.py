@@ -90,8 +90,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="go on with a backup below full (config-only, or none), decided up "
                     "front; otherwise such a run stops before any change")
     group.addoption("--target-host",
-                    help="where the gateway's commands run: local:// or docker://CONTAINER "
-                         "(default: the target file's target.host)")
+                    help="where the gateway's commands run: local://, docker://CONTAINER or "
+                         "ssh://[USER@]HOST[:PORT] (default: the target file's target.host)")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
                           ("harness_scenarios", "scenarios/soak"),

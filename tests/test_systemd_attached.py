@@ -35,6 +35,7 @@ from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.signals.journal import JournalWatcher
 from harness.target.gateway import _free_port
+from harness.target.runner import SshRunner, systemd_user_env
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 from tests.conftest import CACHE, ROOT, STARTED
 
@@ -262,6 +263,104 @@ def test_the_journal_watch_reads_nothing_new_without_an_error(staging: Staging) 
                    headers={"Authorization": f"Bearer {staging.token}",
                             "x-openclaw-scopes": "operator.write"})
     assert watcher.lines and watcher.errors == [], (watcher.lines, watcher.errors)
+
+
+@dataclass
+class Sshd:
+    config: Path  # an ssh_config with Host grh-staging: the container's sshd, its key pinned
+    host: str = "grh-staging"
+
+
+@pytest.fixture(scope="module")
+def sshd(staging: Staging, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """The staging container's own sshd (the image's, its ssh.service masked) on the host's
+    loopback at a free port, root's login by a key made here; the host key pinned."""
+    box = staging.box
+    folder = tmp_path_factory.mktemp("ssh")
+    key = folder / "id_ed25519"
+    made = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "grh-test",
+                           "-f", str(key)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    done = box.runner().run(["sh", "-c", "install -d -m 700 /root/.ssh && cat > /root/.ssh/"
+                             "authorized_keys && chmod 600 /root/.ssh/authorized_keys"],
+                            input=(folder / "id_ed25519.pub").read_text())
+    assert done.returncode == 0, done.stderr
+    port = _free_port()
+    done = box.exec(["systemd-run", "--unit=grh-sshd", "-p", "RuntimeDirectory=sshd",
+                     "/usr/sbin/sshd", "-D", "-e", "-p", str(port), "-o",
+                     "ListenAddress=127.0.0.1", "-o", "PasswordAuthentication=no", "-o",
+                     "PermitRootLogin=prohibit-password"])
+    assert done.returncode == 0, done.stderr
+    host_key = box.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()[:2]
+    (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+    config = folder / "config"
+    config.write_text(f"Host grh-staging\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+                      f"  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                      f"  UserKnownHostsFile {folder / 'known_hosts'}\n"
+                      "  StrictHostKeyChecking yes\n")
+    try:
+        deadline = time.monotonic() + 30
+        while SshRunner("grh-staging", config=str(config)).run(["true"]).returncode != 0:
+            assert time.monotonic() < deadline, box.exec(
+                ["journalctl", "-u", "grh-sshd", "--no-pager"]).stdout
+            time.sleep(0.3)
+        yield Sshd(config)
+    finally:
+        box.exec(["systemctl", "stop", "grh-sshd"], timeout=60)
+
+
+def test_the_ssh_runner_keeps_the_runner_contract(staging: Staging, sshd: Sshd) -> None:
+    runner = SshRunner(sshd.host, config=str(sshd.config))
+    done = runner.run(["sh", "-c", 'id -un; echo "$GRH_X"; pwd; cat'], env={"GRH_X": "a b;$c"},
+                      cwd="/tmp", input="from stdin\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "root\na b;$c\n/tmp\nfrom stdin\n"
+    done = runner.run(["sh", "-c", "id -un; echo $XDG_RUNTIME_DIR"], user=USER,
+                      env={"XDG_RUNTIME_DIR": "/run/user/1000"})
+    assert done.stdout.split() == [USER, "/run/user/1000"], done.stderr
+    assert runner.run(["sh", "-c", "exit 7"]).returncode == 7
+    started = time.monotonic()
+    done = runner.run(["sh", "-c", "echo grh-sleeper; exec sleep 300"], timeout=2)
+    assert done.returncode == 124 and "timed out" in done.stderr
+    assert time.monotonic() - started < 15
+    left = staging.box.exec(["pgrep", "-f", "[s]leep 300"])  # not pgrep's own wrapper
+    assert left.returncode == 1, left.stdout  # killed on the target, not only the client
+    gone = SshRunner("127.0.0.1", port=_free_port(), config=str(sshd.config)).run(["true"])
+    assert gone.returncode == 255 and gone.stderr  # ssh's own failure, never a raise
+    # the user's manager and journal, through ssh, as the attached soak reads them
+    shown = runner.run(["systemctl", "--user", "show", UNIT, "-p", "ActiveState"], user=USER,
+                       env=systemd_user_env(1000))
+    assert shown.stdout.strip() == "ActiveState=active", shown.stderr
+
+
+def test_the_attached_soak_runs_over_ssh(staging: Staging, sshd: Sshd, engine: DockerEngine,
+                                         tmp_path: Path) -> None:
+    """The same soak with `--target-host ssh://grh-staging`: a staging host reached by ssh."""
+    before = staging.show()
+    run_dir = tmp_path / "run"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "-m", "soak", "--run-dir",
+         str(run_dir), "--target", str(target_file(tmp_path, staging)), "--target-host",
+         f"ssh://{sshd.host}", "--soak", "20", "--scenarios",
+         str(ROOT / "scenarios" / "soak" / "reply-quick.toml")],
+        cwd=ROOT, env={**os.environ, "HARNESS_SSH_CONFIG": str(sshd.config)},
+        capture_output=True, text=True, timeout=900)
+    print(f"\n[attached soak over ssh] exit {done.returncode} in "
+          f"{time.monotonic() - started:.0f} s")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    after = staging.show()
+    assert (after["MainPID"], after["ActiveEnterTimestamp"], after["NRestarts"]) == \
+        (before["MainPID"], before["ActiveEnterTimestamp"], before["NRestarts"])
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["outcome"] == "passed" and verdict["attached"]["host"] == "ssh://grh-staging"
+    assert verdict["attached"]["before"]["version"] == VERSION
+    assert f"Attached to the running {UNIT} on ssh://grh-staging (openclaw {VERSION}" in \
+        verdict["claim"]
+    log = verdict["soak"]["log_source"]
+    assert log["source"] == "journal" and log["trusted"] is True and log["journal"]["lines"] > 0
+    recs = [json.loads(line) for line in (run_dir / "transitions.jsonl").read_text().splitlines()]
+    assert all(r.get("journal") is True for r in recs if r["state"] != "alert"), recs[:3]
 
 
 def test_an_attached_unit_that_is_stopped_is_not_started_by_the_harness(

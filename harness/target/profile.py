@@ -163,10 +163,15 @@ class TargetProfile:
         return f"{self.api.model_prefix}{agent}"
 
 
+_SSH_HOST = re.compile(r"^ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+(?::\d{1,5})?$")
+
+
 def check_host(host: str, where: str, key: str) -> str:
-    if host == "local://" or (host.startswith("docker://") and len(host) > len("docker://")):
+    if host == "local://" or (host.startswith("docker://") and len(host) > len("docker://")) \
+            or _SSH_HOST.match(host):
         return host
-    raise InputError(where, key, f"expected local:// or docker://CONTAINER, got {host!r}")
+    raise InputError(where, key, "expected local://, docker://CONTAINER or "
+                     f"ssh://[USER@]HOST[:PORT], got {host!r}")
 
 
 def with_host(profile: TargetProfile, host: str) -> TargetProfile:
