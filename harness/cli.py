@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     approve.add_argument("--reason", default="", help="why (recorded with the decision)")
     sup = commands.add_parser("supervisor", help="the external update supervisor: a systemd "
                               "timer and oneshot service that run the acceptance suite")
-    sup.add_argument("action", choices=("install", "remove", "status", "show"))
+    sup.add_argument("action", choices=("install", "remove", "status", "show", "alert"),
+                     help="alert: what the service's OnFailure= unit runs when a run died")
     sup.add_argument("--target", type=Path, help="the target profile the runs use")
     sup.add_argument("--name", default=None, help="unit name (default: "
                      "gateway-release-harness-update)")
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     sup.add_argument("--project", type=Path, default=None,
                      help="the folder with scenarios/ the runs start in (default: the current "
                           "folder if it has one, else this harness's checkout)")
+    sup.add_argument("--timeout", type=float, default=6 * 3600, metavar="S",
+                     help="TimeoutStartSec= of one run, in seconds (default 21600: 6 h); a run "
+                     "that takes longer is stopped and its failure unit alerts")
     sup.add_argument("--env", action="append", default=[], metavar="K=V",
                      help="an environment variable of the runs (e.g. a PATH with node and npm)")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -119,7 +123,7 @@ def _supervisor(args: argparse.Namespace) -> int:
             calendar = args.on_calendar or (None if args.on_active is not None else "daily")
             units = supervisor.render(args.target.resolve(), _project(args.project), name=name,
                                       on_calendar=calendar, on_active_s=args.on_active,
-                                      pytest_args=args.pytest_args,
+                                      pytest_args=args.pytest_args, timeout_s=args.timeout,
                                       env=dict(e.split("=", 1) for e in args.env))
             if args.action == "show":
                 for filename, text in units.files().items():
@@ -128,6 +132,8 @@ def _supervisor(args: argparse.Namespace) -> int:
             for path in supervisor.install(units, units_dir=units_dir):
                 print(f"harness: wrote {path}")
             print(f"harness: {name}.timer enabled and started")
+        elif args.action == "alert":
+            return _supervisor_alert(args, name)
         elif args.action == "remove":
             supervisor.remove(name, units_dir=units_dir)
             print(f"harness: {name}.timer and .service removed")
@@ -137,6 +143,32 @@ def _supervisor(args: argparse.Namespace) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     return 0
+
+
+def _supervisor_alert(args: argparse.Namespace, name: str) -> int:
+    """The OnFailure= unit: the profile's alert hook, for a run that could not call it."""
+    from harness import supervisor
+    from harness.transitions import deliver
+
+    if args.target is None:
+        raise InfrastructureError("supervisor alert needs --target FILE")
+    profile = load_target(args.target)
+    monitor = {k: v for k, v in os.environ.items() if k.startswith("MONITOR_")}
+    body, why = supervisor.failure_alert(name, profile, monitor=monitor)
+    if body is None:
+        print(f"harness: no alert: {why}")
+        return 0
+    print(f"harness: {body['summary']}")
+    if not (profile.alert.command or profile.alert.webhook):
+        print(f"harness: {profile.path} declares no [alert] hook: nobody was told", file=sys.stderr)
+        return 1
+    failed = 0
+    for result in deliver(profile.alert, body):
+        where = result.get("url") or " ".join(result.get("command", []))
+        print(f"harness: alert {'sent' if result['ok'] else 'FAILED'} ({result['hook']} "
+              f"{where}): {result['detail']}")
+        failed += not result["ok"]
+    return 1 if failed else 0
 
 
 def _approve(args: argparse.Namespace) -> int:

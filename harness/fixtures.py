@@ -59,10 +59,49 @@ def _fatal(record: RunRecord, exc: HarnessError) -> None:
 
 
 @pytest.fixture(scope="session")
-def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
-               node: NodeRuntime, model_lab: ModelLab) -> Iterator[Gateway]:
-    """The gateway under test. Embedded: a known-good deployment this run owns and removes."""
+def deployment(request: pytest.FixtureRequest, run_settings: RunSettings) -> Gateway:
+    """The gateway under test: embedded (the run's own) or attached (the host's, as found)."""
+    if run_settings.target.provision == "attached":
+        return request.getfixturevalue("attached_deployment")
+    return request.getfixturevalue("embedded_deployment")
+
+
+@pytest.fixture(scope="session")
+def attached_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
+                        run_record: RunRecord) -> Iterator[Gateway]:
+    """A deployment that runs already, found by the plugin before any test: soaked, never
+    stopped, and observed again at the end (did it stay as found?)."""
+    from harness.plugin import ATTACHED
+
+    found = pytestconfig.stash[ATTACHED]
+    gateway = Gateway.attach(run_settings.target, found)
+    redact.watch_gateway(gateway)  # its token, its config's keys, its unit's environment
+    facts = run_record.facts.setdefault("attached", {})
+    facts["before"] = found.found.as_dict()
+    try:
+        yield gateway
+    finally:
+        try:
+            after = found.unit.observe()
+            facts["after"] = after.as_dict()
+            facts["changes"] = after.changes_since(found.found)
+            run_record.final_state = {"serving": gateway.is_serving(), "version": after.version,
+                                      "pid": after.main_pid, "attached": True}
+        except HarnessError as exc:
+            facts["after_error"] = exc.message
+            run_record.final_state = {"serving": None, "attached": True, "error": exc.message}
+        facts["left_as_found"] = facts.get("changes") == []
+        allure.attach(json.dumps(build_verdict(run_record, run_settings.lock()), indent=2,
+                                 default=str),
+                      name="verdict.json", attachment_type=allure.attachment_type.JSON)
+
+
+@pytest.fixture(scope="session")
+def embedded_deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
+                        node: NodeRuntime, model_lab: ModelLab) -> Iterator[Gateway]:
+    """A known-good deployment this run provisions, upgrades, and removes."""
     s = run_settings
+    assert s.known_good is not None
     deployment_dir = s.cache_dir / "runs" / s.run_id / "deployment"
     installation = runtime.install(s.known_good, node, s.target.package.install_env)
     gateway = Gateway.embedded(s.target, runtime, node, deployment_dir, model_lab.base_url)
@@ -101,8 +140,11 @@ def deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtim
 
 
 @pytest.fixture(scope="session")
-def procedure(pytestconfig: pytest.Config, run_settings: RunSettings, run_record: RunRecord,
-              runtime: Runtime, node: NodeRuntime, deployment: Gateway) -> Procedure:
+def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
+              run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
+              deployment: Gateway) -> Procedure:
+    # an attached deployment is only soaked: nothing is installed, so no Node.js is needed
+    node = None if deployment.attached else request.getfixturevalue("node")
     terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 

@@ -94,7 +94,7 @@ class Procedure:
     """Upgrade, soak and rollback of one gateway, with the evidence of each step."""
 
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
-                 node: NodeRuntime, gateway: Gateway, progress: Progress | None = None,
+                 node: NodeRuntime | None, gateway: Gateway, progress: Progress | None = None,
                  gate: RestartGate | None = None) -> None:
         self.settings = settings
         self.record = record

@@ -5,6 +5,11 @@ session collects such tests, this plugin loads and validates the target, policy 
 files and resolves both versions in the registry, before any test runs; a bad input ends the
 session with one line and its own exit code. Otherwise (the harness's own tests) it stays out
 of the way.
+
+An attached target (a deployment that runs already) resolves no versions: once collection has
+settled which tests run, an upgrade or rollback test among them is refused (exit 20), and the
+deployment is found and probed (harness.target.attached.attach; exit 22 when it does not run
+or answer) before any test starts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from harness.run import (
     write_verdict,
 )
 from harness.soak.scenarios import load_scenarios
+from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
 from harness.target.profile import load_target, with_host
 from harness.target.runtime import Runtime
@@ -44,6 +50,9 @@ pytest_plugins = ["harness.reporting.plugin"]  # redaction, categories, summary.
 SETTINGS = pytest.StashKey[RunSettings]()
 RECORD = pytest.StashKey[RunRecord]()
 RUN_DIR = pytest.StashKey[tuple[str, Path]]()
+ATTACHED = pytest.StashKey[Attached]()
+# tests that only mean something against an attached deployment
+ATTACHED_ONLY = ("test_soak_left_as_found",)
 
 # Per-phase time limits (pytest-timeout); soak and watch get theirs from their windows.
 PHASE_TIMEOUTS = {"preflight": 600, "backup": 300, "stop": 120, "install": 1800,
@@ -81,8 +90,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="go on with a backup below full (config-only, or none), decided up "
                     "front; otherwise such a run stops before any change")
     group.addoption("--target-host",
-                    help="where the gateway's commands run: local:// or docker://CONTAINER "
-                         "(default: the target file's target.host)")
+                    help="where the gateway's commands run: local://, docker://CONTAINER or "
+                         "ssh://[USER@]HOST[:PORT] (default: the target file's target.host)")
     for name, default in (("harness_target", "scenarios/targets/local-openclaw.toml"),
                           ("harness_policy", "scenarios/policy.toml"),
                           ("harness_scenarios", "scenarios/soak"),
@@ -159,20 +168,28 @@ def settings_for(config: pytest.Config) -> RunSettings:
         check_scenarios(policy, scenarios.ids())
         cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
-        known_spec = config.getoption("known_good") or target.known_good
-        cand_spec = config.getoption("candidate") or target.candidate
-        known_origin = "--known-good" if config.getoption("known_good") \
-            else f"{target.path}: versions.known_good"
-        cand_origin = "--candidate" if config.getoption("candidate") \
-            else f"{target.path}: versions.candidate"
-        candidate_config = target.candidate_config
         gate_timeout = config.getoption("gate_timeout")
         if gate_timeout <= 0:
             raise InputError("--gate-timeout", "", f"expected seconds > 0, got {gate_timeout:g}")
-        if config.getoption("candidate_config"):
-            candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
-        known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
-        candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
+        candidate_config = target.candidate_config
+        known_good = candidate = None
+        if target.provision == "attached":  # the version is read from what runs; none installed
+            for option in ("known_good", "candidate", "candidate_config"):
+                if config.getoption(option):
+                    raise InputError(f"--{option.replace('_', '-')}", "",
+                                     f"{target.path} is an attached deployment (target.provision"
+                                     " = \"attached\"): it is soaked as it runs, never upgraded")
+        else:
+            known_spec = config.getoption("known_good") or target.known_good
+            cand_spec = config.getoption("candidate") or target.candidate
+            known_origin = "--known-good" if config.getoption("known_good") \
+                else f"{target.path}: versions.known_good"
+            cand_origin = "--candidate" if config.getoption("candidate") \
+                else f"{target.path}: versions.candidate"
+            if config.getoption("candidate_config"):
+                candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
+            known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
+            candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
     except HarnessError as exc:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
@@ -211,6 +228,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not staged:
         return
     settings = settings_for(config)
+    if settings.target.attached is None:  # checks of an attached deployment: not this run's
+        dropped = [item for item in items
+                   if getattr(item, "originalname", item.name) in ATTACHED_ONLY]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if item not in dropped]
+            staged = [item for item in staged if item not in dropped]
     order = {family: i for i, family in enumerate(FAMILIES)}
     # stable sort: the suite's own order inside a family, families in procedure order
     items.sort(key=lambda item: order.get(_family(item) or "", -1))
@@ -219,8 +243,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # an epic per target (history and trends follow a target across versions); the
         # versions of this run are a tag
         item.add_marker(allure.epic(settings.target.name))
-        item.add_marker(allure.tag(f"{settings.known_good.version} -> "
-                                   f"{settings.candidate.version}"))
+        if settings.known_good is not None and settings.candidate is not None:
+            item.add_marker(allure.tag(f"{settings.known_good.version} -> "
+                                       f"{settings.candidate.version}"))
+        else:
+            item.add_marker(allure.tag(f"attached {settings.target.gateway.unit}"))
         item.add_marker(allure.feature(family))
         limit = PHASE_TIMEOUTS.get(item.name.removeprefix("test_"))
         if item.name == "test_restart_gate":
@@ -235,6 +262,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if limit and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An attached deployment, once `-m` and `-k` have settled what runs: only its soak may
+    run, and it must be running and answering before any test starts."""
+    config = session.config
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None or settings.target.attached is None:
+        return
+    families = {_family(item) for item in session.items} - {None}
+    if not families:
+        return
+    changing = [f for f in ("upgrade", "rollback") if f in families]
+    if changing:
+        _fail_input(config, InputError(
+            str(settings.target.path), "target.provision",
+            "\"attached\" deployments are only soaked, but this run selects "
+            f"{' and '.join(changing)} tests (they would install, stop and restart it): run "
+            "`pytest scenarios -m soak "
+            f"--target {settings.target.path}`"))
+    try:
+        found = attach(settings.target)
+    except HarnessError as exc:
+        _fail_input(config, exc)
+        raise  # unreachable: pytest.exit raised
+    config.stash[ATTACHED] = found
+    config.stash[RECORD].facts["attached"] = {**settings.lock()["attached"],
+                                              "before": found.found.as_dict()}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -272,7 +327,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results = getattr(config.option, "allure_report_dir", None)
         if results and Path(results).is_dir():
             (Path(results) / "environment.properties").write_text(
-                f"backup_posture={posture_line(record)}\n" + allure_environment(settings.lock()))
+                f"backup_posture={posture_line(record)}\n"
+                + allure_environment(settings.lock(), record.facts))
         latest = config.rootpath / "reports" / "latest"
         try:
             if latest.parent not in run_dir.parents:
@@ -296,7 +352,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 __all__ = ["ExitCode", "settings_for", "SETTINGS", "RECORD"]
 
 from harness.fixtures import (  # noqa: E402,F401  (fixtures are registered by import)
+    attached_deployment,
     deployment,
+    embedded_deployment,
     model_lab,
     node,
     procedure,

@@ -35,8 +35,8 @@ class RunSettings:
     target: TargetProfile
     policy: Policy
     scenarios: ScenarioSet
-    known_good: Release
-    candidate: Release
+    known_good: Release | None  # None for an attached deployment: the run installs nothing
+    candidate: Release | None
     soak: Window
     watch: Window
     restart_gate: str
@@ -53,11 +53,18 @@ class RunSettings:
 
     def lock(self) -> dict[str, Any]:
         """What this run's review was locked against, before anything changed."""
+        attached = None
+        if self.target.attached is not None:
+            from harness.target.attached import attached_lock
+
+            attached = attached_lock(self.target)
         return {
             "run_id": self.run_id, "harness_version": __version__, "host": socket.gethostname(),
             "target": {"name": self.target.name, "kind": self.target.kind,
                        "file": str(self.target.path), "sha256": self.target.sha256},
-            "known_good": self.known_good.as_dict(), "candidate": self.candidate.as_dict(),
+            "known_good": self.known_good.as_dict() if self.known_good else None,
+            "candidate": self.candidate.as_dict() if self.candidate else None,
+            "attached": attached,
             "policy": {"name": self.policy.name, "file": str(self.policy.path),
                        "sha256": self.policy.sha256},
             "scenarios": {"path": str(self.scenarios.path), "sha256": self.scenarios.sha256,
@@ -166,16 +173,24 @@ def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) ->
     return verdict
 
 
-def allure_environment(lock: dict[str, Any]) -> str:
-    """The report's environment panel: what was upgraded, under which declared policy."""
-    rows = {
-        "target": f"{lock['target']['name']} ({lock['target']['kind']})",
-        "known_good": f"{lock['known_good']['version']} {lock['known_good']['integrity']}",
-        "candidate": f"{lock['candidate']['version']} {lock['candidate']['integrity']}",
+def allure_environment(lock: dict[str, Any], facts: dict[str, Any] | None = None) -> str:
+    """The report's environment panel: what was upgraded (or soaked as found), under which
+    declared policy."""
+    rows: dict[str, Any] = {"target": f"{lock['target']['name']} ({lock['target']['kind']})"}
+    attached = lock.get("attached")
+    if attached:
+        found = ((facts or {}).get("attached") or {}).get("before") or {}
+        rows["attached"] = f"{attached['unit']} on {attached['host']} at {attached['url']}"
+        rows["running_version"] = f"{attached['package']} {found.get('version')}"
+        rows["upgrade"] = "none attempted: soaked as found"
+    else:
+        rows["known_good"] = f"{lock['known_good']['version']} {lock['known_good']['integrity']}"
+        rows["candidate"] = f"{lock['candidate']['version']} {lock['candidate']['integrity']}"
+    rows.update({
         "policy": f"{lock['policy']['name']} sha256:{lock['policy']['sha256']}",
         "soak_window_s": lock["soak_window_s"], "host": lock["host"],
         "harness_version": lock["harness_version"], "run_id": lock["run_id"],
-    }
+    })
     return "".join(f"{key}={value}\n" for key, value in rows.items())
 
 
@@ -185,6 +200,8 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         return f"No claim: the run stopped on an error before judging anything: {record.error}"
     if lock is None:
         return "No claim: the run stopped before its inputs were valid."
+    if lock.get("attached"):
+        return _attached_claim(outcome, lock, record)
     cand = lock["candidate"]["version"]
     good = lock["known_good"]["version"]
     policy = lock["policy"]["name"]
@@ -220,3 +237,38 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
+
+
+def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> str:
+    """A soak of a deployment the run found running: what ran, that nothing was changed, and
+    whether it stayed as found."""
+    at = lock["attached"]
+    facts = record.facts.get("attached") or {}
+    found = facts.get("before") or {}
+    version = found.get("version") or "an unknown version"
+    what = (f"the running {at['unit']} on {at['host']} ({at['package']} {version}, PID "
+            f"{found.get('main_pid')}, active since {found.get('active_since')})")
+    policy = lock["policy"]["name"]
+    paths = ", ".join(lock.get("scenarios", {}).get("ids", [])) or "the declared paths"
+    if outcome == "passed":
+        soak = record.facts.get("soak", {}).get("verdict", {})
+        unsure = sorted(sid for sid, v in soak.get("scenarios", {}).items()
+                        if v.get("verdict") == "inconclusive")
+        verdict = f"passed the soak ({paths})"
+        if unsure:
+            verdict += f", inconclusive on {', '.join(unsure)} (too few samples; accepted)"
+    else:
+        failed = ", ".join(sorted({p.name for p in record.failures("soak")})) or outcome
+        verdict = f"failed {failed}"
+    changes = facts.get("changes")
+    if changes is None:
+        after = "its state after the soak was not read"
+    elif changes:
+        after = f"it did not stay as found: {'; '.join(changes)}"
+    else:
+        after = "it was left as found (same MainPID and start time, serving)"
+    notes = found.get("notes") or []
+    caveat = f" Version sources disagree: {'; '.join(notes)}." if notes else ""
+    return (f"Attached to {what}: it {verdict} on this host under policy {policy!r}. No upgrade "
+            f"was attempted: nothing was installed, stopped or restarted; {after}.{caveat} No "
+            "claim beyond these paths and this window.")

@@ -65,7 +65,7 @@ class Prepared:
 
 class Safety:
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
-                 node: NodeRuntime, gateway: Gateway, backup_dir: Path,
+                 node: NodeRuntime | None, gateway: Gateway, backup_dir: Path,
                  gate: RestartGate | None = None, resolve: Resolver | None = None) -> None:
         self.settings = settings
         self.record = record

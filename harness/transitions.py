@@ -140,33 +140,11 @@ class Transitions:
         self.alerted.add(kind)
         body = {"alert": kind, "run_id": self.run_id, "at": time.time(),
                 "target": self.profile.name if self.profile else None, **payload}
-        text = json.dumps(body, default=str)
         results = []
-        if self.alert_spec.command:
-            env = {**os.environ, "HARNESS_ALERT": kind, "HARNESS_RUN_ID": self.run_id,
-                   "HARNESS_OUTCOME": str(payload.get("outcome", "")),
-                   "HARNESS_SUMMARY": str(payload.get("summary", ""))}
-            try:
-                done = subprocess.run(list(self.alert_spec.command), input=text, env=env,
-                                      capture_output=True, text=True, timeout=60)
-                ok, detail = done.returncode == 0, f"exit {done.returncode}: " \
-                    f"{(done.stderr or done.stdout).strip()[-200:]}"
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
+        for delivery in deliver(self.alert_spec, body):
+            ok = delivery.pop("ok")
             results.append(self.emit("alert", "alert_sent" if ok else "alert_failed",
-                                     hook="command", kind=kind,
-                                     command=list(self.alert_spec.command), detail=detail))
-        if self.alert_spec.webhook:
-            try:
-                response = httpx.post(self.alert_spec.webhook, content=text, timeout=10,
-                                      headers={"content-type": "application/json"},
-                                      trust_env=False)
-                ok, detail = response.is_success, f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
-            results.append(self.emit("alert", "alert_sent" if ok else "alert_failed",
-                                     hook="webhook", kind=kind, url=self.alert_spec.webhook,
-                                     detail=detail))
+                                     kind=kind, **delivery))
         return results
 
     # -- pytest hooks ---------------------------------------------------------------------
@@ -246,3 +224,34 @@ class Transitions:
                            if p.get("outcome") == "failed"],
                 "final_state": verdict.get("final_state"),
                 "verdict": str(self.path.parent / "verdict.json")})
+
+
+def deliver(spec: AlertSpec, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send one alert (`body`, with its `alert` kind) to every hook of a profile: the command
+    gets it as JSON on stdin (and HARNESS_* variables), the webhook as a JSON POST. One result
+    per hook: {hook, ok, detail, command|url}; a hook that fails never raises."""
+    text = json.dumps(body, default=str)
+    results: list[dict[str, Any]] = []
+    if spec.command:
+        env = {**os.environ, "HARNESS_ALERT": str(body.get("alert", "")),
+               "HARNESS_RUN_ID": str(body.get("run_id") or ""),
+               "HARNESS_OUTCOME": str(body.get("outcome", "")),
+               "HARNESS_SUMMARY": str(body.get("summary", ""))}
+        try:
+            done = subprocess.run(list(spec.command), input=text, env=env,
+                                  capture_output=True, text=True, timeout=60)
+            ok, detail = done.returncode == 0, f"exit {done.returncode}: " \
+                f"{(done.stderr or done.stdout).strip()[-200:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        results.append({"hook": "command", "ok": ok, "command": list(spec.command),
+                        "detail": detail})
+    if spec.webhook:
+        try:
+            response = httpx.post(spec.webhook, content=text, timeout=10,
+                                  headers={"content-type": "application/json"}, trust_env=False)
+            ok, detail = response.is_success, f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        results.append({"hook": "webhook", "ok": ok, "url": spec.webhook, "detail": detail})
+    return results

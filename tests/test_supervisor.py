@@ -5,7 +5,9 @@ gateway as user gw's service), and a failed run fires the profile's alert hook.
 
 The run fails for a reason seed 002 names: the deployment's own config has the gateway's
 auto-update on (`update.auto.enabled: true`), which the profile's preflight refuses, so the run
-aborts before anything is stopped (exit 12) and the alert command gets the verdict.
+aborts before anything is stopped (exit 12) and the alert command gets the verdict; the
+service's failure unit (OnFailure=) sees the run's own verdict code and stays quiet. A run that
+cannot alert (its main process SIGKILLed, or out of time) is alerted by that failure unit.
 
 The container gets this project folder read-write at its own path (the harness, its virtualenv
 and cache), the Python the virtualenv was made from (read-only, unless it is the system's), and
@@ -127,7 +129,110 @@ def test_the_timer_runs_the_suite_and_a_failed_run_fires_the_alert(
                  if r["event"] in ("passed", "failed") and r["state"] not in ("alert",)]
         assert acted == [("preflight", "failed")], acted  # every later phase: skipped
         assert all(r.get("journal") is True for r in recs if r["state"] != "alert")
+
+        # the failure unit ran too, saw the run's own verdict (exit 12), and stayed quiet
+        alert_unit = wait_ran(host, f"{NAME}-alert.service")
+        assert alert_unit["Result"] == "success", alert_unit
+        said = host.exec(["journalctl", "-u", f"{NAME}-alert.service", "--no-pager", "-o",
+                          "cat"]).stdout
+        assert "harness: no alert: " in said and "exit 12" in said, said
+        sent = [json.loads(line) for line in alerts.read_text().splitlines() if line.strip()]
+        assert [a["alert"] for a in sent] == ["failure"], sent  # once, by the run itself
     finally:
         host.exec([str(ROOT / ".venv" / "bin" / "harness"), "supervisor", "remove",
                    "--name", NAME], timeout=180)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def show(host: SystemdContainer, unit: str) -> dict[str, str]:
+    text = host.exec(["systemctl", "show", unit, "-p", "ActiveState", "-p", "Result", "-p",
+                      "ExecMainStatus", "-p", "ExecMainStartTimestamp", "-p", "MainPID"]).stdout
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def wait_ran(host: SystemdContainer, unit: str, timeout_s: float = 120) -> dict[str, str]:
+    """Until a oneshot unit has started and ended."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = show(host, unit)
+        if shown.get("ExecMainStartTimestamp") and shown.get("ActiveState") in ("inactive",
+                                                                                "failed"):
+            return shown
+        assert time.monotonic() < deadline, (unit, shown)
+        time.sleep(0.5)
+
+
+def failing_target(work: Path, alerts: Path) -> Path:
+    """The shipped systemd profile with an alert command that appends what it gets."""
+    source = ROOT / "scenarios" / "targets"
+    (work / "targets").mkdir(parents=True)
+    (work / "targets" / "openclaw").symlink_to(source / "openclaw")
+    target = work / "targets" / "systemd-openclaw.toml"
+    target.write_text((source / "systemd-openclaw.toml").read_text() + (
+        f'\n[alert]\ncommand = ["sh", "-c", "cat >> {alerts}; echo >> {alerts}"]\n'))
+    return target
+
+
+@pytest.mark.parametrize("how", ["sigkill", "timeout"])
+def test_a_run_that_dies_is_alerted_by_the_supervisors_failure_unit(
+        host: SystemdContainer, how: str) -> None:
+    """The supervised run is SIGKILLed mid-run (or runs past TimeoutStartSec): it can neither
+    judge nor call the hook, so the service's OnFailure= unit runs the profile's alert hook."""
+    work = CACHE / f"supervisor-{secrets.token_hex(4)}"
+    name = f"{NAME}-{how}"
+    alerts = work / "alerts.jsonl"
+    try:
+        target = failing_target(work, alerts)
+        node = Runtime(CACHE / "runtime").node("22")
+        path = f"{node.bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        install = host.exec([str(ROOT / ".venv" / "bin" / "harness"), "supervisor", "install",
+                             "--name", name, "--target", str(target), "--on-active", "1",
+                             *(["--timeout", "8"] if how == "timeout" else []),
+                             "--env", f"PATH={path}", "--env", f"NPM_CONFIG_GLOBALCONFIG={NPMRC}",
+                             "--", "--run-dir", str(work / "run"), "--baseline", "0"],
+                            timeout=120)
+        assert install.returncode == 0, install.stdout + install.stderr
+        assert f"/etc/systemd/system/{name}-alert.service" in install.stdout
+
+        # the timer starts the run; wait until its main process is the suite
+        deadline = time.monotonic() + 120
+        while True:
+            shown = show(host, f"{name}.service")
+            pid = shown.get("MainPID", "0")
+            if pid != "0" and "pytest" in host.exec(["cat", f"/proc/{pid}/cmdline"]).stdout:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        if how == "sigkill":
+            time.sleep(2)  # well inside the run: it is collecting and resolving versions
+            killed = host.exec(["kill", "-KILL", pid])
+            assert killed.returncode == 0, killed.stderr
+
+        alert_unit = wait_ran(host, f"{name}-alert.service", timeout_s=180)
+        service = show(host, f"{name}.service")
+        assert service["ActiveState"] == "failed", service
+        expected = {"sigkill": ("signal", "its main process was killed by SIGKILL"),
+                    "timeout": ("timeout", "it ran out of time (TimeoutStartSec)")}[how]
+        assert service["Result"] == expected[0], service
+        said = host.exec(["journalctl", "-u", f"{name}-alert.service", "--no-pager", "-o",
+                          "cat"]).stdout
+        assert alert_unit["Result"] == "success", (alert_unit, said)
+        assert "harness: alert sent (command sh -c" in said, said
+        sent = [json.loads(line) for line in alerts.read_text().splitlines() if line.strip()]
+        assert [a["alert"] for a in sent] == ["supervisor_failed"], sent
+        body = sent[0]
+        assert body["unit"] == f"{name}.service" and body["target"] == "systemd-openclaw"
+        assert body["result"] == expected[0] and expected[1] in body["summary"], body
+        assert body["journal"].startswith(f"journalctl -u {name}.service _SYSTEMD_INVOCATION_ID=")
+        # the journal it points at is the dead run's own
+        invocation = body["journal"].rsplit("=", 1)[1]
+        run_log = host.exec(["journalctl", "-u", f"{name}.service", "--no-pager", "-o", "cat",
+                             f"_SYSTEMD_INVOCATION_ID={invocation}"]).stdout
+        assert run_log.strip(), body["journal"]
+    finally:
+        host.exec([str(ROOT / ".venv" / "bin" / "harness"), "supervisor", "remove",
+                   "--name", name], timeout=180)
+        # whatever the dead run had started as the gateway's user stays its business: stop it
+        host.exec_as_user(["sh", "-c", "systemctl --user stop openclaw-gateway.service "
+                           "'grh-guard-*' 2>/dev/null; true"], timeout=120)
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.signals.journal import entry_time, file_log_staleness, message_text
-from harness.target.runner import LocalRunner, runner_for
+from harness.target.runner import LocalRunner, SshRunner, runner_for
 from harness.target.runtime import NodeRuntime
 from harness.target.systemd import SystemdUserDriver, UnitState
 
@@ -42,8 +42,32 @@ def test_local_runner_runs_as_another_user_with_env() -> None:
 def test_runner_specs() -> None:
     assert runner_for("local://").name == "local"
     assert runner_for("docker://0123456789abcdef").name == "docker://0123456789ab"
-    with pytest.raises(Exception, match="unknown command runner"):
-        runner_for("ssh://host")
+    ssh = runner_for("ssh://deploy@staging-1.example:2222")
+    assert isinstance(ssh, SshRunner) and ssh.name == "ssh://deploy@staging-1.example:2222"
+    assert (ssh.login, ssh.host, ssh.port) == ("deploy", "staging-1.example", 2222)
+    assert runner_for("ssh://staging-1").ssh_argv()[-2:] == ["--", "staging-1"]
+    for bad in ("ssh://", "ssh://host:22x", "smb://host", "local://x"):
+        with pytest.raises(Exception, match="ssh://|unknown command runner"):
+            runner_for(bad)
+
+
+def test_the_ssh_runner_quotes_one_remote_command_under_timeout() -> None:
+    """What the far side's shell gets: `timeout` first, the user switch, env, argv; each word
+    quoted once. (tests/test_systemd_attached.py runs it against a real sshd.)"""
+    runner = SshRunner("h", login="root", port=2222, config="/etc/grh ssh/config")
+    argv = runner.ssh_argv()
+    assert argv[:3] == ["ssh", "-F", "/etc/grh ssh/config"] and "BatchMode=yes" in argv
+    assert argv[-4:] == ["-l", "root", "--", "h"] and ["-p", "2222"] == argv[-6:-4]
+    command = runner.remote_command(["sh", "-c", "echo \"$X\" 'q'"], user="gw",
+                                    env={"X": "a b;$(rm -rf /)"}, cwd="/srv/my dir",
+                                    timeout=30)
+    assert command.startswith("cd '/srv/my dir' && timeout -k 5 30 sh -c ")
+    import shlex
+
+    words = shlex.split(command.split(" && ", 1)[1])
+    assert words[:4] == ["timeout", "-k", "5", "30"]
+    assert words[4:6] == ["sh", "-c"] and words[7:9] == ["sh", "gw"]  # the user switch
+    assert words[9:] == ["env", "X=a b;$(rm -rf /)", "sh", "-c", "echo \"$X\" 'q'"]
 
 
 def _driver(tmp_path: Path, env: dict[str, str], argv: list[str]) -> SystemdUserDriver:

@@ -27,8 +27,10 @@ from harness.container.engine import LABEL, DockerEngine, docker_cli
 from harness.errors import InfrastructureError
 
 SUITE = "bookworm"
+# openssh-server: the ssh command runner's tests start an sshd of their own (ssh.service is
+# masked in the derived image, so no other container listens on port 22)
 INCLUDE = ("python3", "systemd", "systemd-sysv", "dbus", "dbus-user-session", "libpam-systemd",
-           "procps")
+           "procps", "openssh-server")
 USER, UID = "gw", 1000
 DEPLOY_ROOT = "/srv/gateway"  # writable by the user: deployments of the gateway live under it
 
@@ -37,7 +39,8 @@ FROM {{base}}
 RUN useradd --create-home --uid {UID} --user-group --shell /bin/bash {USER} \\
  && mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/{USER} \\
  && install -d -o {USER} -g {USER} -m 0755 {DEPLOY_ROOT} \\
- && systemctl mask getty@tty1.service console-getty.service systemd-firstboot.service
+ && systemctl mask getty@tty1.service console-getty.service systemd-firstboot.service \\
+    ssh.service ssh.socket
 LABEL {LABEL}.image=derived
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]

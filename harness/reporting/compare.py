@@ -151,6 +151,9 @@ def _title(verdict: dict[str, Any], file: Path) -> str:
     kg = (lock.get("known_good") or {}).get("version")
     cand = (lock.get("candidate") or {}).get("version")
     run = lock.get("run_id") or file.parent.name
+    if lock.get("attached"):
+        running = ((verdict.get("attached") or {}).get("before") or {}).get("version")
+        return f"run {run}, attached {running}, {verdict['outcome']}"
     return f"run {run}, {kg} -> {cand}, {verdict['outcome']}" if lock else f"run {run}"
 
 

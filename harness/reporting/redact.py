@@ -257,6 +257,9 @@ def gateway_secrets(gateway: Any) -> Callable[[], list[tuple[str, str]]]:
         state_dir = getattr(gateway, "state_dir", None)
         if state_dir is not None:
             found += state_dir_secrets(Path(state_dir), config_name)
+        document = getattr(gateway, "config_document", None)  # read on an attached target
+        if document is not None:
+            found += secrets_in_json(document, _config_label)
         driver_env = getattr(getattr(gateway, "driver", None), "env", None) or {}
         # the gateway process inherits the harness's environment, then its own variables
         found += env_secrets({**os.environ, **driver_env})

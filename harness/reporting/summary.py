@@ -28,11 +28,29 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
     target = (lock.get("target") or {}).get("name", "?")
     kg = (lock.get("known_good") or {}).get("version", "?")
     cand = (lock.get("candidate") or {}).get("version", "?")
-    lines = [f"## Release acceptance: {target} {kg} -> {cand}: **{verdict['outcome']}** "
-             f"(exit {verdict['exit_code']})", "", f"> {verdict.get('claim', '')}", ""]
+    attached = lock.get("attached")
+    if attached:  # a deployment soaked as found: no known-good, no candidate
+        found = (verdict.get("attached") or {}).get("before") or {}
+        title = (f"## Soak of a running deployment: {target}, {attached['package']} "
+                 f"{found.get('version') or '(version unknown)'} (attached)")
+    else:
+        title = f"## Release acceptance: {target} {kg} -> {cand}"
+    lines = [f"{title}: **{verdict['outcome']}** (exit {verdict['exit_code']})", "",
+             f"> {verdict.get('claim', '')}", ""]
     if verdict.get("error"):
         lines += [f"Error: `{verdict['error']}`", ""]
-    if lock:
+    if attached:
+        policy = lock.get("policy") or {}
+        after = (verdict.get("attached") or {}).get("changes")
+        kept = "not read" if after is None else ("left as found" if not after
+                                                 else "changed: " + "; ".join(after))
+        lines += [f"- run `{lock.get('run_id')}` on host `{lock.get('host')}`, harness "
+                  f"{lock.get('harness_version')}",
+                  f"- attached `{attached['unit']}` on `{attached['host']}` at "
+                  f"{attached['url']}: PID {found.get('main_pid')}, active since "
+                  f"{found.get('active_since')}; no upgrade attempted; {kept}",
+                  f"- policy `{policy.get('name')}` sha256 `{policy.get('sha256')}`", ""]
+    elif lock:
         policy = lock.get("policy") or {}
         lines += [f"- run `{lock.get('run_id')}` on host `{lock.get('host')}`, harness "
                   f"{lock.get('harness_version')}",

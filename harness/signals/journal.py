@@ -3,7 +3,7 @@
 JournalWatcher is LogWatcher's twin for a gateway that systemd runs: the same public surface
 (context manager, poll(), snapshot(), context(match), `lines`, `matches`) and the same Match
 records, so a soak judge can take either. It polls
-    journalctl --user -u UNIT -o json --show-cursor --after-cursor CURSOR
+    journalctl --user -u UNIT -o json --after-cursor CURSOR
 through a command runner (so it works on the host, over ssh, or in a container) in a background
 thread; each entry's MESSAGE (a string, or a list of byte values when it is not UTF-8) is split
 into lines, and __REALTIME_TIMESTAMP (microseconds) is kept per line.
@@ -67,7 +67,11 @@ class JournalWatcher(Following):
     def poll(self) -> int:
         """Read what is new; returns the number of new entries."""
         with self._polling:
-            args = ["-u", self.unit, "-o", "json", "--show-cursor"]
+            # No --show-cursor here: every JSON entry carries its __CURSOR, and with nothing new
+            # after a cursor that is not the unit's own entry (the newest entry of the journal
+            # when the watch began, say a `logger` line), journalctl 252 cannot name a cursor and
+            # exits 1 without a word; a good poll that read nothing looked like a failure.
+            args = ["-u", self.unit, "-o", "json"]
             if self.cursor:
                 args += ["--after-cursor", self.cursor]
             elif self.since_us is not None:
@@ -75,7 +79,7 @@ class JournalWatcher(Following):
             done = self._journalctl(args)  # readers are not blocked meanwhile
             if done.returncode != 0:
                 with self._lock:
-                    self.errors.append(done.tail(2))
+                    self.errors.append(f"exit {done.returncode}: {done.tail(2) or 'no output'}")
                 return 0
             entries = 0
             now = time.time()
@@ -92,9 +96,6 @@ class JournalWatcher(Following):
                     stamp = _realtime(entry)
                     for line in message_text(entry.get("MESSAGE")).splitlines() or [""]:
                         self._add(line, stamp, now)
-                cursor = _cursor_line(done.stdout)
-                if cursor:
-                    self.cursor = cursor
             return entries
 
     def _add(self, line: str, stamp: float | None, now: float) -> None:

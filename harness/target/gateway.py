@@ -10,7 +10,7 @@ import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import commands
 from harness.errors import InputError
@@ -18,7 +18,10 @@ from harness.target.client import GatewayEndpoint
 from harness.target.local import LocalProcessDriver
 from harness.target.profile import TargetProfile
 from harness.target.runtime import MARKER, Installation, NodeRuntime, Runtime
-from harness.target.systemd import SystemdUserDriver
+from harness.target.systemd import SystemdUserDriver, SystemdUserUnit
+
+if TYPE_CHECKING:
+    from harness.target.attached import Attached, AttachedUnit
 
 
 @dataclass
@@ -31,17 +34,23 @@ class Readiness:
 
 
 class Gateway:
-    def __init__(self, profile: TargetProfile, runtime: Runtime, node: NodeRuntime,
-                 driver: LocalProcessDriver | SystemdUserDriver, endpoint: GatewayEndpoint,
-                 state_dir: Path) -> None:
+    def __init__(self, profile: TargetProfile, runtime: Runtime | None, node: NodeRuntime | None,
+                 driver: LocalProcessDriver | SystemdUserDriver | AttachedUnit,
+                 endpoint: GatewayEndpoint, state_dir: Path) -> None:
         self.profile = profile
         self.runtime = runtime
         self.node = node
         self.driver = driver
         self.endpoint = endpoint
-        self.state_dir = state_dir
+        self.state_dir = state_dir  # an attached deployment's is on the target
         self.guard: Any = None  # harness.guard.Guard, once keep_known_good() prepared it
         self.guard_evidence: list[dict[str, Any]] = []
+        self.config_document: Any = None  # an attached gateway's config, read for redaction
+
+    @property
+    def attached(self) -> bool:
+        """A deployment the run found running: soaked, never stopped or changed."""
+        return self.profile.provision == "attached"
 
     # -- building one -------------------------------------------------------------------
     @classmethod
@@ -73,8 +82,19 @@ class Gateway:
         )
         return cls(profile, runtime, node, driver, endpoint, state_dir)
 
+    @classmethod
+    def attach(cls, profile: TargetProfile, found: Attached) -> Gateway:
+        """The facade over a deployment that runs already (harness.target.attached.attach)."""
+        assert profile.attached is not None
+        gateway = cls(profile, None, None, found.unit, found.endpoint,
+                      Path(profile.attached.state_dir))
+        gateway.config_document = found.config_document
+        return gateway
+
     # -- versions -----------------------------------------------------------------------
     def active_version(self) -> str | None:
+        if self.attached:
+            return self.driver.version  # read from the running deployment by observe()
         prefix = self.driver.active_prefix()
         if prefix is None:
             return None
@@ -130,6 +150,8 @@ class Gateway:
         """End of the run: the guard ends first (it must not restart what we stop), then the
         gateway. Returns what the guard did, as evidence."""
         events: list[dict[str, Any]] = []
+        if self.attached:
+            return events  # left as found: running, as it was
         if self.guard is not None:
             self.guard.close()
             events = [e.__dict__ for e in self.guard.events]
@@ -170,7 +192,7 @@ class Gateway:
         return Readiness(False, limit, live, ready, f"not ready within {limit:g} s")
 
     def log_tail(self, lines: int = 20) -> str:
-        if isinstance(self.driver, SystemdUserDriver):
+        if isinstance(self.driver, SystemdUserUnit):
             return self.driver.log_tail(lines)
         try:
             text = self.driver.log_path.read_text(errors="replace")

@@ -20,7 +20,7 @@ from typing import Any
 from harness.signals.journal import JournalWatcher, file_log_staleness
 from harness.signals.logwatch import LogWatcher
 from harness.target.profile import TargetProfile
-from harness.target.systemd import SystemdUserDriver
+from harness.target.systemd import SystemdUserUnit
 
 MAX_LAG_S = 30.0
 
@@ -38,7 +38,7 @@ def watcher_for(gateway: Any, signatures: tuple) -> LogWatcher | JournalWatcher:
 
 def newest_file(gateway: Any, pattern: str) -> str | None:
     """The newest file matching the glob, on the target."""
-    if isinstance(gateway.driver, SystemdUserDriver):
+    if isinstance(gateway.driver, SystemdUserUnit):
         done = gateway.driver.runner.run(
             ["sh", "-c", f"ls -1t -- {pattern} 2>/dev/null | head -n 1"], timeout=30)
         return done.stdout.strip() or None
@@ -59,7 +59,7 @@ def report_for(gateway: Any, watcher: Any, since: float) -> dict[str, Any]:
             report["reasons"].append(f"journalctl failed while watching: {watcher.errors[-1]}")
     if profile.log_file:
         path = newest_file(gateway, profile.log_file)
-        runner = gateway.driver.runner if isinstance(gateway.driver, SystemdUserDriver) else None
+        runner = gateway.driver.runner if isinstance(gateway.driver, SystemdUserUnit) else None
         stale = file_log_staleness(path or profile.log_file, since, journal_newest=journal_newest,
                                    max_lag_s=MAX_LAG_S, runner=runner)
         report["file"] = {"glob": profile.log_file, "path": path, "stale": stale.stale,

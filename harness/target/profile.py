@@ -4,6 +4,12 @@ A profile is a TOML file (see `scenarios/targets/`). It is parsed once, at colle
 into a `TargetProfile`; phases and drivers only read the typed fields. Nothing here knows a
 particular product: OpenClaw is one profile, whose product-specific bits (start command, env,
 config template, log signatures) are data in its file.
+
+Two ways to get the deployment under test (`target.provision`):
+    embedded   the run provisions a known-good deployment of its own, upgrades and soaks it
+    attached   the run soaks a deployment that is already running (a staging host's own
+               systemd unit, named in `[attached]`) and leaves it exactly as found: no install,
+               no stop, no restart; only `pytest -m soak` runs against it
 """
 
 from __future__ import annotations
@@ -17,7 +23,15 @@ from harness.errors import InputError
 from harness.schema import Table, load_toml
 
 DRIVERS = ("local", "systemd")
-PROVISION = ("embedded",)  # attaching to a running deployment is still to come
+PROVISION = ("embedded", "attached")
+# tables that only mean something for a deployment the run installs and changes itself
+NOT_ATTACHED = {
+    "versions": "the run installs nothing: the version is read from the running deployment",
+    "gateway": "the run starts nothing: the unit, URL and token are in [attached]",
+    "state": "the run backs up and restores nothing: the state dir is attached.state_dir",
+    "candidate_config": "the run changes no config",
+    "preflight": "no preflight runs: nothing is upgraded",
+}
 # stdout: the local driver's console file; journal: the systemd unit's journal (its default);
 # file: a log file the gateway writes itself, checked for staleness and never trusted for a pass
 LOG_SOURCES = ("stdout", "journal", "file")
@@ -94,6 +108,25 @@ class AlertSpec:
 
 
 @dataclass(frozen=True)
+class AttachedSpec:
+    """A deployment that is already running: the run soaks it and leaves it as found.
+
+    Its token is never written into the profile: it comes from the harness's environment
+    (`token_env`, a CI secret, say) or from a file on the target (`token_file`, read as the
+    service user; `token_key` picks a dotted key when the file is JSON, such as OpenClaw's own
+    config), and is redacted from every report like an embedded gateway's."""
+
+    unit: str  # the user unit that runs the gateway
+    url: str  # where the harness reaches it: http://HOST:PORT, no trailing slash
+    state_dir: str  # the gateway's state dir on the target (reported, never changed)
+    token_env: str = ""
+    token_file: str = ""
+    token_key: str = ""
+    config: str = ""  # its config file, relative to state_dir: read for redaction only
+    version_env: str = ""  # an environment variable of the unit naming its version
+
+
+@dataclass(frozen=True)
 class ConfigLint:
     """A setting of the gateway's own config that preflight reads and reports."""
     key: str  # dotted path in the config file, e.g. "update.auto.enabled"
@@ -124,15 +157,21 @@ class TargetProfile:
     log_file: str = ""  # a glob on the target: the gateway's own file log, checked for staleness
     alert: AlertSpec = field(default_factory=AlertSpec)
     config_lint: tuple[ConfigLint, ...] = ()
+    attached: AttachedSpec | None = None  # provision = "attached": what is running already
 
     def agent_model(self, agent: str) -> str:
         return f"{self.api.model_prefix}{agent}"
 
 
+_SSH_HOST = re.compile(r"^ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+(?::\d{1,5})?$")
+
+
 def check_host(host: str, where: str, key: str) -> str:
-    if host == "local://" or (host.startswith("docker://") and len(host) > len("docker://")):
+    if host == "local://" or (host.startswith("docker://") and len(host) > len("docker://")) \
+            or _SSH_HOST.match(host):
         return host
-    raise InputError(where, key, f"expected local:// or docker://CONTAINER, got {host!r}")
+    raise InputError(where, key, "expected local://, docker://CONTAINER or "
+                     f"ssh://[USER@]HOST[:PORT], got {host!r}")
 
 
 def with_host(profile: TargetProfile, host: str) -> TargetProfile:
@@ -154,11 +193,15 @@ def _patterns(table: Table, name: str) -> list[str]:
 
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
-    root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
-                         "candidate_config", "systemd", "alert", "preflight"})
-
     target = root.table("target")
     target.reject_unknown({"name", "kind", "driver", "provision", "host"})
+    if target.str("provision", "embedded", choices=PROVISION) == "attached":
+        return _load_attached(path, digest, root, target)
+    root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
+                         "candidate_config", "systemd", "alert", "preflight", "attached"})
+    if "attached" in root.data:
+        raise root.fail("attached", "only for target.provision = \"attached\" (a deployment "
+                        "that is running already); this target is embedded")
 
     pkg = root.table("package")
     pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns"})
@@ -218,13 +261,7 @@ def load_target(path: Path) -> TargetProfile:
         restore=st.str_list("restore"), paths=paths, backup=commands,
     )
 
-    api_table = root.table("api")
-    api_table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent"})
-    api = ApiSpec(
-        live=api_table.str("live"), ready=api_table.str("ready"), chat=api_table.str("chat"),
-        headers=api_table.str_map("headers"), model_prefix=api_table.str("model_prefix", ""),
-        health_agent=api_table.str("health_agent"),
-    )
+    api = _api(root)
 
     logs = root.table("logs")
     logs.reject_unknown({"source", "file"})
@@ -236,13 +273,7 @@ def load_target(path: Path) -> TargetProfile:
     if driver == "systemd":
         systemd = SystemdSpec(user=sd.str("user"),
                               restart_sec=sd.number("restart_sec", 5, minimum=0, exclusive=True))
-    alert_table = root.table("alert", required=False)
-    alert_table.reject_unknown({"command", "webhook"})
-    webhook = alert_table.str("webhook", "") if "webhook" in alert_table.data else ""
-    if webhook and not webhook.startswith(("http://", "https://")):
-        raise alert_table.fail("webhook", f"expected an http(s) URL, got {webhook!r}")
-    alert = AlertSpec(command=tuple(alert_table.str_list("command", []) if "command" in
-                                    alert_table.data else ()), webhook=webhook)
+    alert = _alert(root)
     lints = []
     pre = root.table("preflight", required=False)
     pre.reject_unknown({"config"})
@@ -266,12 +297,112 @@ def load_target(path: Path) -> TargetProfile:
         host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
         alert=alert, config_lint=tuple(lints),
     )
-    if profile.log_source == "journal" and driver != "systemd":
+    _check_logs(profile, logs)
+    if profile.provision == "embedded" and profile.state.config_template is None:
+        raise st.fail("config_template", "an embedded deployment needs a config template")
+    return profile
+
+
+def _api(root: Table) -> ApiSpec:
+    table = root.table("api")
+    table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent"})
+    return ApiSpec(
+        live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
+        headers=table.str_map("headers"), model_prefix=table.str("model_prefix", ""),
+        health_agent=table.str("health_agent"),
+    )
+
+
+def _alert(root: Table) -> AlertSpec:
+    table = root.table("alert", required=False)
+    table.reject_unknown({"command", "webhook"})
+    webhook = table.str("webhook", "") if "webhook" in table.data else ""
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise table.fail("webhook", f"expected an http(s) URL, got {webhook!r}")
+    return AlertSpec(command=tuple(table.str_list("command", []) if "command" in table.data
+                                   else ()), webhook=webhook)
+
+
+def _check_logs(profile: TargetProfile, logs: Table) -> None:
+    if profile.log_source == "journal" and profile.driver != "systemd":
         raise logs.fail("source", "the journal is the log of a systemd target only")
-    if profile.log_source == "stdout" and driver != "local":
+    if profile.log_source == "stdout" and profile.driver != "local":
         raise logs.fail("source", "under systemd the console is the journal: use \"journal\"")
     if profile.log_source == "file" and not profile.log_file:
         raise logs.fail("file", "a file log source needs the file (a glob) it reads")
-    if profile.provision == "embedded" and profile.state.config_template is None:
-        raise st.fail("config_template", "an embedded deployment needs a config template")
+
+
+_URL = re.compile(r"^https?://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
+
+
+def _load_attached(path: Path, digest: str, root: Table, target: Table) -> TargetProfile:
+    """A deployment that runs already: what it is, where it answers, where its token is."""
+    for name, why in NOT_ATTACHED.items():
+        if name in root.data:
+            raise root.fail(name, f"not used with target.provision = \"attached\": {why}")
+    root.reject_unknown({"target", "package", "systemd", "attached", "api", "logs", "alert"})
+    driver = target.str("driver", choices=DRIVERS)
+    if driver != "systemd":
+        raise target.fail("driver", "an attached deployment is a systemd unit the run observes: "
+                          "use \"systemd\" (a local process is only ever embedded)")
+    host = check_host(target.str("host", "local://"), str(path), target.key("host"))
+    pkg = root.table("package")
+    pkg.reject_unknown({"name", "bin"})
+    name = pkg.str("name")
+    package = PackageSpec(name=name, bin=pkg.str("bin", name), node_major="", install_env={})
+    sd = root.table("systemd")
+    sd.reject_unknown({"user"})
+    systemd = SystemdSpec(user=sd.str("user"), restart_sec=0.0)
+
+    at = root.table("attached")
+    at.reject_unknown({"unit", "url", "state_dir", "token_env", "token_file", "token_key",
+                       "config", "version_env"})
+    unit = at.str("unit", f"{package.bin}-gateway.service")
+    if not re.fullmatch(r"[\w@.:-]+\.service", unit):
+        raise at.fail("unit", f"expected a service unit name, got {unit!r}")
+    url = at.str("url").rstrip("/")
+    found = _URL.match(url)
+    if found is None or (found["port"] and not 0 < int(found["port"]) < 65536):
+        raise at.fail("url", "expected http(s)://HOST[:PORT] (the gateway's base URL), "
+                      f"got {url!r}")
+    port = int(found["port"]) if found["port"] else (443 if url.startswith("https") else 80)
+    state_dir = at.str("state_dir")
+    if not state_dir.startswith("/"):
+        raise at.fail("state_dir", f"expected an absolute path on the target, got {state_dir!r}")
+    sources = [k for k in ("token_env", "token_file") if k in at.data]
+    if len(sources) != 1:
+        raise at.fail("token_env" if not sources else sources[1], "expected exactly one of "
+                      "token_env (a variable of the harness's environment) or token_file (a file "
+                      "on the target)")
+    token_file = at.str("token_file") if "token_file" in at.data else ""
+    if token_file and not token_file.startswith("/"):
+        raise at.fail("token_file", f"expected an absolute path on the target, got {token_file!r}")
+    if "token_key" in at.data and not token_file:
+        raise at.fail("token_key", "only with token_file: the dotted key of the token in that "
+                      "JSON file")
+    token_env = at.str("token_env") if "token_env" in at.data else ""
+    if token_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        raise at.fail("token_env", f"expected an environment variable name, got {token_env!r}")
+    config = at.str("config") if "config" in at.data else ""
+    if config and (config.startswith("/") or ".." in Path(config).parts):
+        raise at.fail("config", f"expected a path inside state_dir, got {config!r}")
+    attached = AttachedSpec(
+        unit=unit, url=url, state_dir=state_dir, token_env=token_env, token_file=token_file,
+        token_key=at.str("token_key") if "token_key" in at.data else "", config=config,
+        version_env=at.str("version_env") if "version_env" in at.data else "",
+    )
+    logs = root.table("logs", required=False)
+    logs.reject_unknown({"source", "file"})
+    profile = TargetProfile(
+        path=path, sha256=digest, name=target.str("name"), kind=target.str("kind"),
+        driver=driver, provision="attached", package=package, known_good="", candidate="",
+        gateway=GatewaySpec(start=[], env={}, port=port, token_env="", ready_timeout_s=60.0,
+                            stop_timeout_s=20.0, unit=unit, version_env=attached.version_env),
+        state=StateSpec(config=config, config_template=None, restore=[]),
+        api=_api(root),
+        log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
+        host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
+        alert=_alert(root), attached=attached,
+    )
+    _check_logs(profile, logs)
     return profile

@@ -2,7 +2,9 @@
 
     LocalRunner       the harness runs on the staging host itself
     DockerExecRunner  `docker exec` into a container (the harness's own tests)
-    (ssh is the natural third: `ssh HOST -- timeout ... env K=V argv`, same contract)
+    SshRunner         `ssh` to the staging host: `ssh://[USER@]HOST[:PORT]`, the OpenSSH client
+                      with the harness user's own ssh config (keys, known hosts), or the file
+                      named by HARNESS_SSH_CONFIG; BatchMode (never a password prompt)
 
 Contract: `run(argv, user=, env=, cwd=, input=, timeout=)` -> `commands.Completed` (returncode,
 stdout, stderr), never raising on a non-zero exit; a command that runs out of time is killed
@@ -21,13 +23,18 @@ Why not pytest-testinfra (evaluated at 10.2.2, whose `testinfra.get_host("docker
   every run of the acceptance suite, which a user's `pytest scenarios` would then carry;
 - its value, the `host.file/service/package` assertion modules, is not what a driver needs.
 So the seam is written here (argv, user, env, timeout), keeping testinfra's URL-like naming
-(`runner_for("local://")`, `runner_for("docker://ID")`) so an ssh runner fits the same way.
+(`runner_for("local://")`, `runner_for("docker://ID")`, `runner_for("ssh://user@host")`).
+Re-checked for the ssh runner at 10.2.2 (still the newest release): its ssh backend is the same
+`ssh ... 'shell string'` through `Popen.communicate()` with no timeout, so a command left hanging
+on the far side by a dropped connection would hang the harness; here the command runs under
+coreutils `timeout` on the target and the client has its own limit.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -52,13 +59,17 @@ def systemd_user_env(uid: int) -> dict[str, str]:
 
 
 def runner_for(spec: str, **kwargs: str) -> CommandRunner:
-    """`local://` or `docker://CONTAINER` (kwargs: docker_host, docker_cli)."""
+    """`local://`, `docker://CONTAINER` (kwargs: docker_host, docker_cli) or
+    `ssh://[USER@]HOST[:PORT]` (the ssh config: HARNESS_SSH_CONFIG, else ssh's own)."""
     scheme, _, rest = spec.partition("://")
     if scheme == "local" and not rest:
         return LocalRunner()
     if scheme == "docker" and rest:
         return DockerExecRunner(rest, **kwargs)
-    raise InfrastructureError(f"unknown command runner {spec!r} (local://, docker://ID)")
+    if scheme == "ssh" and rest:
+        return SshRunner.from_spec(spec, config=os.environ.get("HARNESS_SSH_CONFIG") or None)
+    raise InfrastructureError(f"unknown command runner {spec!r} (local://, docker://ID, "
+                              "ssh://[USER@]HOST[:PORT])")
 
 
 class LocalRunner:
@@ -116,6 +127,84 @@ class DockerExecRunner:
         if done.returncode == 124 and "timed out" not in done.stderr:
             return Completed(argv, 124, done.stdout,
                              f"{done.stderr}timed out after {timeout:g} s in {self.name}")
+        return done
+
+
+# run "$@" as the user $1 on the target, from whichever login ssh got
+_AS_USER = ('u=$1; shift; if [ "$(id -un)" = "$u" ]; then exec "$@"; '
+            'elif [ "$(id -u)" = 0 ]; then exec runuser -u "$u" -- "$@"; '
+            'else exec sudo -n -u "$u" -- "$@"; fi')
+
+
+class SshRunner:
+    """Commands on another host through the OpenSSH client, one connection per command.
+
+    The remote side is `cd DIR && timeout -k 5 T [as USER] env K=V... ARGV`, every word
+    shell-quoted, so the command is killed on the target when it runs out of time; the client
+    gets the same limit plus a margin for the connection. Another user is reached as the login
+    itself, through runuser when the login is root, else `sudo -n`. Exit 255 is ssh's own
+    failure (unreachable host, refused key), with its message in stderr.
+    """
+
+    def __init__(self, host: str, *, login: str | None = None, port: int | None = None,
+                 config: str | None = None, ssh: str = "ssh",
+                 connect_timeout_s: float = 10.0) -> None:
+        self.host = host
+        self.login = login
+        self.port = port
+        self.config = config
+        self.ssh = ssh
+        self.connect_timeout_s = connect_timeout_s
+        self.name = "ssh://" + (f"{login}@" if login else "") + host + \
+            (f":{port}" if port else "")
+
+    @classmethod
+    def from_spec(cls, spec: str, config: str | None = None) -> SshRunner:
+        rest = spec.removeprefix("ssh://")
+        login, _, hostport = rest.rpartition("@")
+        host, port = hostport, None
+        if hostport.count(":") == 1:
+            host, _, port_text = hostport.partition(":")
+            if not port_text.isdigit():
+                raise InfrastructureError(f"{spec!r}: the port must be a number")
+            port = int(port_text)
+        if not host or "/" in host:
+            raise InfrastructureError(f"{spec!r}: expected ssh://[USER@]HOST[:PORT]")
+        return cls(host, login=login or None, port=port, config=config)
+
+    def ssh_argv(self) -> list[str]:
+        argv = [self.ssh]
+        if self.config:
+            argv += ["-F", self.config]
+        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s:g}",
+                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=2"]
+        if self.port:
+            argv += ["-p", str(self.port)]
+        if self.login:
+            argv += ["-l", self.login]
+        return [*argv, "--", self.host]
+
+    def remote_command(self, argv: Sequence[str], *, user: str | None,
+                       env: Mapping[str, str] | None, cwd: str | None, timeout: float) -> str:
+        words = ["timeout", "-k", "5", f"{timeout:g}"]
+        if user is not None:  # whoever the login is: itself, root (runuser), or sudo -n
+            words += ["sh", "-c", _AS_USER, "sh", user]
+        if env:
+            words += ["env", *(f"{k}={v}" for k, v in env.items())]
+        words += list(argv)
+        command = " ".join(shlex.quote(w) for w in words)
+        return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+    def run(self, argv: Sequence[str], *, user: str | None = None,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            input: str | None = None, timeout: float = 60.0) -> Completed:
+        argv = list(argv)
+        remote = self.remote_command(argv, user=user, env=env, cwd=cwd, timeout=timeout)
+        done = _run_killing_group([*self.ssh_argv(), remote], argv, dict(os.environ), None,
+                                  input, timeout + self.connect_timeout_s + 10)
+        if done.returncode == 124 and "timed out" not in done.stderr:
+            return Completed(argv, 124, done.stdout,
+                             f"{done.stderr}timed out after {timeout:g} s on {self.name}")
         return done
 
 

@@ -35,7 +35,7 @@ from harness.target.runtime import Installation, NodeRuntime
 
 SHOW = ("ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainStartTimestamp",
         "ExecMainExitTimestamp", "ExecMainCode", "ExecMainStatus", "Result", "LoadState",
-        "NeedDaemonReload", "FragmentPath")
+        "NeedDaemonReload", "FragmentPath", "ActiveEnterTimestamp")
 _CLD_EXITED = 1  # ExecMainCode: how the main process ended (waitid's si_code)
 
 
@@ -52,6 +52,7 @@ class UnitState:
     load: str
     need_reload: bool
     fragment: str
+    active_since: str = ""  # ActiveEnterTimestamp: when the unit last became active
 
     @classmethod
     def parse(cls, text: str) -> UnitState:
@@ -66,38 +67,26 @@ class UnitState:
                    exited_at=props.get("ExecMainExitTimestamp", ""), exit_code=exit_code,
                    result=props.get("Result", ""), load=props.get("LoadState", ""),
                    need_reload=props.get("NeedDaemonReload") == "yes",
-                   fragment=props.get("FragmentPath", ""))
+                   fragment=props.get("FragmentPath", ""),
+                   active_since=props.get("ActiveEnterTimestamp", ""))
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-class SystemdUserDriver:
-    def __init__(self, runner: CommandRunner, user: str, deployment: str | Path, unit: str,
-                 bin_name: str, start_argv: Sequence[str], env: Mapping[str, str],
-                 node: NodeRuntime, *, version_env: str | None = None,
-                 restart_sec: float = 5, stop_timeout_s: float = 20) -> None:
+class SystemdUserUnit:
+    """A user unit seen through a command runner: its state and its journal. Changes nothing;
+    the driver below (which writes and drives the unit) and an attached deployment's observer
+    (harness.target.attached, which must leave it as found) are both built on it."""
+
+    def __init__(self, runner: CommandRunner, user: str, unit: str) -> None:
         if not re.fullmatch(r"[\w@.:-]+\.service", unit):
             raise InfrastructureError(f"{unit!r} is not a service unit name")
         self.runner = runner
         self.user = user
-        self.deployment = Path(deployment)
         self.unit = unit
-        self.bin_name = bin_name
-        self.start_argv = list(start_argv)
-        self.env = dict(env)
-        self.node = node
-        self.version_env = version_env
-        self.restart_sec = restart_sec
-        self.stop_timeout_s = stop_timeout_s
-        self.current = self.deployment / "current"
         self.log_path: Path | None = None  # the journal is the log: see journal()
-        self.version: str | None = None  # baked into the unit by activate()
-        self.daemon_reloads = 0
         self.uid, self.home = self._account()
-        self.unit_path = f"{self.home}/.config/systemd/user/{unit}"
-        self._sh(f"mkdir -p {_q(self.deployment)}/state {_q(self.deployment)}/home",
-                 "create the deployment folder")
 
     # -- running things as the service's user -------------------------------------------
     def _account(self) -> tuple[int, str]:
@@ -113,14 +102,70 @@ class SystemdUserDriver:
         return self.runner.run(argv, user=self.user, env=systemd_user_env(self.uid),
                                timeout=timeout, input=input)
 
+    def systemctl(self, *args: str, timeout: float = 60.0) -> Completed:
+        return self._as_user(["systemctl", "--user", *args], timeout=timeout)
+
+    # -- its state ----------------------------------------------------------------------
+    def state(self) -> UnitState:
+        done = self.systemctl("show", "-p", ",".join(SHOW), self.unit, timeout=30)
+        if done.returncode != 0:
+            raise InfrastructureError(f"{self.runner.name}: systemctl --user show {self.unit} "
+                                      f"failed: {done.tail(2)}")
+        return UnitState.parse(done.stdout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.state().main_pid or None
+
+    def is_running(self) -> bool:
+        """A main process is up (during RestartSec after a crash there is none)."""
+        return self.state().main_pid != 0
+
+    def exit_code(self) -> int | None:
+        """How the last main process ended (negative: the signal), None while one runs."""
+        state = self.state()
+        return None if state.main_pid else state.exit_code
+
+    # -- its log: the journal -----------------------------------------------------------
+    def journal(self, signatures: tuple[Signature, ...] = (), poll_s: float = 0.5):  # noqa: ANN201
+        """A JournalWatcher of this unit from now on (use it as a context manager)."""
+        from harness.signals.journal import JournalWatcher
+
+        return JournalWatcher.from_now(self.runner, self.unit, signatures, user=self.user,
+                                       uid=self.uid, poll_s=poll_s)
+
+    def log_tail(self, lines: int = 20) -> str:
+        done = self._as_user(["journalctl", "--user", "-u", self.unit, "-n", str(lines),
+                              "-o", "cat", "--no-pager"], timeout=30)
+        return done.stdout.rstrip("\n")
+
+
+class SystemdUserDriver(SystemdUserUnit):
+    def __init__(self, runner: CommandRunner, user: str, deployment: str | Path, unit: str,
+                 bin_name: str, start_argv: Sequence[str], env: Mapping[str, str],
+                 node: NodeRuntime, *, version_env: str | None = None,
+                 restart_sec: float = 5, stop_timeout_s: float = 20) -> None:
+        super().__init__(runner, user, unit)
+        self.deployment = Path(deployment)
+        self.bin_name = bin_name
+        self.start_argv = list(start_argv)
+        self.env = dict(env)
+        self.node = node
+        self.version_env = version_env
+        self.restart_sec = restart_sec
+        self.stop_timeout_s = stop_timeout_s
+        self.current = self.deployment / "current"
+        self.version: str | None = None  # baked into the unit by activate()
+        self.daemon_reloads = 0
+        self.unit_path = f"{self.home}/.config/systemd/user/{unit}"
+        self._sh(f"mkdir -p {_q(self.deployment)}/state {_q(self.deployment)}/home",
+                 "create the deployment folder")
+
     def _sh(self, script: str, what: str, input: str | None = None) -> Completed:
         done = self._as_user(["sh", "-c", script], input=input)
         if done.returncode != 0:
             raise InfrastructureError(f"{self.runner.name}: could not {what}: {done.tail(2)}")
         return done
-
-    def systemctl(self, *args: str, timeout: float = 60.0) -> Completed:
-        return self._as_user(["systemctl", "--user", *args], timeout=timeout)
 
     def _systemctl_ok(self, *args: str, timeout: float = 60.0) -> Completed:
         done = self.systemctl(*args, timeout=timeout)
@@ -206,26 +251,6 @@ class SystemdUserDriver:
         self.write_unit()
 
     # -- lifecycle ----------------------------------------------------------------------
-    def state(self) -> UnitState:
-        done = self.systemctl("show", "-p", ",".join(SHOW), self.unit, timeout=30)
-        if done.returncode != 0:
-            raise InfrastructureError(f"{self.runner.name}: systemctl --user show {self.unit} "
-                                      f"failed: {done.tail(2)}")
-        return UnitState.parse(done.stdout)
-
-    @property
-    def pid(self) -> int | None:
-        return self.state().main_pid or None
-
-    def is_running(self) -> bool:
-        """A main process is up (during RestartSec after a crash there is none)."""
-        return self.state().main_pid != 0
-
-    def exit_code(self) -> int | None:
-        """How the last main process ended (negative: the signal), None while one runs."""
-        state = self.state()
-        return None if state.main_pid else state.exit_code
-
     def start(self) -> int:
         if self.is_running():
             raise InfrastructureError(f"{self.unit} already running as PID {self.pid}")
@@ -258,19 +283,6 @@ class SystemdUserDriver:
         self._as_user(["rm", "-f", self.unit_path])
         self.systemctl("daemon-reload")
         self.systemctl("reset-failed", self.unit)
-
-    # -- its log: the journal -----------------------------------------------------------
-    def journal(self, signatures: tuple[Signature, ...] = (), poll_s: float = 0.5):  # noqa: ANN201
-        """A JournalWatcher of this unit from now on (use it as a context manager)."""
-        from harness.signals.journal import JournalWatcher
-
-        return JournalWatcher.from_now(self.runner, self.unit, signatures, user=self.user,
-                                       uid=self.uid, poll_s=poll_s)
-
-    def log_tail(self, lines: int = 20) -> str:
-        done = self._as_user(["journalctl", "--user", "-u", self.unit, "-n", str(lines),
-                              "-o", "cat", "--no-pager"], timeout=30)
-        return done.stdout.rstrip("\n")
 
 
 def _int(value: str | None) -> int:
