@@ -54,13 +54,21 @@ def host(engine: DockerEngine, image: str) -> Iterator[SystemdContainer]:
         pytest.skip("no npm on this machine to lend the container")
     # the machine's npm settings (which registry), as a staging host has its own
     ro += [NPMRC] if NPMRC.is_file() else []
-    with SystemdContainer(engine, image, mounts=[(ROOT, str(ROOT))],
-                          same_path_ro=[*ro, npm]) as booted:
-        assert booted.container_id is not None
-        STARTED.append(booted.container_id)
-        done = booted.exec(["ln", "-sf", str(npm / "bin" / "npm-cli.js"), "/usr/local/bin/npm"])
-        assert done.returncode == 0, done.stderr
-        yield booted
+    # The service's user must traverse the harness folder (docs/systemd.md asks the same of a
+    # staging host); a clone made by `mktemp -d` is 0700, so traversal is granted meanwhile.
+    mode = ROOT.stat().st_mode
+    ROOT.chmod(mode | 0o001)
+    try:
+        with SystemdContainer(engine, image, mounts=[(ROOT, str(ROOT))],
+                              same_path_ro=[*ro, npm]) as booted:
+            assert booted.container_id is not None
+            STARTED.append(booted.container_id)
+            done = booted.exec(["ln", "-sf", str(npm / "bin" / "npm-cli.js"),
+                                "/usr/local/bin/npm"])
+            assert done.returncode == 0, done.stderr
+            yield booted
+    finally:
+        ROOT.chmod(mode)
 
 
 def test_the_timer_runs_the_suite_and_a_failed_run_fires_the_alert(

@@ -31,6 +31,7 @@ import pytest
 from harness.container.engine import DockerEngine
 from harness.container.image import DEPLOY_ROOT, USER
 from harness.container.systemd import SystemdContainer
+from harness.errors import InfrastructureError
 from harness.signals.journal import JournalWatcher, file_log_staleness
 from harness.signals.signatures import catalogue
 from harness.target.gateway import _free_port
@@ -337,3 +338,23 @@ def _wait_state(driver: SystemdUserDriver, ok, timeout_s: float):  # noqa: ANN00
         if time.monotonic() > deadline:
             raise AssertionError(f"unit never reached the state: {state}")
         time.sleep(0.2)
+
+
+def test_a_deployment_folder_the_service_user_cannot_reach_is_named_plainly(
+        container: SystemdContainer, profile: TargetProfile, node: NodeRuntime) -> None:
+    """A harness folder kept under a private folder (mode 0700, as a home or a `mktemp -d`
+    clone) cannot hold a deployment the service's user runs: said as such, before any mkdir."""
+    private = f"/srv/private-{secrets.token_hex(3)}"
+    assert container.exec(["mkdir", "-m", "0700", private]).returncode == 0
+    folder = f"{private}/cache/runs/r1/deployment"
+    try:
+        with pytest.raises(InfrastructureError) as caught:
+            SystemdUserDriver(container.runner(), USER, folder, profile.gateway.unit,
+                              profile.package.bin, ["true"], {}, node)
+        assert str(caught.value).endswith(
+            f"user {USER} cannot reach {private} (mode 700, owner root), which holds the "
+            f"deployment folder {folder}: keep the harness folder where {USER} can traverse "
+            f"it (e.g. chmod o+x {private}, or clone it under /opt or /srv)"), caught.value
+        assert container.exec(["test", "-e", f"{private}/cache"]).returncode == 1  # no mkdir
+    finally:
+        container.exec(["rm", "-rf", private])

@@ -158,8 +158,27 @@ class SystemdUserDriver(SystemdUserUnit):
         self.version: str | None = None  # baked into the unit by activate()
         self.daemon_reloads = 0
         self.unit_path = f"{self.home}/.config/systemd/user/{unit}"
+        self._reachable(self.deployment)
         self._sh(f"mkdir -p {_q(self.deployment)}/state {_q(self.deployment)}/home",
                  "create the deployment folder")
+
+    def _reachable(self, folder: Path) -> None:
+        """The service's user must traverse every folder above the deployment; a project kept
+        in a private folder (a home or a temporary folder of mode 0700) is the usual reason it
+        cannot, and that is said plainly instead of as a failed mkdir."""
+        script = ('p=""; IFS=/; set -f; for part in $1; do [ -n "$part" ] || continue; '
+                  'p="$p/$part"; [ -e "$p" ] || exit 0; [ -x "$p" ] || { echo "$p"; exit 3; }; '
+                  'done')
+        done = self._as_user(["sh", "-c", script, "sh", str(folder)])
+        if done.returncode != 3:
+            return
+        blocked = done.stdout.strip()
+        mode = self.runner.run(["stat", "-c", "%a %U", blocked], timeout=30).stdout.split()
+        seen = f" (mode {mode[0]}, owner {mode[1]})" if len(mode) == 2 else ""
+        raise InfrastructureError(
+            f"{self.runner.name}: user {self.user} cannot reach {blocked}{seen}, which holds "
+            f"the deployment folder {folder}: keep the harness folder where {self.user} can "
+            f"traverse it (e.g. chmod o+x {blocked}, or clone it under /opt or /srv)")
 
     def _sh(self, script: str, what: str, input: str | None = None) -> Completed:
         done = self._as_user(["sh", "-c", script], input=input)
