@@ -136,7 +136,8 @@ def test_upgrade_under_systemd_soaks_from_the_journal_and_rolls_back(
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["outcome"] == "rolled_back"
     phases = {p["name"]: p["outcome"] for p in verdict["phases"]}
-    assert phases["health"] == "passed" and phases["soak_policy"] == "failed", phases
+    reasons = {p["name"]: p.get("reason", "") for p in verdict["phases"] if p.get("reason")}
+    assert phases["health"] == "passed" and phases["soak_policy"] == "failed", (phases, reasons)
     assert phases["soak_log_source"] == "passed"  # the journal was the trusted source
     assert all(p["outcome"] == "passed" for p in verdict["phases"] if p["family"] == "rollback")
 
