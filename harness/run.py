@@ -45,6 +45,7 @@ class RunSettings:
     on_inconclusive: str = "fail"
     gate_timeout_s: float = 600.0  # how long a manual restart gate waits for a person
     accept_backup_posture: str | None = None  # a posture below full accepted up front
+    late_watch: Window | None = None  # the later, short watch after the early one (None: none)
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -64,6 +65,8 @@ class RunSettings:
                           "files": self.scenarios.files, "ids": self.scenarios.ids(),
                           "min_samples": self.min_samples()},
             "soak_window_s": self.soak.window_s, "watch_window_s": self.watch.window_s,
+            "late_watch_window_s": self.late_watch.window_s if self.late_watch else None,
+            "late_watch_delay_s": self.late_watch.delay_s if self.late_watch else None,
             "baseline_window_s": self.baseline.window_s if self.baseline else None,
             "on_inconclusive": self.on_inconclusive,
             "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
@@ -72,16 +75,32 @@ class RunSettings:
         }
 
 
-def with_windows(policy: Policy, soak_s: float | None, watch_s: float | None,
-                 baseline_s: float | None = None) -> tuple[Window, Window, Window | None]:
-    """The policy's windows, with the command line's lengths where given; a baseline of 0 s
-    means none, and a baseline the policy does not declare drains like the soak."""
+@dataclass(frozen=True)
+class Windows:
+    soak: Window
+    watch: Window
+    baseline: Window | None
+    late_watch: Window | None
+
+
+def with_windows(policy: Policy, soak_s: float | None = None, watch_s: float | None = None,
+                 baseline_s: float | None = None, late_watch_s: float | None = None,
+                 late_delay_s: float | None = None) -> Windows:
+    """The policy's windows, with the command line's lengths where given. A baseline or later
+    watch of 0 s means none; one the policy does not declare drains like the soak (a baseline)
+    or like the early watch (a later watch, which then starts at once unless a delay is given).
+    """
     soak = replace(policy.soak, window_s=soak_s) if soak_s else policy.soak
     watch = replace(policy.watch, window_s=watch_s) if watch_s else policy.watch
     baseline = policy.baseline
     if baseline_s is not None:
         baseline = replace(baseline or policy.soak, window_s=baseline_s) if baseline_s else None
-    return soak, watch, baseline
+    late = policy.late_watch
+    if late_watch_s is not None:
+        late = replace(late or policy.watch, window_s=late_watch_s) if late_watch_s else None
+    if late is not None and late_delay_s is not None:
+        late = replace(late, delay_s=late_delay_s)
+    return Windows(soak, watch, baseline, late)
 
 
 @dataclass
@@ -212,11 +231,37 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
         return (f"{cand} failed {failed} on this host under policy {policy!r} (paths: "
-                f"{paths}); {good} was restored and its watch passed. No claim that the "
+                f"{paths}); {good} was restored and {_watches(record)}. No claim that the "
                 "release is bad elsewhere.")
     if outcome == "rollback_failed":
-        return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy: "
-                "a person must look now.")
+        return _rollback_failed(record, cand, good, failed, policy)
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
+
+
+def _watches(record: RunRecord) -> str:
+    """What the post-rollback watches showed, each by its own verdict."""
+    early = record.facts.get("watch", {}).get("verdict", {}).get("verdict", "not run")
+    late = record.facts.get("late_watch")
+    if late is None:
+        ran = {p.name: p for p in record.phases if p.family == "rollback"}
+        why = ran["rollback_late_watch"].reason if "rollback_late_watch" in ran else "not run"
+        return f"its watch {_verb(early)} (no later watch: {why})"
+    delay = late.get("delay_s") or 0
+    return (f"its early watch {_verb(early)}, and its later watch after {delay:g} s of quiet "
+            f"{_verb(late.get('verdict', {}).get('verdict', 'not run'))}")
+
+
+def _verb(verdict: str) -> str:
+    return {"pass": "passed", "fail": "failed"}.get(verdict, verdict)
+
+
+def _rollback_failed(record: RunRecord, cand: str, good: str, failed: str,
+                     policy: str) -> str:
+    """The rollback did not prove healthy: which step stopped it, and why."""
+    steps = record.failures("rollback")
+    which = "; ".join(f"{p.name}: {p.reason.splitlines()[0][:200]}" if p.reason else p.name
+                      for p in steps) or "no rollback step ran"
+    return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy "
+            f"({which}): a person must look now.")

@@ -181,7 +181,8 @@ def test_the_manual_gate_waits_and_each_restart_proceeds_on_approval(tmp_path: P
     """2026.3.28 -> 2026.4.1 with a person approving both interruptions, upgrade and rollback."""
     run = tmp_path / "run"
     proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "300",
-                       "--soak", "40", "--watch", "20", "--baseline", "0")
+                       "--soak", "40", "--watch", "20", "--late-watch", "5",
+                       "--late-watch-delay", "2", "--baseline", "0")
     approvals = []
     for who in ("ops-alice", "ops-bob"):
         request = wait_for_gate(run, proc)

@@ -5,7 +5,7 @@ They match the messages the harness itself writes (`harness.soak.assess`, `harne
   "inconclusive, accepted by on_inconclusive = pass" (a skipped test);
 - product regression: a trigger fired ("trigger X fired: observed ...", "X fired: observed",
   "this path was hit while X fired"), a path with no good iteration, a watch with bad
-  iterations;
+  or unanswered iterations;
 - harness or infrastructure error: a test that broke (an exception that is not a failed
   check: Allure's status "broken"), or a phase that stopped on an error of the harness
   ("harness error in phase ...": the registry, npm, the disk);
@@ -24,7 +24,8 @@ from typing import Any
 
 INCONCLUSIVE = r"inconclusive"
 HARNESS_ERROR = r"harness error|InfrastructureError|GatewayUnreachableError"
-REGRESSION = (r"\bfired\b|this path was hit while|no good iteration|\d+ bad iterations?")
+REGRESSION = (r"\bfired\b|this path was hit while|no good iteration|\d+ bad iterations?"
+              r"|unanswered when the watch ended")
 
 CATEGORIES: list[dict[str, Any]] = [
     {"name": "Inconclusive: too few samples to judge",

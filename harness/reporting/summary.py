@@ -20,7 +20,8 @@ def _cell(text: Any) -> str:
 
 
 # the baseline is shown beside the soak (its comparison); the smoke is one iteration per path
-SOAK_SECTIONS = (("soak", "Soak"), ("watch", "Watch after rollback"))
+SOAK_SECTIONS = (("soak", "Soak"), ("watch", "Early watch after rollback"),
+                 ("late_watch", "Later watch after rollback"))
 
 
 def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> str:
@@ -62,6 +63,8 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
         judged = (section.get("verdict") or {})
         per_path = judged.get("scenarios") or {}
         head = f"### {title}: {judged.get('verdict', 'not judged')}"
+        if section.get("delay_s"):
+            head += f" ({section['delay_s']:g} s of quiet first, the log watched)"
         if section.get("stopped_by"):
             head += (f" (stopped by `{section['stopped_by']}` after {section.get('seconds')} s "
                      f"of a {section.get('window_s'):g} s window)")

@@ -5,7 +5,9 @@ open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like 
 constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
 arrival is dropped and counted). Iterations start until the window closes; in-flight work may
 finish during the drain. Every second the policy's triggers are judged against the log
-watcher's matches and the requests so far; a deciding trigger stops the soak at once.
+watcher's matches and the requests so far; a deciding trigger stops the soak at once. A window
+with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
+from the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -102,8 +104,9 @@ class SoakRun:
         seconds = [x.outcome.seconds for x in self.exchanges(scenario)]
         lags = [i.lag_s for i in its if i.lag_s is not None]
         bad = sum(i.verdict == "bad" for i in its)
-        # arrivals are scheduled inside the window only, so the rate is over the window
-        duration = min((self.ended or time.time()) - self.started,
+        # arrivals are scheduled inside the window only (after any quiet delay), so the rate
+        # is over the window
+        duration = min((self.ended or time.time()) - self.started - self.window.delay_s,
                        self.window.window_s or float("inf"))
         return {
             "iterations": len(its), "finished": len(finished),
@@ -165,6 +168,17 @@ def _json_shape(content: str, keys: Sequence[str]) -> str | None:
     return f"JSON reply without key(s) {', '.join(missing)}" if missing else None
 
 
+async def _quiet_until(moment: float, stop: asyncio.Event) -> bool:
+    """Wait, sending nothing, until `moment` (monotonic); False when the run was stopped."""
+    wait = moment - time.monotonic()
+    if wait > 0:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        except TimeoutError:
+            pass
+    return not stop.is_set()
+
+
 JudgeFn = Callable[["SoakRun", list[Match], bool], list[Decision]]
 Progress = Callable[["SoakRun", float], None]
 
@@ -188,7 +202,8 @@ class SoakDriver:
     async def _run(self, label: str, window: Window, once: bool) -> SoakRun:
         run = SoakRun(label=label, window=window, started=time.time(),
                       scenarios=list(self.scenarios))
-        window_closes = time.monotonic() + window.window_s
+        traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
+        window_closes = traffic_starts + window.window_s
         stop = asyncio.Event()
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         async with httpx.AsyncClient(limits=limits) as client:
@@ -198,7 +213,8 @@ class SoakDriver:
                     loads.append(self._arrivals(client, scenario, run, window_closes, stop))
                 else:
                     workers = 1 if scenario.open_model else scenario.concurrency
-                    loads.extend(self._worker(client, scenario, run, window_closes, stop, once)
+                    loads.extend(self._worker(client, scenario, run, traffic_starts,
+                                              window_closes, stop, once)
                                  for _ in range(workers))
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
@@ -216,7 +232,7 @@ class SoakDriver:
                     break
                 if self.progress and now - last_progress >= self.progress_every_s:
                     last_progress = now
-                    self.progress(run, now - (window_closes - window.window_s))
+                    self.progress(run, now - traffic_starts)  # negative: still quiet
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -233,7 +249,10 @@ class SoakDriver:
         return self.judge(run, run.matches, final)
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
-                      window_closes: float, stop: asyncio.Event, once: bool) -> None:
+                      traffic_starts: float, window_closes: float, stop: asyncio.Event,
+                      once: bool) -> None:
+        if not await _quiet_until(traffic_starts, stop):
+            return
         first = True
         while (first and once) or (not once and time.monotonic() < window_closes
                                    and not stop.is_set()):
