@@ -27,7 +27,7 @@ from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.reporting import evidence
 from harness.run import RunRecord, RunSettings
-from harness.safety import Prepared, Safety
+from harness.safety import BY_UPDATER, Prepared, Safety
 from harness.signals.signatures import catalogue
 from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
@@ -395,15 +395,25 @@ class Procedure:
         # candidate is recorded, and the registry being unreachable does not matter here.
         check = self.safety.lock_holds("rollback", refuse=False)
         release = self.settings.known_good
-        prepared = self.safety.prepare(release, "known-good (rollback)")
+        candidate = self.prepared.get("candidate")
+        if self.settings.rollback_path == "updater" and candidate is not None:
+            prepared = self.safety.prepare_by_updater(candidate.installation, release,
+                                                      "known-good (rollback)")
+        else:
+            prepared = self.safety.prepare(release, "known-good (rollback)")
         self.prepared["known_good"] = prepared
-        path = ("prefix switch: the kept known-good prefix, no download"
-                if prepared.path == "kept prefix"
-                else f"reinstall from the registry ({prepared.path}, "
-                     f"{prepared.installation.seconds:.0f} s)")
+        path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
+                BY_UPDATER: f"the target's own updater, run by {self.settings.candidate.label} "
+                            f"on a copy of its install ({prepared.installation.seconds:.0f} s)"
+                }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
+                                     f"{prepared.installation.seconds:.0f} s)")
+        if prepared.updater is not None and not prepared.updater["used"]:
+            path += " (the target's own updater was tried: its result was not used)"
         self.record.facts["rollback_path"] = {**prepared.as_dict(), "how": prepared.path,
                                               "path": path}
         summary = f"{path}; {prepared.findings.summary()}"
+        if prepared.updater is not None:
+            summary += f". The updater: {prepared.updater['summary']}"
         if not check.ok:
             summary += f" (note: {check.message(self.safety.lock)})"
         return PhaseResult("rollback_prepare", prepared.ok, summary,

@@ -25,6 +25,7 @@ from harness.policy import check_scenarios, load_policy
 from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
+    ROLLBACK_PATHS,
     PhaseOutcome,
     RunRecord,
     RunSettings,
@@ -84,6 +85,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gate-timeout", type=float, default=600.0,
                     help="seconds a manual restart gate waits for a decision (default 600); "
                     "without one nothing is interrupted")
+    group.addoption("--rollback-path", default="prefix", choices=ROLLBACK_PATHS,
+                    help="how a rollback gets the known-good back: prefix (its kept prefix, no "
+                    "download; a reinstall when it is gone or damaged) or updater (the "
+                    "target's own updater, run by the candidate, its result and its verifier's "
+                    "warnings judged against the package)")
     group.addoption("--accept-backup-posture", choices=POSTURES[1:],
                     help="go on with a backup below full (config-only, or none), decided up "
                     "front; otherwise such a run stops before any change")
@@ -181,6 +187,9 @@ def settings_for(config: pytest.Config) -> RunSettings:
             if seconds is not None and seconds < 0:
                 raise InputError(f"--{option.replace('_', '-')}", "",
                                  f"expected seconds >= 0, got {seconds:g}")
+        if config.getoption("rollback_path") == "updater" and target.package.updater is None:
+            raise InputError("--rollback-path", "", f"updater: {target.path} declares no "
+                             "[package.updater] (the target's own update command)")
         if config.getoption("candidate_config"):
             candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
         known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
@@ -206,6 +215,7 @@ def settings_for(config: pytest.Config) -> RunSettings:
         on_inconclusive=config.getoption("inconclusive") or policy.on_inconclusive,
         gate_timeout_s=gate_timeout,
         accept_backup_posture=config.getoption("accept_backup_posture"),
+        rollback_path=config.getoption("rollback_path"),
     )
     try:  # the review is locked now, before anything runs; a locked run dir must match it
         locked, reused = take_lock(run_dir, settings.lock())
@@ -271,8 +281,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                 report.longrepr)[-400:]
         elif report.skipped and isinstance(report.longrepr, tuple):
             reason = report.longrepr[2]
-        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
         name = item.name.removeprefix("test_")
+        if report.passed:  # a phase's own summary, when its fixture returned a PhaseResult
+            result = getattr(item, "funcargs", {}).get(name)
+            reason = str(getattr(result, "summary", "") or "")
+        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
         record.phases.append(PhaseOutcome(family, name, outcome, round(report.duration, 3),
                                           reason))
     return report

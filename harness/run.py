@@ -23,6 +23,7 @@ from harness.target.profile import TargetProfile
 from harness.target.registry import Release
 
 FAMILIES = ("upgrade", "soak", "rollback")
+ROLLBACK_PATHS = ("prefix", "updater")
 # Phases before this one change nothing on the host: a failure there aborts, it never rolls back.
 FIRST_CHANGING_PHASE = "stop"
 
@@ -46,6 +47,9 @@ class RunSettings:
     gate_timeout_s: float = 600.0  # how long a manual restart gate waits for a person
     accept_backup_posture: str | None = None  # a posture below full accepted up front
     late_watch: Window | None = None  # the later, short watch after the early one (None: none)
+    # how a rollback gets the known-good back: its kept prefix (else a reinstall), or the
+    # target's own updater run by the candidate ([package.updater] of the profile)
+    rollback_path: str = "prefix"
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -70,6 +74,7 @@ class RunSettings:
             "baseline_window_s": self.baseline.window_s if self.baseline else None,
             "on_inconclusive": self.on_inconclusive,
             "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
+            "rollback_path": self.rollback_path,
             "gate_timeout_s": self.gate_timeout_s,
             "accept_backup_posture": self.accept_backup_posture,
         }
@@ -231,8 +236,8 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
         return (f"{cand} failed {failed} on this host under policy {policy!r} (paths: "
-                f"{paths}); {good} was restored and {_watches(record)}. No claim that the "
-                "release is bad elsewhere.")
+                f"{paths}); {good} was restored{_by_updater(record)}; {_watches(record)}. "
+                "No claim that the release is bad elsewhere.")
     if outcome == "rollback_failed":
         return _rollback_failed(record, cand, good, failed, policy)
     if outcome == "aborted":
@@ -251,6 +256,20 @@ def _watches(record: RunRecord) -> str:
     delay = late.get("delay_s") or 0
     return (f"its early watch {_verb(early)}, and its later watch after {delay:g} s of quiet "
             f"{_verb(late.get('verdict', {}).get('verdict', 'not run'))}")
+
+
+def _by_updater(record: RunRecord) -> str:
+    """When the target's own updater did the rollback: what its warnings really were."""
+    updater = record.facts.get("updater")
+    if not updater or not updater.get("used"):
+        return ""
+    verifier = updater.get("verifier") or {}
+    named = len(verifier.get("findings") or [])
+    if not named:
+        return " by the target's own updater"
+    return (f" by the target's own updater, whose verifier named {named} file(s) missing: "
+            f"{verifier.get('verdict')} against {verifier.get('package')}@"
+            f"{verifier.get('version')}'s own package")
 
 
 def _verb(verdict: str) -> str:

@@ -210,7 +210,7 @@ def rolled_back(late: dict | None, late_phase: str = "passed", reason: str = "")
 def test_the_claim_names_each_watchs_own_verdict() -> None:
     verdict = rolled_back({"delay_s": 120.0, "verdict": {"verdict": "pass"}})
     assert verdict["outcome"] == "rolled_back"
-    assert ("2026.3.28 was restored and its early watch passed, and its later watch after 120 s "
+    assert ("2026.3.28 was restored; its early watch passed, and its later watch after 120 s "
             "of quiet passed. No claim") in verdict["claim"]
     verdict = rolled_back(None, "skipped", "no later watch declared (policy [late_watch], or "
                           "--late-watch 0)")

@@ -56,6 +56,17 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
                 reason = (p.get("reason") or "").splitlines()[0][:240] if p.get("reason") else ""
                 lines.append(f"| {p['family']}: {_cell(p['name'])} | {_cell(reason)} |")
         lines.append("")
+    rollback = verdict.get("rollback_path") or {}
+    if rollback.get("path"):
+        lines += [f"Rollback path: {rollback['path']}.", ""]
+    updater = verdict.get("updater") or {}
+    if updater.get("summary"):
+        used = "used" if updater.get("used") else "NOT used"
+        lines += [f"The target's own updater ({used}): {_cell(updater['summary'])}", ""]
+        for finding in (updater.get("verifier") or {}).get("findings") or []:
+            lines.append(f"- `{finding['path']}`: **{finding['classification']}**: "
+                         f"{_cell(finding['explanation'])}")
+        lines.append("")
     for key, title in SOAK_SECTIONS:
         section = verdict.get(key)
         if not section:
