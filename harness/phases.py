@@ -216,6 +216,9 @@ class Procedure:
         if not decision.approved:
             still = self.gateway.is_serving()
             summary += f"; {going.version} {'still serving' if still else 'NOT serving'}"
+            if rollback:  # the failed candidate stays: a person must decide, and soon
+                summary += (f"; the rollback to {coming.version} is prepared and not done: the "
+                            "person who holds the restart gate must decide")
         return PhaseResult("restart_gate", decision.approved, summary, decision.as_dict())
 
     def stop(self) -> PhaseResult:

@@ -239,7 +239,7 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
                 f"{paths}); {good} was restored{_by_updater(record)}; {_watches(record)}. "
                 "No claim that the release is bad elsewhere.")
     if outcome == "rollback_failed":
-        return _rollback_failed(record, cand, good, failed, policy)
+        return _rollback_failed(record, cand, good, failed, policy, lock)
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
@@ -277,10 +277,37 @@ def _verb(verdict: str) -> str:
 
 
 def _rollback_failed(record: RunRecord, cand: str, good: str, failed: str,
-                     policy: str) -> str:
+                     policy: str, lock: dict[str, Any]) -> str:
     """The rollback did not prove healthy: which step stopped it, and why."""
     steps = record.failures("rollback")
+    decision = (record.facts.get("restart_decisions") or [{}])[-1]
+    if any(p.name == "rollback_restart_gate" for p in steps) and \
+            decision.get("approved") is False:  # not a gate that broke before deciding
+        return _rollback_not_approved(record, decision, cand, good, failed, policy,
+                                      lock.get("gate_timeout_s"))
     which = "; ".join(f"{p.name}: {p.reason.splitlines()[0][:200]}" if p.reason else p.name
                       for p in steps) or "no rollback step ran"
     return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy "
             f"({which}): a person must look now.")
+
+
+def _rollback_not_approved(record: RunRecord, decision: dict[str, Any], cand: str,
+                           good: str, failed: str, policy: str,
+                           timeout_s: float | None) -> str:
+    """The rollback's restart gate got no approval: nothing was interrupted, so the failed
+    candidate kept running. Say so, and who must decide."""
+    if decision.get("channel") == "timeout":
+        waited = timeout_s if timeout_s is not None else decision.get("waited_s", 0)
+        how = f"nobody approved its restart within {waited:g} s"
+    else:
+        how = (f"{decision.get('by')} refused its restart via {decision.get('channel')} "
+               f"({decision.get('reason') or 'no reason given'})")
+    prepared = record.facts.get("rollback_path", {}).get("path", "prepared")
+    state = record.final_state
+    left = (f"The failed {state.get('version')} kept serving until the run ended"
+            if state.get("serving") else "The gateway was NOT serving when the run ended")
+    return (f"{cand} failed {failed} on this host under policy {policy!r}; its rollback to "
+            f"{good} was prepared ({prepared}) but not done: {how} at the manual restart gate, "
+            f"and without an approval the harness interrupts nothing. {left}. The person who "
+            f"holds this run's restart gate must decide now: roll back to {good}, or keep the "
+            f"failed {cand} knowingly.")

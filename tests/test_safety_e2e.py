@@ -328,6 +328,66 @@ def test_without_approval_the_gate_times_out_and_the_known_good_keeps_serving(
 
 
 @pytest.mark.e2e
+def test_a_rollback_gate_without_approval_interrupts_nothing_and_says_who_must_decide(
+        tmp_path: Path) -> None:
+    """2026.4.1 fails its soak; a person approved the upgrade's restart, and nobody answers the
+    rollback's. Without an approval nothing is interrupted: the failed candidate keeps serving
+    while the gate waits and until the run ends (then the harness stops the deployment it
+    provisioned), the run ends rollback_failed (exit 11: look now), and the verdict, summary
+    and claim say the rollback was prepared and not done, and who must decide. An approval
+    that comes after the gate closed opens nothing."""
+    run = tmp_path / "run"
+    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "20",
+                       "--soak", "90", "--baseline", "0")
+    upgrade = wait_for_gate(run, proc)
+    assert upgrade["purpose"] == "stop the known-good and start the candidate"
+    assert harness_cli("approve", str(run), "--by", "ops-alice").returncode == 0
+    while (run / "restart-gate.json").exists():
+        time.sleep(0.1)
+    rollback = wait_for_gate(run, proc, timeout=900)  # once the soak has failed
+    assert rollback["purpose"] == "stop the candidate and start the known-good version"
+    assert f"openclaw@{CANDIDATE} serving at" in rollback["plan"]["interrupts"]
+    run_id = json.loads((run / "release.lock.json").read_text())["run_id"]
+    current = ROOT / ".cache" / "runs" / run_id / "deployment" / "current"
+    served = []
+    while (run / "restart-gate.json").exists():  # nobody answers
+        served.append((serving(rollback["plan"]["health"]), current.resolve().name))
+        time.sleep(0.5)
+    late = harness_cli("approve", str(run), "--by", "ops-late")
+    code, output, verdict = finish(proc, run)
+    assert code == 11, output[-3000:]
+    assert served and all(s == (True, CANDIDATE) for s in served), served
+    assert late.returncode != 0 and "no restart is waiting for approval" in late.stderr
+    assert verdict["outcome"] == "rollback_failed"
+    assert phase(verdict, "soak_policy")["outcome"] == "failed"
+    decisions = [(d["by"], d["channel"], d["approved"]) for d in verdict["restart_decisions"]]
+    assert decisions == [("ops-alice", "harness approve", True), ("nobody", "timeout", False)]
+    gate = phase(verdict, "rollback_restart_gate")
+    assert gate["outcome"] == "failed"
+    assert (f"no approval within 20 s; nothing was interrupted; {CANDIDATE} still serving; the "
+            f"rollback to {KNOWN_GOOD} is prepared and not done: the person who holds the "
+            "restart gate must decide") in gate["reason"]
+    assert outcomes(verdict, "rollback_backup", "rollback_prepare") == ["passed"] * 2
+    assert outcomes(verdict, "rollback_restore", "rollback_start", "rollback_smoke",
+                    "rollback_watch", "rollback_late_watch") == ["skipped"] * 5
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == CANDIDATE
+    claim = verdict["claim"]
+    assert f"its rollback to {KNOWN_GOOD} was prepared (prefix switch" in claim
+    assert ("but not done: nobody approved its restart within 20 s at the manual restart gate, "
+            "and without an approval the harness interrupts nothing. The failed "
+            f"{CANDIDATE} kept serving until the run ended. The person who holds this run's "
+            f"restart gate must decide now: roll back to {KNOWN_GOOD}, or keep the failed "
+            f"{CANDIDATE} knowingly.") in claim
+    summary = (run / "summary.md").read_text()
+    assert "**rollback_failed** (exit 11)" in summary and claim in summary
+    assert "| rollback: rollback_restart_gate | " in summary
+    ledger = [json.loads(line) for line in
+              (run / "restart-decisions.jsonl").read_text().splitlines()]
+    assert [d["approved"] for d in ledger] == [True, False]
+
+
+@pytest.mark.e2e
 def test_a_dist_tag_that_moves_while_the_gate_waits_voids_the_review(tmp_path: Path) -> None:
     """`latest` is 2026.4.1 when the review is locked and 2026.4.2 by the time a person approves
     the restart (see tests/seams/moving_dist_tag.py: the registry cannot be moved for a test)."""
