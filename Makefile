@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOAK ?= 120
 BASELINE ?= 60
+LATE_WATCH_DELAY ?= 20
 ARGS ?=
 
 .PHONY: acceptance report test unit bench lint clean
@@ -20,7 +21,8 @@ $(STAMP): pyproject.toml
 # The embedded default: real OpenClaw 2026.3.28 -> 2026.4.1 on loopback against the model lab.
 # The report is rendered whatever the verdict; the exit code stays the run's.
 acceptance: $(STAMP)
-	$(BIN)/pytest scenarios --soak $(SOAK) --baseline $(BASELINE) $(ARGS); status=$$?; \
+	$(BIN)/pytest scenarios --soak $(SOAK) --baseline $(BASELINE) \
+		--late-watch-delay $(LATE_WATCH_DELAY) $(ARGS); status=$$?; \
 	$(BIN)/harness report || true; exit $$status
 
 # Render a run's Allure results to HTML (default: reports/latest) with the real Allure CLI.

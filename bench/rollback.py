@@ -146,12 +146,13 @@ class Bench:
             if not gateway.wait_ready().ready:
                 raise SystemExit(f"bench: {self.known_good.label} never became ready")
             first_good_reply(gateway, self.target.api.health_agent)
-            soak, watch = with_windows(self.policy, None, None)
+            windows = with_windows(self.policy)
             settings = RunSettings(
                 run_id=f"bench-{self.id}-{path.replace(' ', '-')}", run_dir=folder / "run",
                 cache_dir=self.cache, target=self.target, policy=self.policy,
                 scenarios=self.scenarios, known_good=self.known_good,
-                candidate=self.candidate, soak=soak, watch=watch, restart_gate="auto")
+                candidate=self.candidate, soak=windows.soak, watch=windows.watch,
+                restart_gate="auto")
             procedure = Procedure(settings, RunRecord(), runtime, self.node, gateway)
             for step in (procedure.preflight, procedure.backup, procedure.install,
                          lambda: procedure.restart_gate("upgrade"), procedure.stop,

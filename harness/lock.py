@@ -24,8 +24,9 @@ from harness.target.registry import Release
 LOCK_FILE = "release.lock.json"
 ROLES = ("candidate", "known_good")
 # what makes two locks the same review (the run id, host and time do not)
+WINDOW_KEYS = ("soak_window_s", "watch_window_s", "late_watch_window_s", "late_watch_delay_s")
 REVIEW_KEYS = ("candidate", "known_good", "policy", "scenarios", "target", "candidate_config",
-               "soak_window_s", "watch_window_s")
+               *WINDOW_KEYS)
 
 Resolver = Callable[[str, str, str], Release]
 
@@ -65,7 +66,7 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if (old.get(name) or {}).get("sha256") != (new.get(name) or {}).get("sha256"):
             found.append(f"the {name} file changed (sha256 {(old.get(name) or {}).get('sha256')}"
                          f" -> {(new.get(name) or {}).get('sha256')})")
-    for name in ("candidate_config", "soak_window_s", "watch_window_s"):
+    for name in ("candidate_config", *WINDOW_KEYS):
         if old.get(name) != new.get(name):
             found.append(f"{name} was {old.get(name)!r}, now {new.get(name)!r}")
     return found

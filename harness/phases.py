@@ -27,7 +27,7 @@ from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.reporting import evidence
 from harness.run import RunRecord, RunSettings
-from harness.safety import Prepared, Safety
+from harness.safety import BY_UPDATER, Prepared, Safety
 from harness.signals.signatures import catalogue
 from harness.soak import assess
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check
@@ -41,6 +41,8 @@ from harness.target.gateway import Gateway
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 
 MIN_FREE_BYTES = 2 * 1024**3
+# after a rollback: judged by whether every path works and the pattern is gone, not by samples
+POST_ROLLBACK = ("smoke", "watch", "late_watch")
 
 
 @dataclass
@@ -214,6 +216,9 @@ class Procedure:
         if not decision.approved:
             still = self.gateway.is_serving()
             summary += f"; {going.version} {'still serving' if still else 'NOT serving'}"
+            if rollback:  # the failed candidate stays: a person must decide, and soon
+                summary += (f"; the rollback to {coming.version} is prepared and not done: the "
+                            "person who holds the restart gate must decide")
         return PhaseResult("restart_gate", decision.approved, summary, decision.as_dict())
 
     def stop(self) -> PhaseResult:
@@ -338,6 +343,8 @@ class Procedure:
         return mode
 
     def soak(self, label: str, window: Window) -> SoakRun:
+        """The whole scenario mix (the slow reasoner's paths included) for the window: the
+        soak, the baseline, and after a rollback its early and its later watch."""
         return self._soak(label, window, list(self.settings.scenarios.scenarios))
 
     def smoke(self) -> SoakRun:
@@ -366,7 +373,10 @@ class Procedure:
         self.soaks[label] = run
         facts = assess.summary(run)
         facts["log_source"] = self.gateway.log_report(watcher, run.started)
-        facts["verdict"] = assess.soak_verdict(run, s.min_samples(), baseline)
+        if label in POST_ROLLBACK:  # judged as its test judges it: every path shown working
+            facts["verdict"] = assess.watch_verdict(run)
+        else:
+            facts["verdict"] = assess.soak_verdict(run, s.min_samples(), baseline)
         if baseline is not None:
             facts["comparison"] = assess.compare(baseline, run)
         self.record.facts[label] = facts
@@ -388,15 +398,25 @@ class Procedure:
         # candidate is recorded, and the registry being unreachable does not matter here.
         check = self.safety.lock_holds("rollback", refuse=False)
         release = self.settings.known_good
-        prepared = self.safety.prepare(release, "known-good (rollback)")
+        candidate = self.prepared.get("candidate")
+        if self.settings.rollback_path == "updater" and candidate is not None:
+            prepared = self.safety.prepare_by_updater(candidate.installation, release,
+                                                      "known-good (rollback)")
+        else:
+            prepared = self.safety.prepare(release, "known-good (rollback)")
         self.prepared["known_good"] = prepared
-        path = ("prefix switch: the kept known-good prefix, no download"
-                if prepared.path == "kept prefix"
-                else f"reinstall from the registry ({prepared.path}, "
-                     f"{prepared.installation.seconds:.0f} s)")
+        path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
+                BY_UPDATER: f"the target's own updater, run by {self.settings.candidate.label} "
+                            f"on a copy of its install ({prepared.installation.seconds:.0f} s)"
+                }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
+                                     f"{prepared.installation.seconds:.0f} s)")
+        if prepared.updater is not None and not prepared.updater["used"]:
+            path += " (the target's own updater was tried: its result was not used)"
         self.record.facts["rollback_path"] = {**prepared.as_dict(), "how": prepared.path,
                                               "path": path}
         summary = f"{path}; {prepared.findings.summary()}"
+        if prepared.updater is not None:
+            summary += f". The updater: {prepared.updater['summary']}"
         if not check.ok:
             summary += f" (note: {check.message(self.safety.lock)})"
         return PhaseResult("rollback_prepare", prepared.ok, summary,

@@ -30,6 +30,7 @@ from harness.policy import check_scenarios, load_policy
 from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
+    ROLLBACK_PATHS,
     PhaseOutcome,
     RunRecord,
     RunSettings,
@@ -72,6 +73,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="JSON patch merged into the gateway config with the candidate")
     group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
     group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
+    group.addoption("--late-watch", type=float,
+                    help="the later post-rollback watch's window in seconds (0: none; "
+                         "default: policy [late_watch])")
+    group.addoption("--late-watch-delay", type=float,
+                    help="seconds between the early watch's end and the later watch's "
+                         "traffic, the gateway's log watched and no traffic sent (default: "
+                         "policy [late_watch] delay_s)")
     group.addoption("--baseline", type=float,
                     help="soak the known-good for this many seconds before the upgrade and "
                          "compare (0: no baseline; default: policy [baseline])")
@@ -86,6 +94,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gate-timeout", type=float, default=600.0,
                     help="seconds a manual restart gate waits for a decision (default 600); "
                     "without one nothing is interrupted")
+    group.addoption("--rollback-path", default="prefix", choices=ROLLBACK_PATHS,
+                    help="how a rollback gets the known-good back: prefix (its kept prefix, no "
+                    "download; a reinstall when it is gone or damaged) or updater (the "
+                    "target's own updater, run by the candidate, its result and its verifier's "
+                    "warnings judged against the package)")
     group.addoption("--accept-backup-posture", choices=POSTURES[1:],
                     help="go on with a backup below full (config-only, or none), decided up "
                     "front; otherwise such a run stops before any change")
@@ -171,6 +184,14 @@ def settings_for(config: pytest.Config) -> RunSettings:
         gate_timeout = config.getoption("gate_timeout")
         if gate_timeout <= 0:
             raise InputError("--gate-timeout", "", f"expected seconds > 0, got {gate_timeout:g}")
+        for option in ("late_watch", "late_watch_delay"):
+            seconds = config.getoption(option)
+            if seconds is not None and seconds < 0:
+                raise InputError(f"--{option.replace('_', '-')}", "",
+                                 f"expected seconds >= 0, got {seconds:g}")
+        if config.getoption("rollback_path") == "updater" and target.package.updater is None:
+            raise InputError("--rollback-path", "", f"updater: {target.path} declares no "
+                             "[package.updater] (the target's own update command)")
         candidate_config = target.candidate_config
         known_good = candidate = None
         if target.provision == "attached":  # the version is read from what runs; none installed
@@ -194,16 +215,24 @@ def settings_for(config: pytest.Config) -> RunSettings:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
     run_id, run_dir = config.stash[RUN_DIR]
-    soak, watch, baseline = with_windows(policy, config.getoption("soak"),
-                                         config.getoption("watch"), config.getoption("baseline"))
+    windows = with_windows(policy, config.getoption("soak"), config.getoption("watch"),
+                           config.getoption("baseline"), config.getoption("late_watch"),
+                           config.getoption("late_watch_delay"))
+    if policy.late_watch is None and config.getoption("late_watch") is None and \
+            config.getoption("late_watch_delay") is not None:  # --late-watch 0 wins quietly
+        _fail_input(config, InputError(
+            "--late-watch-delay", "", f"no later watch to delay: {policy.path} declares no "
+            "[late_watch] (give its window with --late-watch SECONDS)"))
     settings = RunSettings(
         run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
         policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
-        soak=soak, watch=watch, restart_gate=config.getoption("restart_gate"),
-        candidate_config=candidate_config, baseline=baseline,
+        soak=windows.soak, watch=windows.watch, late_watch=windows.late_watch,
+        restart_gate=config.getoption("restart_gate"),
+        candidate_config=candidate_config, baseline=windows.baseline,
         on_inconclusive=config.getoption("inconclusive") or policy.on_inconclusive,
         gate_timeout_s=gate_timeout,
         accept_backup_posture=config.getoption("accept_backup_posture"),
+        rollback_path=config.getoption("rollback_path"),
     )
     try:  # the review is locked now, before anything runs; a locked run dir must match it
         locked, reused = take_lock(run_dir, settings.lock())
@@ -257,8 +286,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif item.name == "test_baseline" and settings.baseline is not None:
             limit = settings.baseline.window_s + settings.baseline.drain_s + 300
         elif family == "rollback":
-            limit = max(1800.0, settings.watch.window_s + settings.watch.drain_s + 300) \
-                + settings.gate_timeout_s
+            late = settings.late_watch
+            longest = max(settings.watch.window_s + settings.watch.drain_s,
+                          late.delay_s + late.window_s + late.drain_s if late else 0.0)
+            limit = max(1800.0, longest + 300) + settings.gate_timeout_s
         if limit and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
     settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -305,8 +336,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                 report.longrepr)[-400:]
         elif report.skipped and isinstance(report.longrepr, tuple):
             reason = report.longrepr[2]
-        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
         name = item.name.removeprefix("test_")
+        if report.passed:  # a phase's own summary, when its fixture returned a PhaseResult
+            result = getattr(item, "funcargs", {}).get(name)
+            reason = str(getattr(result, "summary", "") or "")
+        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
         record.phases.append(PhaseOutcome(family, name, outcome, round(report.duration, 3),
                                           reason))
     return report

@@ -20,6 +20,10 @@ A trigger is evaluated every `interval_s` from the start of the soak (and once a
 fires when it is breached in `consecutive` evaluations in a row, so one isolated spike can be
 told from a held problem. Evaluations with fewer than `min_samples` samples are not counted
 either way. `dry_run` triggers are evaluated and reported, and never decide.
+
+Windows: `[soak]` and `[watch]` (the early post-rollback watch) are required, `[baseline]` and
+`[late_watch]` (the later post-rollback watch) optional; each has `window_s` and `drain_s`, and
+`[late_watch]` a `delay_s` of quiet first (the log watched and judged, no traffic sent).
 """
 
 from __future__ import annotations
@@ -89,10 +93,16 @@ class Trigger:
 class Window:
     """A soak or watch window: how long traffic starts, and how long in-flight work may end
     after it closes; when a trigger stops the soak early, requests already in flight get
-    `stop_grace_s` to finish (their outcome is evidence too), and no new ones start."""
+    `stop_grace_s` to finish (their outcome is evidence too), and no new ones start.
+
+    `delay_s` (the later post-rollback watch): a quiet time first, during which the gateway's
+    log is watched and judged but no traffic is sent, so the watch asks whether the pattern
+    stays gone once the gateway has been left alone, and its own background work (retries,
+    timers) shows up in its log."""
 
     window_s: float
     drain_s: float
+    delay_s: float = 0.0
     stop_grace_s: float = 10.0
 
 
@@ -104,6 +114,7 @@ class Policy:
     soak: Window
     watch: Window
     baseline: Window | None  # None: no baseline soak unless asked for on the command line
+    late_watch: Window | None  # None: no later watch after the early post-rollback watch
     min_samples: int  # per scenario: fewer finished iterations and the path is inconclusive
     on_inconclusive: str  # fail (fail closed) | pass | ask (a person, at the manual gate)
     triggers: tuple[Trigger, ...]
@@ -394,18 +405,22 @@ def check_scenarios(policy: Policy, ids: list[str]) -> None:
 
 def load_policy(path: Path) -> Policy:
     root, digest = load_toml(path)
-    root.reject_unknown({"policy", "soak", "watch", "baseline", "signatures", "triggers"})
+    root.reject_unknown({"policy", "soak", "watch", "baseline", "late_watch", "signatures",
+                         "triggers"})
     head = root.table("policy")
     head.reject_unknown({"name", "description", "min_samples", "on_inconclusive"})
     windows: dict[str, Window | None] = {}
-    for name in ("soak", "watch", "baseline"):
-        if name == "baseline" and name not in root.data:
+    for name in ("soak", "watch", "baseline", "late_watch"):
+        if name in ("baseline", "late_watch") and name not in root.data:
             windows[name] = None
             continue
         table = root.table(name)
-        table.reject_unknown({"window_s", "drain_s", "stop_grace_s"})
+        delayed = name == "late_watch"  # only the later watch waits, quietly, before traffic
+        table.reject_unknown({"window_s", "drain_s", "stop_grace_s"}
+                             | ({"delay_s"} if delayed else set()))
         windows[name] = Window(table.number("window_s", minimum=0, exclusive=True),
                                table.number("drain_s", minimum=0),
+                               table.number("delay_s", 0.0, minimum=0) if delayed else 0.0,
                                table.number("stop_grace_s", 10.0, minimum=0))
     signatures = tuple(_signature(t) for t in root.tables("signatures"))
     if len({s.name for s in signatures}) != len(signatures):
@@ -419,7 +434,8 @@ def load_policy(path: Path) -> Policy:
     soak, watch = windows["soak"], windows["watch"]
     assert soak is not None and watch is not None
     return Policy(path=path, sha256=digest, name=head.str("name"), soak=soak, watch=watch,
-                  baseline=windows["baseline"], min_samples=head.int("min_samples", 1, minimum=1),
+                  baseline=windows["baseline"], late_watch=windows["late_watch"],
+                  min_samples=head.int("min_samples", 1, minimum=1),
                   on_inconclusive=head.str("on_inconclusive", "fail",
                                            choices=("fail", "pass", "ask")),
                   triggers=triggers, signatures=signatures, text=path.read_text())

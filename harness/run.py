@@ -23,6 +23,7 @@ from harness.target.profile import TargetProfile
 from harness.target.registry import Release
 
 FAMILIES = ("upgrade", "soak", "rollback")
+ROLLBACK_PATHS = ("prefix", "updater")
 # Phases before this one change nothing on the host: a failure there aborts, it never rolls back.
 FIRST_CHANGING_PHASE = "stop"
 
@@ -45,6 +46,10 @@ class RunSettings:
     on_inconclusive: str = "fail"
     gate_timeout_s: float = 600.0  # how long a manual restart gate waits for a person
     accept_backup_posture: str | None = None  # a posture below full accepted up front
+    late_watch: Window | None = None  # the later, short watch after the early one (None: none)
+    # how a rollback gets the known-good back: its kept prefix (else a reinstall), or the
+    # target's own updater run by the candidate ([package.updater] of the profile)
+    rollback_path: str = "prefix"
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -71,24 +76,43 @@ class RunSettings:
                           "files": self.scenarios.files, "ids": self.scenarios.ids(),
                           "min_samples": self.min_samples()},
             "soak_window_s": self.soak.window_s, "watch_window_s": self.watch.window_s,
+            "late_watch_window_s": self.late_watch.window_s if self.late_watch else None,
+            "late_watch_delay_s": self.late_watch.delay_s if self.late_watch else None,
             "baseline_window_s": self.baseline.window_s if self.baseline else None,
             "on_inconclusive": self.on_inconclusive,
             "restart_gate": self.restart_gate, "candidate_config": self.candidate_config,
+            "rollback_path": self.rollback_path,
             "gate_timeout_s": self.gate_timeout_s,
             "accept_backup_posture": self.accept_backup_posture,
         }
 
 
-def with_windows(policy: Policy, soak_s: float | None, watch_s: float | None,
-                 baseline_s: float | None = None) -> tuple[Window, Window, Window | None]:
-    """The policy's windows, with the command line's lengths where given; a baseline of 0 s
-    means none, and a baseline the policy does not declare drains like the soak."""
+@dataclass(frozen=True)
+class Windows:
+    soak: Window
+    watch: Window
+    baseline: Window | None
+    late_watch: Window | None
+
+
+def with_windows(policy: Policy, soak_s: float | None = None, watch_s: float | None = None,
+                 baseline_s: float | None = None, late_watch_s: float | None = None,
+                 late_delay_s: float | None = None) -> Windows:
+    """The policy's windows, with the command line's lengths where given. A baseline or later
+    watch of 0 s means none; one the policy does not declare drains like the soak (a baseline)
+    or like the early watch (a later watch, which then starts at once unless a delay is given).
+    """
     soak = replace(policy.soak, window_s=soak_s) if soak_s else policy.soak
     watch = replace(policy.watch, window_s=watch_s) if watch_s else policy.watch
     baseline = policy.baseline
     if baseline_s is not None:
         baseline = replace(baseline or policy.soak, window_s=baseline_s) if baseline_s else None
-    return soak, watch, baseline
+    late = policy.late_watch
+    if late_watch_s is not None:
+        late = replace(late or policy.watch, window_s=late_watch_s) if late_watch_s else None
+    if late is not None and late_delay_s is not None:
+        late = replace(late, delay_s=late_delay_s)
+    return Windows(soak, watch, baseline, late)
 
 
 @dataclass
@@ -229,11 +253,10 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
         return (f"{cand} failed {failed} on this host under policy {policy!r} (paths: "
-                f"{paths}); {good} was restored and its watch passed. No claim that the "
-                "release is bad elsewhere.")
+                f"{paths}); {good} was restored{_by_updater(record)}; {_watches(record)}. "
+                "No claim that the release is bad elsewhere.")
     if outcome == "rollback_failed":
-        return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy: "
-                "a person must look now.")
+        return _rollback_failed(record, cand, good, failed, policy, lock)
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
@@ -272,3 +295,71 @@ def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> st
     return (f"Attached to {what}: it {verdict} on this host under policy {policy!r}. No upgrade "
             f"was attempted: nothing was installed, stopped or restarted; {after}.{caveat} No "
             "claim beyond these paths and this window.")
+
+
+def _watches(record: RunRecord) -> str:
+    """What the post-rollback watches showed, each by its own verdict."""
+    early = record.facts.get("watch", {}).get("verdict", {}).get("verdict", "not run")
+    late = record.facts.get("late_watch")
+    if late is None:
+        ran = {p.name: p for p in record.phases if p.family == "rollback"}
+        why = ran["rollback_late_watch"].reason if "rollback_late_watch" in ran else "not run"
+        return f"its watch {_verb(early)} (no later watch: {why})"
+    delay = late.get("delay_s") or 0
+    return (f"its early watch {_verb(early)}, and its later watch after {delay:g} s of quiet "
+            f"{_verb(late.get('verdict', {}).get('verdict', 'not run'))}")
+
+
+def _by_updater(record: RunRecord) -> str:
+    """When the target's own updater did the rollback: what its warnings really were."""
+    updater = record.facts.get("updater")
+    if not updater or not updater.get("used"):
+        return ""
+    verifier = updater.get("verifier") or {}
+    named = len(verifier.get("findings") or [])
+    if not named:
+        return " by the target's own updater"
+    return (f" by the target's own updater, whose verifier named {named} file(s) missing: "
+            f"{verifier.get('verdict')} against {verifier.get('package')}@"
+            f"{verifier.get('version')}'s own package")
+
+
+def _verb(verdict: str) -> str:
+    return {"pass": "passed", "fail": "failed"}.get(verdict, verdict)
+
+
+def _rollback_failed(record: RunRecord, cand: str, good: str, failed: str,
+                     policy: str, lock: dict[str, Any]) -> str:
+    """The rollback did not prove healthy: which step stopped it, and why."""
+    steps = record.failures("rollback")
+    decision = (record.facts.get("restart_decisions") or [{}])[-1]
+    if any(p.name == "rollback_restart_gate" for p in steps) and \
+            decision.get("approved") is False:  # not a gate that broke before deciding
+        return _rollback_not_approved(record, decision, cand, good, failed, policy,
+                                      lock.get("gate_timeout_s"))
+    which = "; ".join(f"{p.name}: {p.reason.splitlines()[0][:200]}" if p.reason else p.name
+                      for p in steps) or "no rollback step ran"
+    return (f"{cand} failed {failed}, and the rollback to {good} did not prove healthy "
+            f"({which}): a person must look now.")
+
+
+def _rollback_not_approved(record: RunRecord, decision: dict[str, Any], cand: str,
+                           good: str, failed: str, policy: str,
+                           timeout_s: float | None) -> str:
+    """The rollback's restart gate got no approval: nothing was interrupted, so the failed
+    candidate kept running. Say so, and who must decide."""
+    if decision.get("channel") == "timeout":
+        waited = timeout_s if timeout_s is not None else decision.get("waited_s", 0)
+        how = f"nobody approved its restart within {waited:g} s"
+    else:
+        how = (f"{decision.get('by')} refused its restart via {decision.get('channel')} "
+               f"({decision.get('reason') or 'no reason given'})")
+    prepared = record.facts.get("rollback_path", {}).get("path", "prepared")
+    state = record.final_state
+    left = (f"The failed {state.get('version')} kept serving until the run ended"
+            if state.get("serving") else "The gateway was NOT serving when the run ended")
+    return (f"{cand} failed {failed} on this host under policy {policy!r}; its rollback to "
+            f"{good} was prepared ({prepared}) but not done: {how} at the manual restart gate, "
+            f"and without an approval the harness interrupts nothing. {left}. The person who "
+            f"holds this run's restart gate must decide now: roll back to {good}, or keep the "
+            f"failed {cand} knowingly.")

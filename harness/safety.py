@@ -8,7 +8,10 @@ facts in verdict.json:
     backup_refreshes               right before each interruption: did the state outgrow it?
     ground_truth                   each install judged against the registry's package
     restart_decisions              who or what approved each restart, and when
-    rollback_path                  prefix switch (no download) or reinstall from the registry
+    rollback_path                  prefix switch (no download), reinstall from the registry, or
+                                   the target's own updater (`--rollback-path updater`)
+    updater                        that updater's run, its own verdict, each file its verifier
+                                   named judged benign or corrupt against the package
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import allure
 
 from harness.backup import Backup, diff_manifests, manifest_of, selected
-from harness.errors import ExitCode
+from harness.errors import ExitCode, HarnessError
 from harness.gate import Decision, RestartGate
 from harness.lock import LockCheck, Resolver, read_lock, recheck
 from harness.posture import Assessment, BackupTaker
@@ -31,11 +34,16 @@ from harness.target.groundtruth import (
     GroundTruth,
     InstallFindings,
     PackageTruth,
+    ReportJudgement,
     check_installed,
+    judge_report,
     package_root,
 )
 from harness.target.registry import Release
 from harness.target.runtime import Installation, NodeRuntime, Runtime
+from harness.target.updater import UpdaterRun, as_installation, run_updater
+
+BY_UPDATER = "the target's own updater"
 
 
 def _attach(name: str, payload: Any) -> None:
@@ -49,8 +57,11 @@ class Prepared:
 
     installation: Installation
     findings: InstallFindings
-    path: str  # "kept prefix" | "download" | "reinstall over a damaged prefix"
+    path: str  # "kept prefix" | "download" | "reinstall over a damaged prefix" | BY_UPDATER
     first: InstallFindings | None = None  # the damaged prefix's findings, when reinstalled
+    # the target's own updater, when it was asked to do the rollback: its run and the files
+    # its verifier named, judged against the package (used or not)
+    updater: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,7 +71,9 @@ class Prepared:
         return {"path": self.path, "prefix": str(self.installation.prefix),
                 "seconds": round(self.installation.seconds, 3),
                 "ground_truth": self.findings.as_dict(),
-                "damaged_prefix": self.first.as_dict() if self.first else None}
+                "damaged_prefix": self.first.as_dict() if self.first else None,
+                **({"updater": {k: self.updater.get(k) for k in ("used", "summary")}}
+                   if self.updater is not None else {})}
 
 
 class Safety:
@@ -179,6 +192,51 @@ class Safety:
         return Prepared(again, self.verify_install(release, again.prefix, name),
                         "reinstall over a damaged prefix", findings)
 
+    def prepare_by_updater(self, candidate: Installation, release: Release,
+                           name: str) -> Prepared:
+        """`release` made ready by the target's own updater, run by the candidate against a
+        copy of its install. The result is judged against the registry's package, and so is
+        every file the updater's verifier says is missing; a result that is not `release`
+        intact, or an updater that broke, is not used: the kept prefix (or a reinstall) is,
+        and the report says why. The optional path never keeps the rollback from running."""
+        package = self.settings.target.package
+        work = self.settings.cache_dir / "runs" / self.settings.run_id / "updater"
+        try:
+            with allure.step(f"{candidate.release.label}'s own updater takes a copy of its "
+                             f"install to {release.version}"):
+                run = run_updater(candidate, release, package, self.node, work,
+                                  self.runtime.npm_env())
+                allure.attach(run.stdout or "(nothing)", name="updater stdout",
+                              attachment_type=allure.attachment_type.TEXT)
+                allure.attach(run.stderr or "(nothing)", name="updater stderr",
+                              attachment_type=allure.attachment_type.TEXT)
+            truth = self.truth(release)
+            with allure.step(f"the updater's verifier output, path by path, against "
+                             f"{release.label}'s package"):
+                judged = judge_report([run.stdout, run.stderr], truth, run.root,
+                                      package.verifier_patterns)
+                _attach(f"updater verifier output judged against {release.label}",
+                        judged.as_dict())
+            findings = self.verify_install(release, run.prefix / "lib",
+                                           f"{name} by the updater")
+            usable = not findings.corrupt and judged.verdict != "corrupt"
+            evidence: dict[str, Any] = {
+                **run.as_dict(), "verifier": judged.as_dict(),
+                "ground_truth": findings.as_dict(), "used": usable,
+                "summary": updater_summary(run, judged, findings, release)}
+            installation = as_installation(run, release, package) if usable else None
+        except (HarnessError, OSError) as exc:
+            installation = None
+            evidence = {"used": False, "error": f"{type(exc).__name__}: {exc}",
+                        "summary": f"the updater could not be run or read: {exc}"}
+        self.record.facts["updater"] = evidence
+        if installation is not None:
+            return Prepared(installation, findings, BY_UPDATER, updater=evidence)
+        with allure.step(f"the updater's result is not {release.label} intact: not used"):
+            fallback = self.prepare(release, name)
+        fallback.updater = evidence
+        return fallback
+
     # -- the restart gate ---------------------------------------------------------------
     def ask(self, purpose: str, plan: dict[str, Any],
             halt_on_refusal: bool = True) -> Decision:
@@ -190,3 +248,21 @@ class Safety:
             self.record.halt("no_approval", ExitCode.NO_APPROVAL, decision.summary())
         return decision
 
+
+
+def updater_summary(run: UpdaterRun, judged: ReportJudgement, findings: InstallFindings,
+                    release: Release) -> str:
+    """One paragraph: what the updater said, and what each file it named really is."""
+    own = run.report() or {}
+    said = f"exit {run.exit_code}" if run.exit_code is not None else \
+        "killed at its time limit"
+    if own.get("status"):
+        said += f", status {own['status']}" + (f" ({own['reason']})" if own.get("reason")
+                                                else "")
+    named = "; ".join(f"{f.path}: {f.classification}" for f in judged.findings)
+    verifier = (f"its verifier named {len(judged.findings)} file(s), judged against "
+                f"{release.label}'s package: {judged.verdict} ({named})" if judged.findings
+                else "its output names no file")
+    shown = " ".join([Path(run.argv[0]).name, *run.argv[1:]])
+    return (f"`{shown}` {said} after {run.seconds:.0f} s; {verifier}; its result: "
+            f"{findings.summary()}")

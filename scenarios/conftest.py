@@ -2,7 +2,10 @@
 
 preflight -> backup -> baseline -> install -> restart_gate -> stop -> start -> health -> soak,
 and when anything fails after the first change: rollback_backup -> rollback_prepare ->
-rollback_restart_gate -> rollback_restore -> rollback_start -> rollback_smoke -> rollback_watch.
+rollback_restart_gate -> rollback_restore -> rollback_start -> rollback_smoke -> rollback_watch
+-> rollback_late_watch (the early watch right after the restart, then, after a quiet delay
+with the log still watched, a later short one; each with the whole scenario mix, the slow
+reasoner's paths included, and each with its own verdict).
 Everything that needs no interruption (backup, the baseline soak of the known-good, the new
 version in its own prefix, its ground truth) is done before the restart gate; the interruption
 starts at `stop` (or `rollback_restore`), after a person or CI approved it.
@@ -16,6 +19,7 @@ import pytest
 
 from harness.phases import PhaseResult, Procedure
 from harness.run import RunRecord, RunSettings
+from harness.soak import assess
 from harness.soak.driver import SoakRun
 
 
@@ -134,3 +138,16 @@ def rollback_smoke(procedure: Procedure, rollback_start: PhaseResult) -> SoakRun
 def rollback_watch(procedure: Procedure, rollback_smoke: SoakRun,
                    run_settings: RunSettings) -> SoakRun:
     return procedure.soak("watch", run_settings.watch)
+
+
+@pytest.fixture(scope="session")
+def rollback_late_watch(procedure: Procedure, rollback_watch: SoakRun,
+                        run_settings: RunSettings) -> SoakRun:
+    window = run_settings.late_watch
+    if window is None:
+        pytest.skip("no later watch declared (policy [late_watch], or --late-watch 0)")
+    early = assess.watch(rollback_watch)
+    if not early.ok:  # the rollback already did not prove healthy: alert now, not later
+        pytest.skip(f"not run: the early watch failed ({early.summary}); a person must look "
+                    "now, not after another watch")
+    return procedure.soak("late_watch", window)

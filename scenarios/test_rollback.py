@@ -38,3 +38,8 @@ def test_rollback_smoke(rollback_smoke: SoakRun) -> None:
 def test_rollback_watch(rollback_watch: SoakRun) -> None:
     report_soak(rollback_watch)
     report_judgement(assess.watch(rollback_watch), story="watch")
+
+
+def test_rollback_late_watch(rollback_late_watch: SoakRun) -> None:
+    report_soak(rollback_late_watch)
+    report_judgement(assess.watch(rollback_late_watch), story="late watch")

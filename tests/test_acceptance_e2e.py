@@ -82,6 +82,7 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     # the window outlasts the first slow replies (about 60 s), so a trigger stops it early
     try:
         code, output, verdict = run_suite(tmp_path / "run", "--soak", "90", "--watch", "20",
+                                          "--late-watch", "10", "--late-watch-delay", "5",
                                           "--baseline", "20")
     finally:
         stop.set()
@@ -132,10 +133,21 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
     assert rollback and all(p["outcome"] == "passed" for p in rollback), rollback
     assert verdict["rollback_state_diff"] == {"missing": [], "added": [], "changed": []}
-    # the watch saw slow-reasoner replies succeed through 2026.3.28, not just a live process
-    watch = verdict["watch"]["scenarios"]
-    assert watch["reply-streaming"]["good"] >= 1 and watch["reply-streaming"]["max_s"] > 60
-    assert watch["panel-3-reviewers"]["good"] >= 1
+    # both watches, the early one and the later one after a quiet delay, saw every path of the
+    # mix, slow-reasoner replies included, succeed through 2026.3.28: not just a live process
+    for label, delay in (("watch", 0), ("late_watch", 5)):
+        watched = verdict[label]
+        assert watched["verdict"]["verdict"] == "pass", (label, watched["verdict"])
+        assert watched["delay_s"] == delay and watched["class_counts"]["failover"] == 0
+        paths = watched["scenarios"]
+        assert set(paths) == set(soak["scenarios"]), label  # the whole mix
+        assert all(p["good"] >= 1 and p["bad"] == 0 and p["cut"] == 0 for p in paths.values())
+        assert paths["reply-streaming"]["max_s"] > 60, (label, paths["reply-streaming"])
+        assert paths["panel-3-reviewers"]["max_s"] > 60, (label, paths["panel-3-reviewers"])
+    assert "its early watch passed, and its later watch after 5 s of quiet passed" \
+        in verdict["claim"]
+    assert "### Later watch after rollback: pass (5 s of quiet first" in \
+        (tmp_path / "run" / "summary.md").read_text()
     assert verdict["final_state"]["serving"] is True
     assert verdict["final_state"]["version"] == "2026.3.28"
     # the run's Allure results render to HTML with the real Allure CLI
@@ -158,7 +170,8 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert tests["test_soak_policy"]["groups"] == ["local-openclaw", "soak", "policy"]
     rollback = [t for t in seen["tests"] if t["groups"][:2] == ["local-openclaw", "rollback"]]
     phases = [p for p in verdict["phases"] if p["family"] == "rollback"]
-    assert len(rollback) == len(phases) >= 7, rollback  # backup, prepare, gate, restore, ...
+    # backup, prepare, gate, restore, start, smoke, the early and the later watch
+    assert len(rollback) == len(phases) == 8, rollback
     assert all(t["status"] == "passed" for t in rollback), rollback
     assert f"{deciding} fired: observed" in seen["evidenceText"]
     assert "'>' marks the match" in seen["evidenceText"]  # its log lines with their context
@@ -319,12 +332,14 @@ def test_a_candidate_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -
     patch = ROOT / "scenarios" / "targets" / "openclaw" / "idle-timeout-off.json"
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
                                       "--candidate-config", str(patch), "--watch", "10",
+                                      "--late-watch", "5", "--late-watch-delay", "2",
                                       "--baseline", "0")
     assert code == 10, output[-3000:]
     start = phase(verdict, "start")
     assert start["outcome"] == "failed" and "exited" in start["reason"], start
     assert phase(verdict, "health")["outcome"] == "skipped"
     assert all(p["outcome"] == "skipped" for p in verdict["phases"] if p["family"] == "soak")
-    assert all(p["outcome"] == "passed" for p in verdict["phases"] if p["family"] == "rollback")
+    rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
+    assert len(rollback) == 8 and all(p["outcome"] == "passed" for p in rollback), rollback
     assert verdict["rollback_state_diff"] == {"missing": [], "added": [], "changed": []}
     assert verdict["final_state"]["serving"] is True

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 UPGRADE = ["preflight", "backup", "baseline", "install", "restart_gate", "stop", "start",
            "health"]
 ROLLBACK = ["rollback_backup", "rollback_prepare", "rollback_restart_gate", "rollback_restore",
-            "rollback_start", "rollback_smoke", "rollback_watch"]
+            "rollback_start", "rollback_smoke", "rollback_watch", "rollback_late_watch"]
 
 
 def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> None:

@@ -241,6 +241,9 @@ def test_a_planted_token_reaches_no_file_of_the_run_and_the_evidence_stays_reada
     ("broken", "FileNotFoundError: state/agents", "Harness or infrastructure error"),
     ("failed", "AssertionError: gateway never became ready: gateway process exited (code 1)",
      "Phase check failed"),
+    ("failed", "AssertionError: restart not approved (stop the candidate and start the "
+     "known-good version): no approval within 20 s; nothing was interrupted; 2026.4.1 still "
+     "serving", "Waiting on a person: a restart was not approved"),
     ("passed", "", None),
     ("skipped", "Skipped: not needed: the candidate passed every phase and the soak", None),
 ])

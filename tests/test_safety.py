@@ -89,3 +89,55 @@ def test_a_posture_below_full_halts_unless_accepted(tmp_path: Path) -> None:
     assert record.outcome()[:2] == ("backup_no_go", ExitCode.BACKUP_NO_GO)
     assert build_verdict(record, steps.settings.lock())["claim"].startswith(
         "Backup posture config-only (degraded): harness archive, 3 files, every SHA-256")
+
+
+def not_approved_rollback(tmp_path: Path, deny: bool) -> dict:
+    """A run whose candidate failed its soak and whose rollback gate got no approval: a real
+    manual gate, left unanswered (or refused by a person)."""
+    import threading
+    import time
+
+    from harness.gate import REQUEST, answer
+    from harness.run import PhaseOutcome
+
+    def refuse() -> None:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / REQUEST).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer(tmp_path, "ops-carol", deny=True, reason="peak hours")
+
+    if deny:
+        threading.Thread(target=refuse, daemon=True).start()
+    decision = RestartGate("manual", tmp_path, 10 if deny else 0.3, poll_s=0.05).ask(
+        "stop the candidate and start the known-good version", {})
+    record = RunRecord(changed=True, rollback_started=True)
+    record.phases = [PhaseOutcome(f, n, o, 1.0) for f, n, o in (
+        ("upgrade", "health", "passed"), ("soak", "soak_policy", "failed"),
+        ("rollback", "rollback_backup", "passed"), ("rollback", "rollback_prepare", "passed"),
+        ("rollback", "rollback_restart_gate", "failed"),
+        ("rollback", "rollback_restore", "skipped"))]
+    record.facts["restart_decisions"] = [{"approved": True, "by": "ops-alice"},
+                                         decision.as_dict()]
+    record.facts["rollback_path"] = {"path": "prefix switch: the kept known-good prefix, no "
+                                             "download"}
+    record.final_state = {"serving": True, "version": "2026.4.1"}
+    lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
+            "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain"]},
+            "gate_timeout_s": 10 if deny else 0.3}
+    return build_verdict(record, lock)
+
+
+def test_a_rollback_gate_without_approval_leaves_the_candidate_and_says_who_must_decide(
+        tmp_path: Path) -> None:
+    verdict = not_approved_rollback(tmp_path, deny=False)
+    assert (verdict["outcome"], verdict["exit_code"]) == ("rollback_failed", 11)
+    assert ("2026.4.1 failed soak_policy on this host under policy 'p'; its rollback to "
+            "2026.3.28 was prepared (prefix switch: the kept known-good prefix, no download) "
+            "but not done: nobody approved its restart within 0.3 s at the manual restart "
+            "gate, and without an approval the harness interrupts nothing. The failed 2026.4.1 "
+            "kept serving until the run ended. The person who holds this run's restart gate "
+            "must decide now: roll back to 2026.3.28, or keep the failed 2026.4.1 knowingly."
+            ) in verdict["claim"]
+    refused = not_approved_rollback(tmp_path, deny=True)
+    assert "but not done: ops-carol refused its restart via harness approve (refused: peak " \
+           "hours) at the manual restart gate" in refused["claim"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -176,12 +177,101 @@ def serving(url: str) -> bool:
         return False
 
 
+def allure_attachment(run: Path, name: str) -> str:
+    """The text of the run's Allure attachment called `name`, in a test's steps or in a
+    fixture's (a phase runs in its session fixture: Allure keeps it in a container file)."""
+    def walk(node: dict) -> list[dict]:
+        found = list(node.get("attachments", []))
+        for child in node.get("steps", []) + node.get("befores", []) + node.get("afters", []):
+            found += walk(child)
+        return found
+
+    for result in (run / "allure-results").glob("*.json"):
+        for attachment in walk(json.loads(result.read_text())):
+            if attachment["name"] == name:
+                return (run / "allure-results" / attachment["source"]).read_text()
+    raise AssertionError(f"no attachment {name!r} in the run's Allure results")
+
+
+@pytest.mark.e2e
+def test_a_rollback_by_the_targets_own_updater_judges_its_sidecar_warning_benign(
+        tmp_path: Path, runtime: Runtime) -> None:
+    """The seed's rollback in a run: 2026.4.1's own `openclaw update --tag 2026.3.28` takes a
+    copy of its install back, calls its own downgrade a failure, and its verifier names bundled
+    sidecars missing. The harness judges each named file against 2026.3.28's package (none is
+    part of it: benign), checks the result file by file, and serves 2026.3.28 from it. To keep
+    the run about the updater, the candidate fails at start (a config key 2026.4.1 refuses),
+    and the watches see the quick path only."""
+    patch = tmp_path / "refused-key.json"
+    patch.write_text(json.dumps({"agents": {"defaults": {"harnessE2eUnknownKey": True}}}))
+    run = tmp_path / "run"
+    code, output, verdict = run_suite(
+        run, "--rollback-path", "updater", "--candidate-config", str(patch),
+        "--scenarios", str(ROOT / "scenarios" / "soak" / "reply-quick.toml"),
+        "--baseline", "0", "--watch", "5", "--late-watch", "5", "--late-watch-delay", "2")
+    assert code == 10, output[-3000:]
+    copy = ROOT / ".cache" / "runs" / verdict["lock"]["run_id"] / "updater"
+    try:
+        check_the_rollback_by_the_updater(run, verdict, runtime)
+    finally:  # the updater's result is a whole install (about 650 MB): not kept after the test
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def check_the_rollback_by_the_updater(run: Path, verdict: dict, runtime: Runtime) -> None:
+    assert phase(verdict, "start")["outcome"] == "failed"
+    updater = verdict["updater"]
+    # the updater itself calls its successful downgrade an error
+    assert updater["exit_code"] == 1 and updater["its_status"] == "error"
+    assert updater["its_reason"] == "global install verify", updater
+    assert updater["its_before"] == {"version": CANDIDATE}
+    assert updater["its_after"] == {"version": KNOWN_GOOD}
+    assert updater["command"][1:] == ["update", "--tag", KNOWN_GOOD, "--yes", "--no-restart",
+                                      "--json"]
+    # each file its verifier named, judged against 2026.3.28's own package: never shipped
+    judged = updater["verifier"]
+    assert judged["verdict"] == "benign" and judged["version"] == KNOWN_GOOD, judged
+    named = {f["path"]: f for f in judged["findings"]}
+    assert "dist/extensions/qqbot/runtime-api.js" in named, sorted(named)
+    assert all(p.startswith("dist/extensions/") and p.endswith("/runtime-api.js") and
+               f["classification"] == "benign" and not f["shipped"]
+               for p, f in named.items())
+    assert all("missing bundled runtime sidecar" in f["line"] for f in named.values())
+    # and its result is 2026.3.28 as the registry ships it, which the gateway now runs
+    assert updater["ground_truth"]["verdict"] == "intact" and updater["used"] is True
+    assert verdict["ground_truth"]["known-good (rollback) by the updater"]["verdict"] == \
+        "intact"
+    assert verdict["rollback_path"]["how"] == "the target's own updater"
+    deployment = ROOT / ".cache" / "runs" / verdict["lock"]["run_id"]
+    assert (deployment / "deployment" / "current").resolve() == \
+        deployment / "updater" / "prefix" / "lib"
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == KNOWN_GOOD
+    rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
+    assert len(rollback) == 8 and all(p["outcome"] == "passed" for p in rollback), rollback
+    # every finding in the phase's summary, the report and the claim
+    prepare = phase(verdict, "rollback_prepare")["reason"]
+    assert all(f"{p}: benign" in prepare for p in named), prepare
+    attached = json.loads(allure_attachment(
+        run, f"updater verifier output judged against openclaw@{KNOWN_GOOD}"))
+    assert attached == judged
+    assert f"by the target's own updater, whose verifier named {len(named)} file(s) missing: " \
+           f"benign against openclaw@{KNOWN_GOOD}'s own package" in verdict["claim"]
+    assert "dist/extensions/qqbot/runtime-api.js`: **benign**" in \
+        (run / "summary.md").read_text()
+    # the candidate's kept prefix, whose binary ran the updater, is untouched
+    release = runtime.registry.resolve("openclaw", CANDIDATE, "test")
+    truth = GroundTruth(runtime.root, runtime.npm_env()).truth(release)
+    assert check_installed(truth, package_root(runtime.prefix_for(release), "openclaw")
+                           ).verdict == "intact"
+
+
 @pytest.mark.e2e
 def test_the_manual_gate_waits_and_each_restart_proceeds_on_approval(tmp_path: Path) -> None:
     """2026.3.28 -> 2026.4.1 with a person approving both interruptions, upgrade and rollback."""
     run = tmp_path / "run"
     proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "300",
-                       "--soak", "40", "--watch", "20", "--baseline", "0")
+                       "--soak", "40", "--watch", "20", "--late-watch", "5",
+                       "--late-watch-delay", "2", "--baseline", "0")
     approvals = []
     for who in ("ops-alice", "ops-bob"):
         request = wait_for_gate(run, proc)
@@ -235,6 +325,66 @@ def test_without_approval_the_gate_times_out_and_the_known_good_keeps_serving(
     assert verdict["final_state"]["serving"] is True
     assert verdict["final_state"]["version"] == "2026.3.28"
     assert "2026.3.28 was left serving" in verdict["claim"]
+
+
+@pytest.mark.e2e
+def test_a_rollback_gate_without_approval_interrupts_nothing_and_says_who_must_decide(
+        tmp_path: Path) -> None:
+    """2026.4.1 fails its soak; a person approved the upgrade's restart, and nobody answers the
+    rollback's. Without an approval nothing is interrupted: the failed candidate keeps serving
+    while the gate waits and until the run ends (then the harness stops the deployment it
+    provisioned), the run ends rollback_failed (exit 11: look now), and the verdict, summary
+    and claim say the rollback was prepared and not done, and who must decide. An approval
+    that comes after the gate closed opens nothing."""
+    run = tmp_path / "run"
+    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "20",
+                       "--soak", "90", "--baseline", "0")
+    upgrade = wait_for_gate(run, proc)
+    assert upgrade["purpose"] == "stop the known-good and start the candidate"
+    assert harness_cli("approve", str(run), "--by", "ops-alice").returncode == 0
+    while (run / "restart-gate.json").exists():
+        time.sleep(0.1)
+    rollback = wait_for_gate(run, proc, timeout=900)  # once the soak has failed
+    assert rollback["purpose"] == "stop the candidate and start the known-good version"
+    assert f"openclaw@{CANDIDATE} serving at" in rollback["plan"]["interrupts"]
+    run_id = json.loads((run / "release.lock.json").read_text())["run_id"]
+    current = ROOT / ".cache" / "runs" / run_id / "deployment" / "current"
+    served = []
+    while (run / "restart-gate.json").exists():  # nobody answers
+        served.append((serving(rollback["plan"]["health"]), current.resolve().name))
+        time.sleep(0.5)
+    late = harness_cli("approve", str(run), "--by", "ops-late")
+    code, output, verdict = finish(proc, run)
+    assert code == 11, output[-3000:]
+    assert served and all(s == (True, CANDIDATE) for s in served), served
+    assert late.returncode != 0 and "no restart is waiting for approval" in late.stderr
+    assert verdict["outcome"] == "rollback_failed"
+    assert phase(verdict, "soak_policy")["outcome"] == "failed"
+    decisions = [(d["by"], d["channel"], d["approved"]) for d in verdict["restart_decisions"]]
+    assert decisions == [("ops-alice", "harness approve", True), ("nobody", "timeout", False)]
+    gate = phase(verdict, "rollback_restart_gate")
+    assert gate["outcome"] == "failed"
+    assert (f"no approval within 20 s; nothing was interrupted; {CANDIDATE} still serving; the "
+            f"rollback to {KNOWN_GOOD} is prepared and not done: the person who holds the "
+            "restart gate must decide") in gate["reason"]
+    assert outcomes(verdict, "rollback_backup", "rollback_prepare") == ["passed"] * 2
+    assert outcomes(verdict, "rollback_restore", "rollback_start", "rollback_smoke",
+                    "rollback_watch", "rollback_late_watch") == ["skipped"] * 5
+    assert verdict["final_state"]["serving"] is True
+    assert verdict["final_state"]["version"] == CANDIDATE
+    claim = verdict["claim"]
+    assert f"its rollback to {KNOWN_GOOD} was prepared (prefix switch" in claim
+    assert ("but not done: nobody approved its restart within 20 s at the manual restart gate, "
+            "and without an approval the harness interrupts nothing. The failed "
+            f"{CANDIDATE} kept serving until the run ended. The person who holds this run's "
+            f"restart gate must decide now: roll back to {KNOWN_GOOD}, or keep the failed "
+            f"{CANDIDATE} knowingly.") in claim
+    summary = (run / "summary.md").read_text()
+    assert "**rollback_failed** (exit 11)" in summary and claim in summary
+    assert "| rollback: rollback_restart_gate | " in summary
+    ledger = [json.loads(line) for line in
+              (run / "restart-decisions.jsonl").read_text().splitlines()]
+    assert [d["approved"] for d in ledger] == [True, False]
 
 
 @pytest.mark.e2e

@@ -77,7 +77,7 @@ def soak(lab: ModelLab, scenario_set, policy, log: Path, window_s: float = 2.0,
         writer = threading.Thread(target=write)
         writer.start()
     with watcher:
-        run = driver.run(label, Window(window_s, 5.0, stop_grace_s))
+        run = driver.run(label, Window(window_s, 5.0, stop_grace_s=stop_grace_s))
     if writer is not None:
         writer.join()
     return run

@@ -126,6 +126,7 @@ def test_upgrade_under_systemd_soaks_from_the_journal_and_rolls_back(
         target = target_file(tmp_path, alert_log, receiver.url)
         started = time.monotonic()
         proc = subprocess.run(suite_argv(target, box, run_dir, "--soak", "90", "--watch", "20",
+                                         "--late-watch", "10", "--late-watch-delay", "5",
                                          "--baseline", "0"),
                               cwd=ROOT, env=suite_env(engine), capture_output=True, text=True,
                               timeout=1500)
@@ -139,7 +140,14 @@ def test_upgrade_under_systemd_soaks_from_the_journal_and_rolls_back(
     reasons = {p["name"]: p.get("reason", "") for p in verdict["phases"] if p.get("reason")}
     assert phases["health"] == "passed" and phases["soak_policy"] == "failed", (phases, reasons)
     assert phases["soak_log_source"] == "passed"  # the journal was the trusted source
-    assert all(p["outcome"] == "passed" for p in verdict["phases"] if p["family"] == "rollback")
+    rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
+    assert len(rollback) == 8 and all(p["outcome"] == "passed" for p in rollback), rollback
+    # the later watch, after its quiet delay, read the unit's journal too, and saw every path
+    late = verdict["late_watch"]
+    assert late["delay_s"] == 5 and late["verdict"]["verdict"] == "pass", late["verdict"]
+    assert late["log_source"]["source"] == "journal" and late["log_source"]["trusted"] is True
+    assert late["scenarios"]["reply-streaming"]["good"] >= 1 and \
+        late["scenarios"]["reply-streaming"]["max_s"] > 60
 
     # the evidence came from the unit's journal: the real 4.1's failover lines
     soak = verdict["soak"]
@@ -169,6 +177,11 @@ def test_upgrade_under_systemd_soaks_from_the_journal_and_rolls_back(
     # nothing is interrupted before the restart gate: the candidate is installed beside it
     assert entered == ["preflight", "backup", "baseline", "install", "restart_gate", "stop",
                        "start", "health", "soak", "rollback"], entered
+    # every rollback step is a transition of its own, in the procedure's order
+    steps = [r["step"] for r in recs if r["state"] == "rollback" and r["event"] == "passed"]
+    assert steps == ["rollback_backup", "rollback_prepare", "rollback_restart_gate",
+                     "rollback_restore", "rollback_start", "rollback_smoke", "rollback_watch",
+                     "rollback_late_watch"], steps
     order = [r["state"] for r in recs]
     assert order.index("verdict") > order.index("soak") and \
         order.index("verdict") < order.index("rollback")

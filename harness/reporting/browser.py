@@ -137,7 +137,7 @@ try {
   await page.screenshot({ path: `${shots}/overview.png` });
   await page.setViewportSize({ width: 1400, height: 900 });
   // open every group of the tree, then read each test with the groups it sits in
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < 200; round++) {  // until none is closed
     const closed = page.locator('[data-testid="tree-arrow"] svg:not([class*="opened"])');
     if (await closed.count() === 0) break;
     await closed.first().click();

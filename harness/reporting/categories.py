@@ -5,10 +5,11 @@ They match the messages the harness itself writes (`harness.soak.assess`, `harne
   "inconclusive, accepted by on_inconclusive = pass" (a skipped test);
 - product regression: a trigger fired ("trigger X fired: observed ...", "X fired: observed",
   "this path was hit while X fired"), a path with no good iteration, a watch with bad
-  iterations;
+  or unanswered iterations;
 - harness or infrastructure error: a test that broke (an exception that is not a failed
   check: Allure's status "broken"), or a phase that stopped on an error of the harness
   ("harness error in phase ...": the registry, npm, the disk);
+- a restart gate that was not approved (a timeout or a refusal) is "waiting on a person";
 - any other failed check of a phase (a candidate that never became ready, a bad health
   reply, a restored state that differs) is "phase check failed".
 First match wins. Allure 2 reads `categories.json` from the results folder; Allure 3's
@@ -24,7 +25,8 @@ from typing import Any
 
 INCONCLUSIVE = r"inconclusive"
 HARNESS_ERROR = r"harness error|InfrastructureError|GatewayUnreachableError"
-REGRESSION = (r"\bfired\b|this path was hit while|no good iteration|\d+ bad iterations?")
+REGRESSION = (r"\bfired\b|this path was hit while|no good iteration|\d+ bad iterations?"
+              r"|unanswered when the watch ended")
 
 CATEGORIES: list[dict[str, Any]] = [
     {"name": "Inconclusive: too few samples to judge",
@@ -37,6 +39,11 @@ CATEGORIES: list[dict[str, Any]] = [
      "matchedStatuses": ["broken"]},
     {"name": "Harness or infrastructure error",
      "matchedStatuses": ["failed"], "messageRegex": f"(?s).*({HARNESS_ERROR}).*"},
+    {"name": "Waiting on a person: a restart was not approved",
+     "description": "A manual restart gate got no approval in time, or a refusal: nothing "
+                    "was interrupted; after a failed candidate, its rollback waits on a "
+                    "person.",
+     "matchedStatuses": ["failed"], "messageRegex": "(?s).*restart not approved.*"},
     {"name": "Product regression: a trigger fired",
      "description": "A rollback trigger declared before the release fired, or a path stopped "
                     "working while the candidate ran.",

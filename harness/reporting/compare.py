@@ -1,8 +1,8 @@
 """Two runs side by side, per scenario and per signature class, from their verdict.json.
 
-`harness compare RUN_A RUN_B` reads each run's soak (or another section: baseline, watch)
-and marks what changed between them: a scenario's verdict, its bad iterations, its p95
-latency (one of the two at least 1.5 times the other), a signature class that appeared,
+`harness compare RUN_A RUN_B` reads each run's soak (or another section: baseline, watch,
+late_watch) and marks what changed between them: a scenario's verdict, its bad iterations, its
+p95 latency (one of the two at least 1.5 times the other), a signature class that appeared,
 vanished or changed its rate per 100 requests (by the same factor), and which triggers fired.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import InputError
 
-SECTIONS = ("soak", "baseline", "watch", "smoke")
+SECTIONS = ("soak", "baseline", "watch", "late_watch", "smoke")
 RELATIVE_CHANGE = 0.5
 
 

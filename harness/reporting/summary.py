@@ -20,7 +20,8 @@ def _cell(text: Any) -> str:
 
 
 # the baseline is shown beside the soak (its comparison); the smoke is one iteration per path
-SOAK_SECTIONS = (("soak", "Soak"), ("watch", "Watch after rollback"))
+SOAK_SECTIONS = (("soak", "Soak"), ("watch", "Early watch after rollback"),
+                 ("late_watch", "Later watch after rollback"))
 
 
 def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> str:
@@ -73,6 +74,17 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
                 reason = (p.get("reason") or "").splitlines()[0][:240] if p.get("reason") else ""
                 lines.append(f"| {p['family']}: {_cell(p['name'])} | {_cell(reason)} |")
         lines.append("")
+    rollback = verdict.get("rollback_path") or {}
+    if rollback.get("path"):
+        lines += [f"Rollback path: {rollback['path']}.", ""]
+    updater = verdict.get("updater") or {}
+    if updater.get("summary"):
+        used = "used" if updater.get("used") else "NOT used"
+        lines += [f"The target's own updater ({used}): {_cell(updater['summary'])}", ""]
+        for finding in (updater.get("verifier") or {}).get("findings") or []:
+            lines.append(f"- `{finding['path']}`: **{finding['classification']}**: "
+                         f"{_cell(finding['explanation'])}")
+        lines.append("")
     for key, title in SOAK_SECTIONS:
         section = verdict.get(key)
         if not section:
@@ -80,6 +92,8 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
         judged = (section.get("verdict") or {})
         per_path = judged.get("scenarios") or {}
         head = f"### {title}: {judged.get('verdict', 'not judged')}"
+        if section.get("delay_s"):
+            head += f" ({section['delay_s']:g} s of quiet first, the log watched)"
         if section.get("stopped_by"):
             head += (f" (stopped by `{section['stopped_by']}` after {section.get('seconds')} s "
                      f"of a {section.get('window_s'):g} s window)")

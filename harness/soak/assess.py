@@ -126,20 +126,45 @@ def inconclusive_mode(setting: str, verdict: str,
     return ("pass" if approved else "fail"), decision
 
 
+def _watch_problems(stats: dict[str, Any]) -> list[str]:
+    problems = []
+    if stats["bad"]:
+        problems.append(f"{stats['bad']} bad iterations")
+    if stats["cut"]:  # a reply still missing when the drain ended is not a path shown working
+        problems.append(f"{stats['cut']} unanswered when the watch ended")
+    if not stats["good"]:
+        problems.append("no good iteration")
+    return problems
+
+
 def watch(run: SoakRun) -> Judgement:
-    """After a rollback: the bad pattern must be gone AND every path must be shown working."""
+    """After a rollback (the smoke, the early and the later watch): the bad pattern must be
+    gone AND every path of the mix, the slowest included, must be shown working: no deciding
+    trigger, no bad or unanswered iteration, at least one good one per path."""
     problems = [f"trigger {d.label} fired (observed {_num(d.observed)})"
                 for d in run.deciding()]
     numbers = {sid: run.stats(sid) for sid in run.scenario_ids}
     for sid, stats in numbers.items():
-        if stats["bad"]:
-            problems.append(f"{sid}: {stats['bad']} bad iterations")
-        if not stats["good"]:
-            problems.append(f"{sid}: no good iteration")
+        problems += [f"{sid}: {p}" for p in _watch_problems(stats)]
+    quiet = run.window.delay_s
+    before = f"after {quiet:g} s of quiet (the log watched, no traffic), " if quiet else ""
     if problems:
-        return Judgement("fail", "; ".join(problems), numbers)
-    return Judgement("pass", "every path replied correctly and no trigger fired: " + ", ".join(
-        f"{sid} {s['good']} good (max {s['max_s']} s)" for sid, s in numbers.items()), numbers)
+        return Judgement("fail", before + "; ".join(problems), numbers)
+    return Judgement("pass", f"{before}every path replied correctly and no trigger fired: "
+                     + ", ".join(f"{sid} {s['good']} good (max {s['max_s']} s)"
+                                 for sid, s in numbers.items()), numbers)
+
+
+def watch_verdict(run: SoakRun) -> dict[str, Any]:
+    """A post-rollback watch's own verdict for verdict.json, the same as its test's."""
+    judged = watch(run)
+    paths = {}
+    for sid in run.scenario_ids:
+        stats = run.stats(sid)
+        problems = _watch_problems(stats)
+        paths[sid] = {"verdict": "fail" if problems else "pass",
+                      "summary": "; ".join(problems + [_stats_line(stats)])}
+    return {"verdict": judged.verdict, "reasons": [judged.summary], "scenarios": paths}
 
 
 def progress_line(run: SoakRun, elapsed: float) -> str:
@@ -159,6 +184,8 @@ def progress_line(run: SoakRun, elapsed: float) -> str:
     window = run.window.window_s
     clock = (f"{elapsed:5.0f} s" if not window else f"{elapsed:5.0f}/{window:g} s"
              + (" (draining)" if elapsed > window else ""))
+    if elapsed < 0:  # the quiet delay before a later watch's traffic: the log is watched
+        clock = f"quiet, traffic in {-elapsed:.0f} s"
     return (f"[{run.label}] {clock}  requests {len(exchanges)}"
             f" (bad {bad})  {classes}  p95 {_num(p95)} s  nearest trigger: {nearest}")
 
@@ -181,7 +208,7 @@ def summary(run: SoakRun) -> dict[str, Any]:
     """The numbers of a soak, watch or smoke run, as they go into verdict.json."""
     return {
         "window_s": run.window.window_s, "drain_s": run.window.drain_s,
-        "stop_grace_s": run.window.stop_grace_s,
+        "delay_s": run.window.delay_s, "stop_grace_s": run.window.stop_grace_s,
         "seconds": round(run.ended - run.started, 1), "stopped_by": run.stopped_by,
         "scenarios": {sid: run.stats(sid) for sid in run.scenario_ids},
         "signature_counts": signature_counts(run), "class_counts": class_counts(run),

@@ -7,7 +7,9 @@ arrival is dropped and counted). Iterations start until the window closes; in-fl
 finish during the drain. Every second the policy's triggers are judged against the log
 watcher's matches and the requests so far; a deciding trigger stops the soak at once: nothing
 new starts, and what is in flight gets the window's `stop_grace_s` to finish (a request that
-was going to fail is the evidence of the path it was on) before it is cut.
+was going to fail is the evidence of the path it was on) before it is cut. A window with a
+`delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged from
+the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -104,8 +106,9 @@ class SoakRun:
         seconds = [x.outcome.seconds for x in self.exchanges(scenario)]
         lags = [i.lag_s for i in its if i.lag_s is not None]
         bad = sum(i.verdict == "bad" for i in its)
-        # arrivals are scheduled inside the window only, so the rate is over the window
-        duration = min((self.ended or time.time()) - self.started,
+        # arrivals are scheduled inside the window only (after any quiet delay), so the rate
+        # is over the window
+        duration = min((self.ended or time.time()) - self.started - self.window.delay_s,
                        self.window.window_s or float("inf"))
         return {
             "iterations": len(its), "finished": len(finished),
@@ -167,6 +170,17 @@ def _json_shape(content: str, keys: Sequence[str]) -> str | None:
     return f"JSON reply without key(s) {', '.join(missing)}" if missing else None
 
 
+async def _quiet_until(moment: float, stop: asyncio.Event) -> bool:
+    """Wait, sending nothing, until `moment` (monotonic); False when the run was stopped."""
+    wait = moment - time.monotonic()
+    if wait > 0:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        except TimeoutError:
+            pass
+    return not stop.is_set()
+
+
 JudgeFn = Callable[["SoakRun", list[Match], bool], list[Decision]]
 Progress = Callable[["SoakRun", float], None]
 
@@ -190,7 +204,8 @@ class SoakDriver:
     async def _run(self, label: str, window: Window, once: bool) -> SoakRun:
         run = SoakRun(label=label, window=window, started=time.time(),
                       scenarios=list(self.scenarios))
-        window_closes = time.monotonic() + window.window_s
+        traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
+        window_closes = traffic_starts + window.window_s
         stop = asyncio.Event()
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         async with httpx.AsyncClient(limits=limits) as client:
@@ -200,7 +215,8 @@ class SoakDriver:
                     loads.append(self._arrivals(client, scenario, run, window_closes, stop))
                 else:
                     workers = 1 if scenario.open_model else scenario.concurrency
-                    loads.extend(self._worker(client, scenario, run, window_closes, stop, once)
+                    loads.extend(self._worker(client, scenario, run, traffic_starts,
+                                              window_closes, stop, once)
                                  for _ in range(workers))
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
@@ -222,7 +238,7 @@ class SoakDriver:
                     break
                 if self.progress and now - last_progress >= self.progress_every_s:
                     last_progress = now
-                    self.progress(run, now - (window_closes - window.window_s))
+                    self.progress(run, now - traffic_starts)  # negative: still quiet
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -239,14 +255,17 @@ class SoakDriver:
         return self.judge(run, run.matches, final)
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
-                      window_closes: float, stop: asyncio.Event, once: bool) -> None:
+                      traffic_starts: float, window_closes: float, stop: asyncio.Event,
+                      once: bool) -> None:
+        if not await _quiet_until(traffic_starts, stop):
+            return
         first = True
         while (first and once) or (not once and time.monotonic() < window_closes
                                    and not stop.is_set()):
             first = False
             await self._iterate(client, scenario, run, None)
             if scenario.pause_s and not once:
-                await asyncio.sleep(scenario.pause_s)
+                await _quiet_until(time.monotonic() + scenario.pause_s, stop)
 
     async def _arrivals(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                         window_closes: float, stop: asyncio.Event) -> None:
@@ -262,8 +281,7 @@ class SoakDriver:
                 due = origin + k * interval
                 if due >= window_closes:
                     break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                if stop.is_set():
+                if not await _quiet_until(due, stop):  # a stop wakes it at once
                     break
                 k += 1
                 if len(in_flight) >= scenario.max_in_flight:

@@ -360,10 +360,17 @@ def paths_named(text: str, patterns: Iterable[str], root: Path | None = None
     return found, len(lines)
 
 
-def judge_report(text: str, truth: PackageTruth, root: Path,
+def judge_report(text: str | Sequence[str], truth: PackageTruth, root: Path,
                  patterns: Sequence[str] = DEFAULT_PATTERNS) -> ReportJudgement:
-    """Judge every path a tool's output names against the package and the install at `root`."""
-    named, lines = paths_named(text, patterns or DEFAULT_PATTERNS, root)
+    """Judge every path a tool's output names against the package and the install at `root`.
+    Several outputs of one tool (its stdout with a JSON report, its stderr) are each read on
+    their own, and a path named in both is judged once."""
+    named: list[tuple[str, str]] = []
+    lines = 0
+    for output in ([text] if isinstance(text, str) else text):
+        found, read = paths_named(output, patterns or DEFAULT_PATTERNS, root)
+        named += [(path, line) for path, line in found if path not in {p for p, _ in named}]
+        lines += read
     findings = []
     for path, line in named:
         if path.startswith("/"):

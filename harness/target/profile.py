@@ -39,6 +39,23 @@ DEFAULT_LOG_SOURCE = {"local": "stdout", "systemd": "journal"}
 
 
 @dataclass(frozen=True)
+class UpdaterSpec:
+    """The target's own updater, as a user runs it on a global npm install: its arguments
+    after the package's binary (`{version}`: the version to go to) and its environment
+    (`{scratch}`: a folder of the harness's own for it, never the deployment's)."""
+
+    command: list[str]
+    env: dict[str, str]
+    timeout_s: float = 900.0
+
+    def argv(self, version: str) -> list[str]:
+        return [arg.format(version=version) for arg in self.command]
+
+    def environment(self, scratch: Path) -> dict[str, str]:
+        return {key: value.format(scratch=scratch) for key, value in self.env.items()}
+
+
+@dataclass(frozen=True)
 class PackageSpec:
     name: str  # npm package name
     bin: str  # executable under node_modules/.bin
@@ -46,6 +63,7 @@ class PackageSpec:
     install_env: dict[str, str]
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
+    updater: UpdaterSpec | None = None  # None: the profile declares no updater of its own
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,28 @@ def _patterns(table: Table, name: str) -> list[str]:
     return patterns
 
 
+def _updater(table: Table) -> UpdaterSpec | None:
+    if not table.data:
+        return None
+    table.reject_unknown({"command", "env", "timeout_s"})
+    command = table.str_list("command")
+    env = table.str_map("env")
+    for key, values, allowed in (("command", dict(enumerate(command)), {"version": "V"}),
+                                 ("env", env, {"scratch": "/s"})):
+        for name, value in values.items():
+            try:
+                value.format(**allowed)
+            except (KeyError, IndexError, ValueError) as exc:
+                where = f"{key}[{name}]" if key == "command" else f"{key}.{name}"
+                raise table.fail(where, f"unknown or malformed placeholder {exc} in {value!r} "
+                                 f"(known: {', '.join('{' + k + '}' for k in allowed)})"
+                                 ) from None
+    if not any("{version}" in arg for arg in command):
+        raise table.fail("command", "needs {version}: the version the updater goes to")
+    return UpdaterSpec(command=command, env=env,
+                       timeout_s=table.number("timeout_s", 900, minimum=0, exclusive=True))
+
+
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
     target = root.table("target")
@@ -204,11 +244,12 @@ def load_target(path: Path) -> TargetProfile:
                         "that is running already); this target is embedded")
 
     pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns", "updater"})
     package = PackageSpec(
         name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
         install_env=pkg.str_map("install_env"),
         verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
+        updater=_updater(pkg.table("updater", required=False)),
     )
     if not package.node_major.isdigit():
         raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
