@@ -105,18 +105,22 @@ def _drive(name: str, source: str, html: Path, shots: Path, runtime: Runtime,
 
 
 # Driven by Node.js: playwright-core with Debian's Chromium. Prints what it saw as JSON.
-SCRIPT = r"""// Drives a rendered Allure 3 report in headless Chromium; prints what it saw as JSON.
-import { createRequire } from "node:module";
-import { writeFileSync } from "node:fs";
+# What both scripts start with: playwright-core from its cached prefix, Debian's Chromium
+# headless, the report's URL and the screenshot folder as their first two arguments.
+PRELUDE = r"""import { createRequire } from "node:module";
 const require = createRequire(process.env.PLAYWRIGHT_PREFIX + "/node_modules/");
 const { chromium } = require("playwright-core");
-const [url, shots, policyTest, evidenceName] = process.argv.slice(2);
+const [url, shots, ...rest] = process.argv.slice(2);
 const seen = {};
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM, headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
+"""
+
+SCRIPT = PRELUDE + r"""// The overview, the tree, a test and its evidence, the categories.
+const [policyTest, evidenceName] = rest;
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   await page.goto(url, { waitUntil: "networkidle" });
@@ -184,17 +188,7 @@ process.stdout.write(JSON.stringify(seen));
 
 
 # The Graphs section: Allure 3 switches sections from the menu at the report's top left.
-GRAPHS_SCRIPT = r"""// Opens a rendered Allure 3 report's Graphs section; prints its charts as JSON.
-import { createRequire } from "node:module";
-const require = createRequire(process.env.PLAYWRIGHT_PREFIX + "/node_modules/");
-const { chromium } = require("playwright-core");
-const [url, shots] = process.argv.slice(2);
-const seen = {};
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM, headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+GRAPHS_SCRIPT = PRELUDE + r"""// The Graphs section: each chart's title, text and x labels.
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   await page.goto(url, { waitUntil: "networkidle" });
