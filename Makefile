@@ -29,13 +29,25 @@ acceptance: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report $(RUN)
 
-# The harness's own tests: unit tests first (fast), then end-to-end runs of the real gateway.
+# pytest-xdist workers. The tests mostly wait (soak windows, a slow reasoner silent for 70 s,
+# watches, quiet delays), not compute, so there are twice as many workers as cores, and no more
+# than memory holds (a worker's run may hold two gateways, a model lab and a container: 3 GB).
+CORES := $(shell nproc 2>/dev/null || echo 2)
+MEMORY_GB := $(shell awk '/MemTotal/ {print int($$2 / 1048576)}' /proc/meminfo 2>/dev/null || echo 8)
+WORKERS ?= $(shell n=$$(( $(CORES) * 2 )); m=$$(( $(MEMORY_GB) / 3 )); \
+	[ $$m -lt $$n ] && n=$$m; [ $$n -lt 1 ] && n=1; echo $$n)
+# one test and those that use its run stay on one worker (@pytest.mark.xdist_group)
+XDIST := -n $(WORKERS) --dist loadgroup
+
+# The harness's own tests: unit tests first (fast), then end-to-end runs of the real gateway,
+# each with the ten slowest tests at the end, so the next person sees where the time goes.
+# Serially, to debug: `make test WORKERS=0`.
 test: $(STAMP)
-	$(BIN)/pytest tests -m "not e2e" -q
-	$(BIN)/pytest tests -m e2e -v
+	$(BIN)/pytest tests -m "not e2e" -q $(XDIST) --durations=10
+	$(BIN)/pytest tests -m e2e -v $(XDIST) --durations=10
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -m "not e2e" -q
+	$(BIN)/pytest tests -m "not e2e" -q $(XDIST) --durations=10
 
 # Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines):
 # the soak driver and signal pipeline against the model lab, then rollback by prefix switch

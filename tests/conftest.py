@@ -1,11 +1,15 @@
 """Shared fixtures of the harness's own tests: the private docker engine and the systemd image.
 
-One engine per session (it holds a lock on the cache's data root), shared by every module that
-boots a systemd container; its teardown checks with `ps` that nothing of the session is left.
+One engine per session (it holds a lock on its data root), shared by every module of the session
+that boots a systemd container; its teardown checks with `ps` that nothing of the session is left.
+Under pytest-xdist every worker is a session of its own, so each worker gets its own engine:
+its own data root under `.cache/workers/<worker>/` (two dockerds can never share one), socket,
+exec root and bridge. The root file system tarball they import is built once for all of them.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,16 @@ from harness.container.image import SystemdImage
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
+
+
+def worker_id() -> str:
+    """The pytest-xdist worker this process is (gw0, gw1, ...), or "main" without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def worker_cache() -> Path:
+    """This worker's own part of the cache, for what two workers must never write at once."""
+    return CACHE if worker_id() == "main" else CACHE / "workers" / worker_id()
 
 STARTED: list[str] = []  # IDs of containers this session started
 
@@ -41,7 +55,7 @@ def ours(pid: int, socket: str) -> list[str]:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[DockerEngine]:
     """A private dockerd for this session; afterwards `ps` must show nothing of it."""
-    docker_engine = DockerEngine(CACHE)
+    docker_engine = DockerEngine(worker_cache())
     with docker_engine:
         pid, socket = docker_engine.pid, str(docker_engine.socket)
         bridge = docker_engine.bridge

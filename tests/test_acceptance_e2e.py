@@ -54,30 +54,36 @@ def phase(verdict: dict, name: str) -> dict:
     return next(p for p in verdict["phases"] if p["name"] == name)
 
 
-def plant_token_in_the_candidates_log(since: float, stop: threading.Event) -> None:
+def plant_token_in_the_candidates_log(run_dir: Path, stop: threading.Event) -> None:
     """Once the candidate runs (its deployment's log has a second start), append every 10 s a
     line of the kind the gateway logs (a warning-class signature, which no trigger counts)
-    that carries the run's gateway token: the soak's log excerpts in the report will hold it."""
+    that carries the run's gateway token: the soak's log excerpts in the report will hold it.
+    Only this run's own deployment (its run id is in the lock it writes at the start): runs of
+    other tests go on beside it on other workers."""
     while not stop.wait(1.0):
-        for log in (ROOT / ".cache" / "runs").glob("*/deployment/logs/gateway.log"):
-            if log.stat().st_mtime < since or log.read_text().count("--- harness: starting") < 2:
-                continue
-            token = json.loads((log.parents[1] / "state" / "openclaw.json").read_text())[
-                "gateway"]["auth"]["token"]
-            for _ in range(9):  # from the candidate's start to past the soak's early stop
-                if stop.wait(10.0):
-                    return
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
-                with open(log, "a") as handle:
-                    handle.write(f"{stamp} [gateway-http] {PLANTED}{token}\n")
-            return
+        try:
+            run_id = json.loads((run_dir / "release.lock.json").read_text())["run_id"]
+        except (OSError, ValueError, KeyError):
+            continue
+        log = ROOT / ".cache" / "runs" / run_id / "deployment" / "logs" / "gateway.log"
+        if not log.exists() or log.read_text().count("--- harness: starting") < 2:
+            continue
+        token = json.loads((log.parents[1] / "state" / "openclaw.json").read_text())[
+            "gateway"]["auth"]["token"]
+        for _ in range(9):  # from the candidate's start to past the soak's early stop
+            if stop.wait(10.0):
+                return
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+            with open(log, "a") as handle:
+                handle.write(f"{stamp} [gateway-http] {PLANTED}{token}\n")
+        return
 
 
 @pytest.mark.e2e
 def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
     stop = threading.Event()
     planter = threading.Thread(target=plant_token_in_the_candidates_log,
-                               args=(time.time(), stop), daemon=True)
+                               args=(tmp_path / "run", stop), daemon=True)
     planter.start()
     # the window outlasts the first slow replies (about 60 s), so a trigger stops it early
     try:
@@ -296,6 +302,7 @@ def test_a_malformed_policy_stops_before_anything_starts(tmp_path: Path) -> None
     assert not (ROOT / ".cache" / "runs" / verdict.get("run_id", "none")).exists()
 
 
+@pytest.mark.e2e  # asks the real npm registry
 def test_an_unknown_version_is_refused_before_anything_starts(tmp_path: Path) -> None:
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2099.1.1", timeout=120)
     assert code == 21

@@ -130,7 +130,10 @@ def test_a_disarmed_guard_exits_and_never_trips(tmp_path: Path) -> None:
     out, _ = harness.communicate(timeout=60)
     armed = json.loads(out.splitlines()[0])
     assert out.splitlines()[1] == "closed" and harness.returncode == 0
-    time.sleep(5)  # longer than stale_s: a guard still watching would have tripped by now
+    # a guard still watching would trip after stale_s (3 s); one that has exited never can
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{armed['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not Path(f"/proc/{armed['pid']}").exists()
     assert not (root / "guard" / "result.json").exists()
     assert not (root / "gateway.pid").exists()

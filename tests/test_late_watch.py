@@ -186,7 +186,7 @@ timeout_s = 30
     scenarios = load_scenarios(tmp_path / "soak")
     policy = load_policy(policy_file(tmp_path))
     run = SoakDriver(endpoint(lab), scenarios.scenarios, Judge(policy), None).run(
-        "watch", Window(0.3, 1.0))
+        "watch", Window(1.0, 1.0))  # a window a loaded machine still starts in
     assert run.stats("stuck")["cut"] == 1
     judged = assess.watch(run)
     assert not judged.ok and "stuck: 1 unanswered when the watch ended" in judged.summary

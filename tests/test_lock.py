@@ -77,6 +77,7 @@ def run_suite(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+@pytest.mark.e2e  # the suite resolves both versions in the real npm registry
 def test_the_suite_locks_its_review_at_the_start(tmp_path: Path) -> None:
     done = run_suite(tmp_path / "run", "--collect-only")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -87,6 +88,7 @@ def test_the_suite_locks_its_review_at_the_start(tmp_path: Path) -> None:
     assert all(len(lock[f]["sha256"]) == 64 for f in ("policy", "scenarios", "target"))
 
 
+@pytest.mark.e2e  # the real npm registry
 def test_naming_another_version_for_a_locked_run_dir_is_refused(tmp_path: Path) -> None:
     assert run_suite(tmp_path / "run", "--collect-only").returncode == 0
     done = run_suite(tmp_path / "run", "--candidate", "2026.4.2")
@@ -100,6 +102,7 @@ def test_naming_another_version_for_a_locked_run_dir_is_refused(tmp_path: Path) 
     assert verdict["phases"] == []  # refused before anything ran
 
 
+@pytest.mark.e2e  # the real npm registry, whose latest has moved
 def test_a_dist_tag_that_moved_since_the_lock_is_refused(tmp_path: Path) -> None:
     """The lock of a review taken when `latest` was 2026.4.1 (it was, on 2026-04-02); the real
     registry's `latest` has moved on since, so running that review again is refused."""

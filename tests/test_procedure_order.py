@@ -17,6 +17,7 @@ ROLLBACK = ["rollback_backup", "rollback_prepare", "rollback_restart_gate", "rol
             "rollback_start", "rollback_smoke", "rollback_watch", "rollback_late_watch"]
 
 
+@pytest.mark.e2e  # collecting the suite resolves both versions in the real npm registry
 def test_collected_order_is_upgrade_then_soak_then_rollback(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios", "--collect-only", "-q",

@@ -63,7 +63,7 @@ def files(tmp_path: Path, scenarios: str, triggers: str, min_samples: int = 1):
 
 def soak(lab: ModelLab, scenario_set, policy, log: Path, window_s: float = 2.0,
          baseline: SoakRun | None = None, label: str = "soak",
-         write_lines: int = 0, stop_grace_s: float = 10.0) -> SoakRun:
+         write_lines: int = 0, stop_grace_s: float = 10.0, drain_s: float = 5.0) -> SoakRun:
     log.touch()
     watcher = LogWatcher.from_end(log, OPENCLAW)
     driver = SoakDriver(endpoint(lab), scenario_set.scenarios, Judge(policy, baseline), watcher)
@@ -77,7 +77,7 @@ def soak(lab: ModelLab, scenario_set, policy, log: Path, window_s: float = 2.0,
         writer = threading.Thread(target=write)
         writer.start()
     with watcher:
-        run = driver.run(label, Window(window_s, 5.0, stop_grace_s=stop_grace_s))
+        run = driver.run(label, Window(window_s, drain_s, stop_grace_s=stop_grace_s))
     if writer is not None:
         writer.join()
     return run
@@ -320,9 +320,10 @@ rate_per_min = 600
 max_in_flight = 3
 timeout_s = 30
 """, CLEAN_TRIGGERS.split("[[triggers]]\nname = \"bad\"")[0])
-    run = soak(lab, scenarios, policy, tmp_path / "gateway.log", window_s=1.0)
+    run = soak(lab, scenarios, policy, tmp_path / "gateway.log", window_s=1.0, drain_s=1.0)
     stats = run.stats("stuck")
-    # 10 arrivals a second for 1 s; the model never answers, so 3 are in flight and 7 dropped
+    # 10 arrivals a second for 1 s; the model never answers, so 3 are in flight and 7 dropped,
+    # and the 3 are cut when the drain ends
     assert stats["iterations"] == 3 and stats["dropped"] == 7 and stats["cut"] == 3
 
 

@@ -8,7 +8,8 @@ someone else's dockerd, so this engine shares nothing with a system one:
     bridge      grh-XXXXXX with its own /24    (never docker0, which another engine may own)
     iptables    off: nothing is written into the host's firewall; `-p 127.0.0.1:H:C` still
                 works through docker's userland proxy, and the containers need no outbound NAT
-One engine per cache folder at a time (an exclusive lock), because a data root cannot be shared.
+One engine per cache folder at a time (an exclusive lock), because a data root cannot be shared;
+parallel runs (pytest-xdist workers) each start an engine on a cache folder of their own.
 On exit dockerd gets SIGTERM by the PID recorded at start (SIGKILL of its process group if it
 does not go), what it left mounted under its roots (its netns bind mount) is unmounted, and the
 bridge is deleted.
@@ -33,6 +34,7 @@ from harness.errors import InfrastructureError
 
 PACKAGES = ("docker.io", "debootstrap")
 LABEL = "org.gateway-release-harness"  # every container the harness starts carries it
+SUBNET_LOCK = "/run/grh-subnet.lock"  # machine-wide: bridges are machine-wide too
 
 
 def ensure_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
@@ -41,10 +43,11 @@ def ensure_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     if not missing:
         return []
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    done = commands.run(argv, env=env, timeout=600)
+    wait = ["-o", "DPkg::Lock::Timeout=600"]  # a parallel run may be installing the same
+    argv = ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *missing]
+    done = commands.run(argv, env=env, timeout=700)
     if done.returncode != 0:  # a machine whose package lists are stale or absent
-        commands.run(["apt-get", "update", "-q"], env=env, timeout=600)
+        commands.run(["apt-get", *wait, "update", "-q"], env=env, timeout=700)
         done = commands.run(argv, env=env, timeout=600)
     if done.returncode != 0:
         raise InfrastructureError(f"apt-get install {' '.join(missing)} failed: {done.tail(3)}")
@@ -204,6 +207,12 @@ class DockerEngine:
             record.unlink()
 
     def _create_bridge(self) -> None:
+        # engines of parallel runs choose their subnets one at a time, so two never pick the same
+        with open(SUBNET_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._create_bridge_on_a_free_subnet()
+
+    def _create_bridge_on_a_free_subnet(self) -> None:
         self.subnet = _free_subnet()
         name = f"grh-{secrets.token_hex(3)}"
         gateway = next(self.subnet.hosts())

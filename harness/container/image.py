@@ -14,6 +14,7 @@ the engine's data root keeps them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -90,8 +91,18 @@ class SystemdImage:
         if self.tarball.exists():
             self.times.reused.append("rootfs")
             return self.tarball
-        started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
+        # engines of parallel test workers share the tarball: one builds, the others wait
+        with open(self.dir / f"{self.tarball.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.tarball.exists():
+                self.times.reused.append("rootfs")
+                return self.tarball
+            self._build_rootfs()
+        return self.tarball
+
+    def _build_rootfs(self) -> None:
+        started = time.monotonic()
         scratch = self.dir / f".rootfs-{os.getpid()}"
         partial = self.tarball.with_name(self.tarball.name + f".partial-{os.getpid()}")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -114,7 +125,6 @@ class SystemdImage:
             shutil.rmtree(scratch, ignore_errors=True)
             partial.unlink(missing_ok=True)
         self.times.rootfs_s = time.monotonic() - started
-        return self.tarball
 
     # -- images ------------------------------------------------------------------------
     def base(self) -> str:
