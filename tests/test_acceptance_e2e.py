@@ -80,6 +80,7 @@ def plant_token_in_the_candidates_log(run_dir: Path, stop: threading.Event) -> N
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
 def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
     stop = threading.Event()
     planter = threading.Thread(target=plant_token_in_the_candidates_log,
@@ -198,6 +199,7 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
 def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Path) -> None:
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
                                       "--soak", "30", "--watch", "20", "--baseline", "20")
@@ -226,6 +228,7 @@ def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Pat
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
 def test_two_real_runs_compare_by_scenario_and_signature_class() -> None:
     """The passing 3.28 run beside the rolled-back 4.1 run of this session."""
     if set(RUNS) != {"passed", "rolled_back"}:
@@ -241,6 +244,7 @@ def test_two_real_runs_compare_by_scenario_and_signature_class() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
 def test_the_trend_follows_real_runs_rendered_from_one_reports_folder(tmp_path: Path) -> None:
     """Yesterday's rolled-back 4.1 run, then today's passing run, rendered from one reports
     folder: the second report's trend has both runs, and a test's history shows the change."""

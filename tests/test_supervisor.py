@@ -32,7 +32,9 @@ from harness.container.systemd import SystemdContainer
 from harness.target.runtime import Runtime
 from tests.conftest import CACHE, ROOT, STARTED
 
-pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(900)]
+# one worker boots this module's containers and runs its tests in order (pytest-xdist)
+pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(900),
+              pytest.mark.xdist_group("supervisor")]
 
 NAME = "grh-supervisor-test"
 NPMRC = Path("/etc/npmrc")

@@ -32,7 +32,9 @@ from harness.container.image import USER
 from harness.container.systemd import SystemdContainer
 from tests.conftest import CACHE, ROOT, STARTED
 
-pytestmark = [pytest.mark.e2e, pytest.mark.systemd]
+# one worker boots this module's containers and runs its tests in order (pytest-xdist)
+pytestmark = [pytest.mark.e2e, pytest.mark.systemd,
+              pytest.mark.xdist_group("systemd-acceptance")]
 
 KNOWN_GOOD, CANDIDATE = "2026.3.28", "2026.4.1"
 

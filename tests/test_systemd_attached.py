@@ -39,7 +39,9 @@ from harness.target.runner import SshRunner, systemd_user_env
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 from tests.conftest import CACHE, ROOT, STARTED
 
-pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(900)]
+# one worker boots this module's containers and runs its tests in order (pytest-xdist)
+pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(900),
+              pytest.mark.xdist_group("systemd-attached")]
 
 VERSION = "2026.3.28"
 UNIT = "openclaw-gateway.service"

@@ -40,7 +40,9 @@ from harness.target.runtime import Installation, NodeRuntime, Runtime
 from harness.target.systemd import SystemdUserDriver
 from tests.conftest import STARTED, ours
 
-pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(600)]
+# one worker boots this module's containers and runs its tests in order (pytest-xdist)
+pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.timeout(600),
+              pytest.mark.xdist_group("systemd-container")]
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
