@@ -29,7 +29,6 @@ Windows: `[soak]` and `[watch]` (the early post-rollback watch) are required, `[
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,12 +385,8 @@ def _trigger(table: Table) -> Trigger:
 
 def _signature(table: Table) -> Signature:
     table.reject_unknown({"name", "class", "pattern"})
-    pattern = table.str("pattern")
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise table.fail("pattern", f"not a valid regular expression: {exc}") from None
-    return Signature(table.str("name"), table.str("class", choices=CLASSES), compiled)
+    return Signature(table.str("name"), table.str("class", choices=CLASSES),
+                     table.pattern("pattern"))
 
 
 def check_scenarios(policy: Policy, ids: list[str]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.patterns import Pattern, PatternError, compile_pattern
 
 _MISSING = object()
 
@@ -91,6 +92,14 @@ class Table:
         if not isinstance(value, bool):
             raise self.fail(name, f"expected true or false, got {value!r}")
         return value
+
+    def pattern(self, name: str, default: Any = _MISSING) -> Pattern:
+        """A user's pattern, compiled with RE2 (linear time: no log line can hang a match)."""
+        text = self.str(name, default)
+        try:
+            return compile_pattern(text)
+        except PatternError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def str_list(self, name: str, default: Any = _MISSING, non_empty: bool = True) -> list[str]:
         value = self._get(name, default)

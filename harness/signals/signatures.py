@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.patterns import Pattern, compile_pattern
+
 CLASSES = ("timeout", "failover", "fallback", "error", "warning")
 
 _RUN_ID = re.compile(r"\brunId=([\w:.-]+)")
@@ -20,14 +22,14 @@ _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\
 class Signature:
     name: str
     klass: str
-    pattern: re.Pattern[str]
+    pattern: Pattern  # RE2: a match is linear in the line, so no line can hang the watcher
 
     def matches(self, line: str) -> bool:
         return self.pattern.search(line) is not None
 
 
 def _sig(name: str, klass: str, pattern: str) -> Signature:
-    return Signature(name, klass, re.compile(pattern))
+    return Signature(name, klass, compile_pattern(pattern))
 
 
 # Read from the real gateway's console output (2026.3.28 and 2026.4.1 share the format).

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
 
 DRIVERS = ("local", "systemd")
@@ -201,9 +202,9 @@ def _patterns(table: Table, name: str) -> list[str]:
     patterns = table.str_list(name, [], non_empty=False)
     for i, pattern in enumerate(patterns):
         try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise table.fail(f"{name}[{i}]", f"not a valid regular expression: {exc}") from None
+            compiled = compile_pattern(pattern)
+        except PatternError as exc:
+            raise table.fail(f"{name}[{i}]", str(exc)) from None
         if "path" not in compiled.groupindex:
             raise table.fail(f"{name}[{i}]", "needs a named group (?P<path>...) for the file")
     return patterns
