@@ -177,8 +177,12 @@ def build_verdict(record: RunRecord, lock: dict[str, Any] | None) -> dict[str, A
         "phases": [p.__dict__ for p in record.phases],
         **record.facts,
         "final_state": record.final_state,
-        "claim": f"{posture_line(record)}. {_claim(outcome, lock, record)}",
+        "claim": _claim(outcome, lock, record),
     }
+    # the backup posture leads every claim about a run that got going; a run stopped on an
+    # error before any backup was taken has no posture to state
+    if record.error is None or record.facts.get("backup_posture"):
+        verdict["claim"] = f"{posture_line(record)}. {verdict['claim']}"
     return verdict
 
 

@@ -35,6 +35,12 @@ from harness.errors import InputError
 from harness.schema import Table, load_toml
 
 KINDS = ("reply", "panel", "sequence")
+# Load a soak may ask of one gateway from this harness: beyond these it measures the harness
+# (threads, sockets), not the gateway, and a typo such as 100000 would exhaust the machine.
+MAX_CONCURRENCY = 256
+MAX_IN_FLIGHT = 1000
+MAX_RATE_PER_MIN = 6000.0  # 100 iterations a second
+MAX_REQUEST_S = 86400.0
 
 REPLY_PROMPT = ("Answer in one short sentence and quote the reference tag {nonce} verbatim. "
                 "What is a good habit before upgrading a service?")
@@ -109,10 +115,12 @@ class ScenarioSet:
 def _step(table: Table, name: str, agent: str | None, defaults: dict[str, object],
           prompt: str) -> Step:
     stream = table.bool("stream", defaults["stream"])
-    timeout = table.number("timeout_s", defaults["timeout_s"], minimum=0, exclusive=True)
+    timeout = table.seconds("timeout_s", defaults["timeout_s"], minimum=0, exclusive=True,
+                            maximum=MAX_REQUEST_S)
     budget = defaults["latency_budget_s"]
     if "latency_budget_s" in table.data:
-        budget = table.number("latency_budget_s", minimum=0, exclusive=True)
+        budget = table.seconds("latency_budget_s", minimum=0, exclusive=True,
+                               maximum=MAX_REQUEST_S)
     text = table.data.get("prompt", prompt)
     if not isinstance(text, str) or not text.strip():
         raise table.fail("prompt", f"expected a non-empty string, got {text!r}")
@@ -144,8 +152,10 @@ def _scenario(table: Table) -> Scenario:
         raise table.fail("id", f"use letters, digits, '-', '_' or '.', got {scenario_id!r}")
     defaults: dict[str, object] = {
         "stream": table.bool("stream", True),
-        "timeout_s": table.number("timeout_s", 240.0, minimum=0, exclusive=True),
-        "latency_budget_s": (table.number("latency_budget_s", minimum=0, exclusive=True)
+        "timeout_s": table.seconds("timeout_s", 240.0, minimum=0, exclusive=True,
+                                   maximum=MAX_REQUEST_S),
+        "latency_budget_s": (table.seconds("latency_budget_s", minimum=0, exclusive=True,
+                                            maximum=MAX_REQUEST_S)
                              if "latency_budget_s" in table.data else None),
     }
     if kind == "reply":
@@ -173,15 +183,18 @@ def _scenario(table: Table) -> Scenario:
         if "concurrency" in table.data:
             raise table.fail("rate_per_min", "give either rate_per_min (open model) or "
                              "concurrency (closed model), not both")
-        rate = table.number("rate_per_min", minimum=0, exclusive=True)
+        rate = table.number("rate_per_min", minimum=0, exclusive=True, maximum=MAX_RATE_PER_MIN)
     elif "max_in_flight" in table.data:
         raise table.fail("max_in_flight", "only applies with rate_per_min")
-    min_samples = table.int("min_samples", minimum=1) if "min_samples" in table.data else None
+    min_samples = table.int("min_samples", minimum=1, maximum=1_000_000) \
+        if "min_samples" in table.data else None
     return Scenario(
         id=scenario_id, kind=kind, stages=stages,
-        concurrency=table.int("concurrency", 1, minimum=1), rate_per_min=rate,
-        max_in_flight=table.int("max_in_flight", 50, minimum=1),
-        pause_s=table.number("pause_s", 0.0), min_samples=min_samples, source=table.source,
+        concurrency=table.int("concurrency", 1, minimum=1, maximum=MAX_CONCURRENCY),
+        rate_per_min=rate,
+        max_in_flight=table.int("max_in_flight", 50, minimum=1, maximum=MAX_IN_FLIGHT),
+        pause_s=table.seconds("pause_s", 0.0, maximum=3600), min_samples=min_samples,
+        source=table.source,
     )
 
 

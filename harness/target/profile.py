@@ -229,7 +229,7 @@ def _updater(table: Table) -> UpdaterSpec | None:
     if not any("{version}" in arg for arg in command):
         raise table.fail("command", "needs {version}: the version the updater goes to")
     return UpdaterSpec(command=command, env=env,
-                       timeout_s=table.number("timeout_s", 900, minimum=0, exclusive=True))
+                       timeout_s=table.seconds("timeout_s", 900, minimum=0, exclusive=True))
 
 
 def load_target(path: Path) -> TargetProfile:
@@ -263,10 +263,10 @@ def load_target(path: Path) -> TargetProfile:
     gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s",
                        "unit", "version_env"})
     gateway = GatewaySpec(
-        start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0),
+        start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0, maximum=65535),
         token_env=gw.str("token_env"),
-        ready_timeout_s=gw.number("ready_timeout_s", 60, minimum=0, exclusive=True),
-        stop_timeout_s=gw.number("stop_timeout_s", 20, minimum=0, exclusive=True),
+        ready_timeout_s=gw.seconds("ready_timeout_s", 60, minimum=0, exclusive=True),
+        stop_timeout_s=gw.seconds("stop_timeout_s", 20, minimum=0, exclusive=True),
         unit=gw.str("unit", f"{package.bin}-gateway.service"),
         version_env=gw.opt_str("version_env") or "",
     )
@@ -292,7 +292,7 @@ def load_target(path: Path) -> TargetProfile:
     commands = BackupCommands(
         full=bk.str_list("full") if "full" in bk.data else None,
         config_only=bk.str_list("config_only") if "config_only" in bk.data else None,
-        timeout_s=bk.number("timeout_s", 600, minimum=0, exclusive=True),
+        timeout_s=bk.seconds("timeout_s", 600, minimum=0, exclusive=True),
     )
     for name in ("full", "config_only"):
         argv = getattr(commands, name)
@@ -314,7 +314,8 @@ def load_target(path: Path) -> TargetProfile:
     sd.reject_unknown({"user", "restart_sec"})
     if driver == "systemd":
         systemd = SystemdSpec(user=sd.str("user"),
-                              restart_sec=sd.number("restart_sec", 5, minimum=0, exclusive=True))
+                              restart_sec=sd.seconds("restart_sec", 5, minimum=0, exclusive=True,
+                                                      maximum=3600))
     alert = _alert(root)
     lints = []
     pre = root.table("preflight", required=False)
