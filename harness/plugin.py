@@ -24,9 +24,9 @@ import pytest
 
 from harness.errors import ExitCode, HarnessError, InputError
 from harness.gate import MODES
+from harness.inputs import load_inputs
 from harness.lock import lock_path
 from harness.lock import take as take_lock
-from harness.policy import check_scenarios, load_policy
 from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
@@ -40,10 +40,8 @@ from harness.run import (
     write_verdict,
 )
 from harness.schema import option_seconds
-from harness.soak.scenarios import load_scenarios
 from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
-from harness.target.profile import load_target, with_host
 from harness.target.runtime import Runtime
 from harness.transitions import Transitions
 
@@ -189,15 +187,12 @@ def settings_for(config: pytest.Config) -> RunSettings:
         return config.stash[SETTINGS]
     try:
         durations = option_durations(config)
-        target = load_target(_path(config, "target", "harness_target"))
-        if config.getoption("target_host"):
-            target = with_host(target, config.getoption("target_host"))
         transitions = config.pluginmanager.get_plugin("harness-transitions")
-        if transitions is not None:  # alerts reach the target's hooks even for a bad input
-            transitions.use(target)
-        policy = load_policy(_path(config, "policy", "harness_policy"))
-        scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
-        check_scenarios(policy, scenarios.ids())
+        inputs = load_inputs(  # alerts reach the target's hooks even for a bad policy
+            _path(config, "target", "harness_target"), _path(config, "policy", "harness_policy"),
+            _path(config, "scenarios", "harness_scenarios"), config.getoption("target_host"),
+            on_target=transitions.use if transitions is not None else None)
+        target, policy, scenarios = inputs.target, inputs.policy, inputs.scenarios
         cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
         gate_timeout = durations["gate_timeout"] or GATE_TIMEOUT_S

@@ -128,6 +128,12 @@ def _step(table: Table, name: str, agent: str | None, defaults: dict[str, object
     if nonce and "{nonce}" not in text:
         raise table.fail("prompt", "needs a {nonce} placeholder (or set nonce = false): the "
                          "nonce echo is what proves a reply came from the model")
+    has_checks = any(key in table.data for key in ("contains", "json_keys")) or \
+        defaults["latency_budget_s"] is not None or "latency_budget_s" in table.data
+    if not nonce and not has_checks:
+        raise table.fail("nonce", "false with no other check (contains, json_keys, "
+                         "latency_budget_s): a gateway that times out answers HTTP 200 with an "
+                         "apology, so this path could never be judged bad")
     try:
         text.format(nonce="", previous="")
     except (KeyError, IndexError, ValueError) as exc:
@@ -196,6 +202,24 @@ def _scenario(table: Table) -> Scenario:
         pause_s=table.seconds("pause_s", 0.0, maximum=3600), min_samples=min_samples,
         source=table.source,
     )
+
+
+def check_agents(scenarios: ScenarioSet, agents: tuple[str, ...], target: str) -> None:
+    """Every agent a scenario addresses must be one the target serves (`api.agents`)."""
+    for scenario in scenarios.scenarios:
+        for stage in scenario.stages:
+            for step in stage:
+                if step.agent not in agents:
+                    key = _agent_key(scenario, step)
+                    raise InputError(scenario.source, f"scenarios[{scenario.id}].{key}",
+                                     f"no agent {step.agent!r} in {target} (api.agents: "
+                                     f"{', '.join(agents)})")
+
+
+def _agent_key(scenario: Scenario, step: Step) -> str:
+    if scenario.kind == "panel":
+        return "synthesiser" if step.name.startswith("synthesis:") else "reviewers"
+    return "agent" if scenario.kind == "reply" else f"steps[{step.name}].agent"
 
 
 def scenario_files(path: Path) -> list[Path]:
