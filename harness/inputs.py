@@ -52,6 +52,17 @@ def check_inputs(target: TargetProfile, policy: Policy, scenarios: ScenarioSet) 
         check_agents(scenarios, target.api.agents, str(target.path))
 
 
+def option_version(option: str, value: str | None) -> str | None:
+    """A version or dist-tag from the command line (None: not given, the target file's).
+    An empty one is an error: it would silently mean the target file's version."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise InputError(option, "", f"expected a version, range or dist-tag, got {value!r} "
+                         "(leave the option out to use the target file's)")
+    return value.strip()
+
+
 def load_inputs(target: Path, policy: Path, scenarios: Path, target_host: str | None = None,
                 on_target: Callable[[TargetProfile], None] | None = None) -> Inputs:
     """Load the target, policy and scenario files and check them against each other.

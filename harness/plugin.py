@@ -24,7 +24,7 @@ import pytest
 
 from harness.errors import ExitCode, HarnessError, InputError
 from harness.gate import MODES
-from harness.inputs import load_inputs
+from harness.inputs import load_inputs, option_version
 from harness.lock import lock_path
 from harness.lock import take as take_lock
 from harness.posture import POSTURES
@@ -42,6 +42,7 @@ from harness.run import (
 from harness.schema import option_seconds
 from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
+from harness.target.registry import Release
 from harness.target.runtime import Runtime
 from harness.transitions import Transitions
 
@@ -181,6 +182,19 @@ def option_durations(config: pytest.Config) -> dict[str, float | None]:
             for name, minimum, exclusive in DURATION_OPTIONS}
 
 
+def _say_resolved(config: pytest.Config, *releases: tuple[str, Release]) -> None:
+    """A range, a partial version or a dist-tag is said out loud with what it resolved to."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    for origin, release in releases:
+        if release.spec != release.version:
+            line = (f"harness: {origin} {release.spec!r} resolved to {release.version} in the "
+                    "registry: that exact version is locked, installed and judged")
+            if terminal is not None:
+                terminal.write_line(line)
+            else:
+                sys.stderr.write(line + "\n")
+
+
 def settings_for(config: pytest.Config) -> RunSettings:
     """Load, validate and resolve everything a run needs, once."""
     if SETTINGS in config.stash:
@@ -203,21 +217,23 @@ def settings_for(config: pytest.Config) -> RunSettings:
         known_good = candidate = None
         if target.provision == "attached":  # the version is read from what runs; none installed
             for option in ("known_good", "candidate", "candidate_config"):
-                if config.getoption(option):
+                if config.getoption(option) is not None:
                     raise InputError(f"--{option.replace('_', '-')}", "",
                                      f"{target.path} is an attached deployment (target.provision"
                                      " = \"attached\"): it is soaked as it runs, never upgraded")
         else:
-            known_spec = config.getoption("known_good") or target.known_good
-            cand_spec = config.getoption("candidate") or target.candidate
-            known_origin = "--known-good" if config.getoption("known_good") \
+            known_given = option_version("--known-good", config.getoption("known_good"))
+            cand_given = option_version("--candidate", config.getoption("candidate"))
+            known_spec = known_given or target.known_good
+            cand_spec = cand_given or target.candidate
+            known_origin = "--known-good" if known_given \
                 else f"{target.path}: versions.known_good"
-            cand_origin = "--candidate" if config.getoption("candidate") \
-                else f"{target.path}: versions.candidate"
+            cand_origin = "--candidate" if cand_given else f"{target.path}: versions.candidate"
             if config.getoption("candidate_config"):
                 candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
             known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
             candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
+            _say_resolved(config, (known_origin, known_good), (cand_origin, candidate))
     except HarnessError as exc:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised

@@ -230,8 +230,8 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         return "No claim: the run stopped before its inputs were valid."
     if lock.get("attached"):
         return _attached_claim(outcome, lock, record)
-    cand = lock["candidate"]["version"]
-    good = lock["known_good"]["version"]
+    cand = resolved(lock["candidate"])
+    good = resolved(lock["known_good"])
     policy = lock["policy"]["name"]
     failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
     if record.halted is not None and outcome == record.halted[0]:
@@ -264,6 +264,13 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
+
+
+def resolved(release: dict[str, Any]) -> str:
+    """A version as asked for and as resolved: `2026.3 -> 2026.3.31` when a range, a partial
+    version or a dist-tag named something else than the exact version."""
+    spec, version = str(release.get("spec") or ""), str(release.get("version"))
+    return version if not spec or spec == version else f"{spec} -> {version}"
 
 
 def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> str:

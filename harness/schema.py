@@ -86,7 +86,7 @@ def load_toml(path: Path) -> tuple[Table, str]:
     except OSError as exc:
         raise InputError(str(path), "", f"cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a BOM (some editors write one) is fine
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(str(path), "", f"not valid TOML: {exc}") from None
     return Table(data, str(path), ""), hashlib.sha256(raw).hexdigest()
