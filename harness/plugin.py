@@ -62,11 +62,13 @@ PHASE_TIMEOUTS = {"preflight": 600, "backup": 300, "stop": 120, "install": 1800,
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "gateway release acceptance")
-    group.addoption("--target", help="target profile TOML (default: ini harness_target)")
-    group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy)")
+    group.addoption("--target", help="target profile TOML (default: ini harness_target, "
+                    "scenarios/targets/local-openclaw.toml)")
+    group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy, "
+                    "scenarios/policy.toml)")
     group.addoption("--scenarios",
                     help="soak scenarios: a folder of TOML files, or one file "
-                         "(default: ini harness_scenarios)")
+                         "(default: ini harness_scenarios, scenarios/soak)")
     group.addoption("--known-good", help="known-good version (default: from the target file)")
     group.addoption("--candidate", help="candidate version (default: from the target file)")
     group.addoption("--candidate-config",
