@@ -2,13 +2,22 @@
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from harness.errors import InputError
-from harness.policy import load_policy
-from harness.signals.signatures import OPENCLAW, classify, line_timestamp, run_id
+from harness.policy import Trigger, count_events, load_policy
+from harness.signals.logwatch import Match
+from harness.signals.signatures import (
+    OPENCLAW,
+    classify,
+    line_timestamp,
+    run_id,
+    timestamp_seconds,
+)
+from harness.soak.judge import log_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,3 +127,39 @@ kind = "log"
 signatures = ["words"]
 count = 1
 """
+
+
+def test_journald_short_timestamps_are_read_from_the_line() -> None:
+    now = datetime(2026, 4, 3, 9, 0, tzinfo=UTC)
+    line = "Apr 02 10:14:03 host node[1234]: [agent/embedded] embedded run timeout: runId=7f3a"
+    assert line_timestamp(line, now) == "2026-04-02T10:14:03+00:00"
+    assert line_timestamp("Apr  2 10:14:03.250 host node[1]: x", now) \
+        == "2026-04-02T10:14:03.250000+00:00"
+    assert line_timestamp("Dec 31 23:59:59 host node[1]: x", now).startswith("2025-12-31")
+    assert line_timestamp("Feb 30 10:00:00 host node[1]: x", now) is None
+    assert timestamp_seconds(line_timestamp("2026-04-02T10:14:03+0000 host x")) \
+        == datetime(2026, 4, 2, 10, 14, 3, tzinfo=UTC).timestamp()
+
+
+def _match(line: str, line_no: int, seen: float) -> Match:
+    signature = classify(line, OPENCLAW)
+    assert signature is not None
+    return Match(seen, line_no, signature.name, signature.klass, run_id(line), line,
+                 line_timestamp(line))
+
+
+def test_per_run_counts_a_failing_request_once_with_its_run_less_lines() -> None:
+    """OpenClaw's 'Profile ... timed out' names no run: beside its request's own lines it is
+    that run, far from any it counts apart; never one request twice."""
+    burst = Trigger(name="b", kind="log", classes=("timeout", "failover"), per="run", count=2)
+    request = [
+        _match("2026-04-02T10:14:03.100Z [agent/embedded] embedded run timeout: runId=r1", 1, 50),
+        _match("2026-04-02T10:14:03.400Z [agent/embedded] Profile lab:a timed out. Trying next "
+               "account...", 2, 50),
+        _match("2026-04-02T10:14:03.500Z [agent/embedded] embedded run failover decision: "
+               "runId=r1 decision=surface_error", 3, 50),
+    ]
+    assert count_events(log_events(burst, request), "run") == 1
+    alone = _match("Apr 02 10:20:00 host node[9]: Profile lab:a timed out. Trying next account",
+                   9, 400)
+    assert count_events(log_events(burst, [*request, alone]), "run") == 2
