@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,3 +59,18 @@ def test_harness_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) 
     assert "exit codes:" in out
     for code in ExitCode:
         assert f"  {int(code):>3}  " in out, code
+
+
+@pytest.mark.e2e
+def test_a_range_is_resolved_out_loud_and_locked_with_its_spec(tmp_path: Path) -> None:
+    """Against the real registry, collecting only: nothing is installed."""
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pytest", "scenarios", "--collect-only", "-q",
+                           "--run-dir", str(run), "--candidate", ">=2026.3.28 <2026.4.1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lock = json.loads((run / "release.lock.json").read_text())
+    version = lock["candidate"]["version"]
+    assert lock["candidate"]["spec"] == ">=2026.3.28 <2026.4.1" and version.startswith("2026.3.")
+    assert f"harness: --candidate '>=2026.3.28 <2026.4.1' resolved to {version} in the " \
+           "registry" in done.stdout
