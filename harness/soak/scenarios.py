@@ -23,6 +23,10 @@ A `panel` has `reviewers` (in parallel) then a `synthesiser` that is given every
 `sequence` has `[[scenarios.steps]]`, run in order, each with its own agent, prompt and checks;
 a step's prompt may embed `{previous}`, the replies of the step before. Nonces travel: a step
 that embeds earlier replies must echo their nonces too.
+
+Durations may carry their unit (`timeout_s = "4m"`); load is bounded (`concurrency` at most
+256, `rate_per_min` at most 6000); a step with `nonce = false` needs another check, and every
+agent must be one the target serves (`api.agents`, checked in harness.inputs).
 """
 
 from __future__ import annotations
