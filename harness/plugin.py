@@ -215,6 +215,14 @@ def settings_for(config: pytest.Config) -> RunSettings:
         if config.getoption("rollback_path") == "updater" and target.package.updater is None:
             raise InputError("--rollback-path", "", f"updater: {target.path} declares no "
                              "[package.updater] (the target's own update command)")
+        windows = with_windows(policy, durations["soak"], durations["watch"],
+                               durations["baseline"], durations["late_watch"],
+                               durations["late_watch_delay"])
+        if policy.late_watch is None and durations["late_watch"] is None and \
+                durations["late_watch_delay"] is not None:  # --late-watch 0 wins quietly
+            raise InputError("--late-watch-delay", "", f"no later watch to delay: {policy.path} "
+                             "declares no [late_watch] (give its window with --late-watch "
+                             "SECONDS)")
         candidate_config = target.candidate_config
         known_good = candidate = None
         if target.provision == "attached":  # the version is read from what runs; none installed
@@ -240,14 +248,6 @@ def settings_for(config: pytest.Config) -> RunSettings:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
     run_id, run_dir = config.stash[RUN_DIR]
-    windows = with_windows(policy, durations["soak"], durations["watch"],
-                           durations["baseline"], durations["late_watch"],
-                           durations["late_watch_delay"])
-    if policy.late_watch is None and durations["late_watch"] is None and \
-            durations["late_watch_delay"] is not None:  # --late-watch 0 wins quietly
-        _fail_input(config, InputError(
-            "--late-watch-delay", "", f"no later watch to delay: {policy.path} declares no "
-            "[late_watch] (give its window with --late-watch SECONDS)"))
     settings = RunSettings(
         run_id=run_id, run_dir=run_dir, cache_dir=cache, target=target,
         policy=policy, scenarios=scenarios, known_good=known_good, candidate=candidate,
