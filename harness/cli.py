@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError, InfrastructureError, InputError
+from harness.errors import HarnessError, InfrastructureError, InputError, exit_codes_text
 from harness.gate import answer, waiting_runs
 from harness.report import latest_run, render
 from harness.reporting.compare import SECTIONS, compare_paths
@@ -24,7 +24,10 @@ from harness.target.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_codes_text() + "  (of `pytest scenarios`; `harness` commands use 0, 20, "
+        "21 and 1 for a corrupt install)")
     parser.add_argument("--cache", type=Path, default=Path(".cache"),
                         help="the project's cache folder (default: .cache)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -25,6 +25,27 @@ class ExitCode(IntEnum):
     GATEWAY_UNREACHABLE = 22
 
 
+EXIT_CODE_MEANINGS = {
+    ExitCode.PASSED: "passed: the candidate passed every phase and the soak",
+    ExitCode.ROLLED_BACK: "rolled back: the candidate failed, the known-good was restored",
+    ExitCode.ROLLBACK_FAILED: "rollback failed: a person must look now",
+    ExitCode.ABORTED: "aborted before any change (a preflight, backup or install check)",
+    ExitCode.SOAK_FAILED: "a soak of a running deployment failed (no upgrade in the run)",
+    ExitCode.STALE_LOCK: "the review is stale: a version moved since it was locked",
+    ExitCode.BACKUP_NO_GO: "backup posture below full and not accepted up front",
+    ExitCode.NO_APPROVAL: "the manual restart gate got no approval in time",
+    ExitCode.BAD_INPUT: "a malformed target, policy, scenario or verdict file, or a bad option",
+    ExitCode.UNKNOWN_VERSION: "a version the registry does not know",
+    ExitCode.GATEWAY_UNREACHABLE: "the gateway does not run or answer",
+}
+
+
+def exit_codes_text() -> str:
+    """The exit codes, one a line, as `--help` shows them."""
+    return "exit codes:\n" + "".join(f"  {int(code):>3}  {meaning}\n"
+                                     for code, meaning in EXIT_CODE_MEANINGS.items())
+
+
 class HarnessError(Exception):
     """An error with a one-line message and the exit code it maps to."""
 

@@ -130,8 +130,9 @@ class Procedure:
             note(f"{role} {release.label} resolved with its integrity hash",
                  bool(release.integrity), release.integrity or "none", "registry dist.integrity")
             engine = release.node_engine or "*"
-            note(f"Node.js {self.node.version} satisfies {release.label} engines.node",
-                 semver.satisfies(self.node.version, engine), self.node.version, engine)
+            fits = semver.satisfies(self.node.version, engine)
+            note(f"Node.js {self.node.version} {'satisfies' if fits else 'does not satisfy'} "
+                 f"{release.label} engines.node {engine!r}", fits, self.node.version, engine)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")

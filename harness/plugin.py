@@ -24,9 +24,9 @@ import pytest
 
 from harness.errors import ExitCode, HarnessError, InputError
 from harness.gate import MODES
+from harness.inputs import load_inputs, option_version
 from harness.lock import lock_path
 from harness.lock import take as take_lock
-from harness.policy import check_scenarios, load_policy
 from harness.posture import POSTURES
 from harness.run import (
     FAMILIES,
@@ -39,10 +39,10 @@ from harness.run import (
     with_windows,
     write_verdict,
 )
-from harness.soak.scenarios import load_scenarios
+from harness.schema import option_seconds
 from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
-from harness.target.profile import load_target, with_host
+from harness.target.registry import Release
 from harness.target.runtime import Runtime
 from harness.transitions import Transitions
 
@@ -62,25 +62,28 @@ PHASE_TIMEOUTS = {"preflight": 600, "backup": 300, "stop": 120, "install": 1800,
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "gateway release acceptance")
-    group.addoption("--target", help="target profile TOML (default: ini harness_target)")
-    group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy)")
+    group.addoption("--target", help="target profile TOML (default: ini harness_target, "
+                    "scenarios/targets/local-openclaw.toml)")
+    group.addoption("--policy", help="rollback policy TOML (default: ini harness_policy, "
+                    "scenarios/policy.toml)")
     group.addoption("--scenarios",
                     help="soak scenarios: a folder of TOML files, or one file "
-                         "(default: ini harness_scenarios)")
+                         "(default: ini harness_scenarios, scenarios/soak)")
     group.addoption("--known-good", help="known-good version (default: from the target file)")
     group.addoption("--candidate", help="candidate version (default: from the target file)")
     group.addoption("--candidate-config",
                     help="JSON patch merged into the gateway config with the candidate")
-    group.addoption("--soak", type=float, help="soak window in seconds (default: policy)")
-    group.addoption("--watch", type=float, help="post-rollback watch window in seconds")
-    group.addoption("--late-watch", type=float,
+    group.addoption("--soak", help="soak window in seconds, or with a unit: 90s, 10m, 1h "
+                    "(default: policy)")
+    group.addoption("--watch", help="post-rollback watch window in seconds (default: policy)")
+    group.addoption("--late-watch",
                     help="the later post-rollback watch's window in seconds (0: none; "
                          "default: policy [late_watch])")
-    group.addoption("--late-watch-delay", type=float,
+    group.addoption("--late-watch-delay",
                     help="seconds between the early watch's end and the later watch's "
                          "traffic, the gateway's log watched and no traffic sent (default: "
                          "policy [late_watch] delay_s)")
-    group.addoption("--baseline", type=float,
+    group.addoption("--baseline",
                     help="soak the known-good for this many seconds before the upgrade and "
                          "compare (0: no baseline; default: policy [baseline])")
     group.addoption("--inconclusive", choices=("fail", "pass", "ask"),
@@ -91,7 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--restart-gate", default="auto", choices=MODES,
                     help="who approves each restart: auto (CI: the run itself) or manual (a "
                     "person: a prompt on a terminal, else `harness approve RUN_DIR`)")
-    group.addoption("--gate-timeout", type=float, default=600.0,
+    group.addoption("--gate-timeout",
                     help="seconds a manual restart gate waits for a decision (default 600); "
                     "without one nothing is interrupted")
     group.addoption("--rollback-path", default="prefix", choices=ROLLBACK_PATHS,
@@ -165,38 +168,58 @@ def _fail_input(config: pytest.Config, exc: HarnessError) -> None:
     pytest.exit(exc.message, returncode=int(exc.exit_code))
 
 
+# Durations on the command line: (option, minimum, whether the minimum itself is refused).
+# A soak or early watch of 0 s would judge nothing, so it is refused rather than read as "the
+# policy's"; a baseline or later watch of 0 s means none.
+DURATION_OPTIONS = (("soak", 0.0, True), ("watch", 0.0, True), ("late_watch", 0.0, False),
+                    ("late_watch_delay", 0.0, False), ("baseline", 0.0, False),
+                    ("gate_timeout", 0.0, True))
+GATE_TIMEOUT_S = 600.0
+
+
+def option_durations(config: pytest.Config) -> dict[str, float | None]:
+    """Every duration option, in seconds (None: not given), or an InputError naming it."""
+    return {name: option_seconds(f"--{name.replace('_', '-')}", config.getoption(name),
+                                 minimum, exclusive)
+            for name, minimum, exclusive in DURATION_OPTIONS}
+
+
+def _say_resolved(config: pytest.Config, *releases: tuple[str, Release]) -> None:
+    """A range, a partial version or a dist-tag is said out loud with what it resolved to."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    for origin, release in releases:
+        if release.spec != release.version:
+            line = (f"harness: {origin} {release.spec!r} resolved to {release.version} in the "
+                    "registry: that exact version is locked, installed and judged")
+            if terminal is not None:
+                terminal.write_line(line)
+            else:
+                sys.stderr.write(line + "\n")
+
+
 def settings_for(config: pytest.Config) -> RunSettings:
     """Load, validate and resolve everything a run needs, once."""
     if SETTINGS in config.stash:
         return config.stash[SETTINGS]
     try:
-        target = load_target(_path(config, "target", "harness_target"))
-        if config.getoption("target_host"):
-            target = with_host(target, config.getoption("target_host"))
+        durations = option_durations(config)
         transitions = config.pluginmanager.get_plugin("harness-transitions")
-        if transitions is not None:  # alerts reach the target's hooks even for a bad input
-            transitions.use(target)
-        policy = load_policy(_path(config, "policy", "harness_policy"))
-        scenarios = load_scenarios(_path(config, "scenarios", "harness_scenarios"))
-        check_scenarios(policy, scenarios.ids())
+        inputs = load_inputs(  # alerts reach the target's hooks even for a bad policy
+            _path(config, "target", "harness_target"), _path(config, "policy", "harness_policy"),
+            _path(config, "scenarios", "harness_scenarios"), config.getoption("target_host"),
+            on_target=transitions.use if transitions is not None else None)
+        target, policy, scenarios = inputs.target, inputs.policy, inputs.scenarios
         cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
-        gate_timeout = config.getoption("gate_timeout")
-        if gate_timeout <= 0:
-            raise InputError("--gate-timeout", "", f"expected seconds > 0, got {gate_timeout:g}")
-        for option in ("late_watch", "late_watch_delay"):
-            seconds = config.getoption(option)
-            if seconds is not None and seconds < 0:
-                raise InputError(f"--{option.replace('_', '-')}", "",
-                                 f"expected seconds >= 0, got {seconds:g}")
+        gate_timeout = durations["gate_timeout"] or GATE_TIMEOUT_S
         if config.getoption("rollback_path") == "updater" and target.package.updater is None:
             raise InputError("--rollback-path", "", f"updater: {target.path} declares no "
                              "[package.updater] (the target's own update command)")
-        windows = with_windows(policy, config.getoption("soak"), config.getoption("watch"),
-                               config.getoption("baseline"), config.getoption("late_watch"),
-                               config.getoption("late_watch_delay"))
-        if policy.late_watch is None and config.getoption("late_watch") is None and \
-                config.getoption("late_watch_delay") is not None:  # --late-watch 0 wins quietly
+        windows = with_windows(policy, durations["soak"], durations["watch"],
+                               durations["baseline"], durations["late_watch"],
+                               durations["late_watch_delay"])
+        if policy.late_watch is None and durations["late_watch"] is None and \
+                durations["late_watch_delay"] is not None:  # --late-watch 0 wins quietly
             raise InputError("--late-watch-delay", "", f"no later watch to delay: {policy.path} "
                              "declares no [late_watch] (give its window with --late-watch "
                              "SECONDS)")
@@ -204,21 +227,23 @@ def settings_for(config: pytest.Config) -> RunSettings:
         known_good = candidate = None
         if target.provision == "attached":  # the version is read from what runs; none installed
             for option in ("known_good", "candidate", "candidate_config"):
-                if config.getoption(option):
+                if config.getoption(option) is not None:
                     raise InputError(f"--{option.replace('_', '-')}", "",
                                      f"{target.path} is an attached deployment (target.provision"
                                      " = \"attached\"): it is soaked as it runs, never upgraded")
         else:
-            known_spec = config.getoption("known_good") or target.known_good
-            cand_spec = config.getoption("candidate") or target.candidate
-            known_origin = "--known-good" if config.getoption("known_good") \
+            known_given = option_version("--known-good", config.getoption("known_good"))
+            cand_given = option_version("--candidate", config.getoption("candidate"))
+            known_spec = known_given or target.known_good
+            cand_spec = cand_given or target.candidate
+            known_origin = "--known-good" if known_given \
                 else f"{target.path}: versions.known_good"
-            cand_origin = "--candidate" if config.getoption("candidate") \
-                else f"{target.path}: versions.candidate"
+            cand_origin = "--candidate" if cand_given else f"{target.path}: versions.candidate"
             if config.getoption("candidate_config"):
                 candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
             known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
             candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
+            _say_resolved(config, (known_origin, known_good), (cand_origin, candidate))
     except HarnessError as exc:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
@@ -243,6 +268,15 @@ def settings_for(config: pytest.Config) -> RunSettings:
         "file": str(lock_path(run_dir)), "locked_at": locked["locked_at"], "reused": reused}
     config.stash[SETTINGS] = settings
     return settings
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """A run of the suite loads its inputs before anything is collected: an input error then
+    ends the session as one line and exit 20 under any flags. Raised later, from
+    pytest_generate_tests, `-x` would turn it into a collection error and its traceback."""
+    if _runs_the_suite(session.config):
+        settings_for(session.config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -374,6 +408,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             pass
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
+        if getattr(terminal._tw, "width_of_current_line", 0):  # after pytest's "[100%]"
+            terminal._tw.line()
         terminal.write_line(f"harness: {verdict['outcome']} (exit {verdict['exit_code']}): "
                             f"{verdict['claim']}", bold=True)
         terminal.write_line(f"harness: verdict written to {run_dir / 'verdict.json'}")

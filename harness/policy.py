@@ -29,7 +29,6 @@ Windows: `[soak]` and `[watch]` (the early post-rollback watch) are required, `[
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,9 @@ from harness.errors import InputError
 from harness.schema import Table, load_toml
 from harness.signals.signatures import CLASSES, Signature
 
+# an evaluation grid finer than this is work without information (and a tiny interval_s would
+# make the grid of a long soak too large to hold)
+MIN_INTERVAL_S = 0.1
 TRIGGER_KINDS = ("log", "replies", "latency", "error-ratio", "baseline")
 BASELINE_METRICS = ("log", "p95_s", "error_ratio")
 
@@ -330,9 +332,9 @@ def _trigger(table: Table) -> Trigger:
                          | _TRIGGER_KEYS[kind])
     common = dict(
         name=table.str("name"), kind=kind, dry_run=table.bool("dry_run", False),
-        consecutive=table.int("consecutive", 1, minimum=1),
-        interval_s=table.number("interval_s", 5.0, minimum=0, exclusive=True),
-        within_s=table.number("within_s", 0.0, minimum=0),
+        consecutive=table.int("consecutive", 1, minimum=1, maximum=1000),
+        interval_s=table.seconds("interval_s", 5.0, minimum=MIN_INTERVAL_S, maximum=3600),
+        within_s=table.seconds("within_s", 0.0),
         scenarios=tuple(table.str_list("scenarios", [], non_empty=False)),
     )
     if kind == "log":
@@ -343,28 +345,29 @@ def _trigger(table: Table) -> Trigger:
                 raise table.fail("rate_per_min", "give either count or rate_per_min, not both")
             if not within:
                 raise table.fail("within_s", "a rate needs the window it is measured over")
-            rate = table.number("rate_per_min", minimum=0, exclusive=True)
+            rate = table.number("rate_per_min", minimum=0, exclusive=True, maximum=1e6)
             count = max(1, math.ceil(rate * float(within) / 60.0 - 1e-9))
         else:
-            count = table.int("count", minimum=1)
+            count = table.int("count", minimum=1, maximum=1_000_000)
         return Trigger(**common, classes=classes, signatures=signatures, count=count,
                        per=table.str("per", "event", choices=("event", "run")))
     if kind == "replies":
         per_scenario = table.bool("per_scenario", False) or bool(common["scenarios"])
-        return Trigger(**common, count=table.int("count", minimum=1), per_scenario=per_scenario)
+        return Trigger(**common, count=table.int("count", minimum=1, maximum=1_000_000),
+                       per_scenario=per_scenario)
     if kind == "latency":
         pct = table.number("percentile", 95.0, minimum=0, exclusive=True)
         if pct > 100:
             raise table.fail("percentile", f"expected at most 100, got {pct:g}")
         return Trigger(**common, percentile=pct, per_scenario=True,
-                       max_s=table.number("max_s", minimum=0, exclusive=True),
-                       min_samples=table.int("min_samples", 5, minimum=1))
+                       max_s=table.seconds("max_s", minimum=0, exclusive=True),
+                       min_samples=table.int("min_samples", 5, minimum=1, maximum=1_000_000))
     if kind == "error-ratio":
         ratio = table.number("max_ratio", minimum=0)
         if ratio >= 1:
             raise table.fail("max_ratio", f"expected a ratio below 1, got {ratio:g}")
         return Trigger(**common, max_ratio=ratio, per_scenario=True,
-                       min_samples=table.int("min_samples", 5, minimum=1))
+                       min_samples=table.int("min_samples", 5, minimum=1, maximum=1_000_000))
     metric = table.str("metric", "log", choices=BASELINE_METRICS)
     classes: tuple[str, ...] = ()
     signatures: tuple[str, ...] = ()
@@ -378,20 +381,17 @@ def _trigger(table: Table) -> Trigger:
         raise table.fail("within_s", "a baseline trigger compares the whole soak so far")
     return Trigger(**common, metric=metric, classes=classes, signatures=signatures,
                    per_scenario=metric != "log",
-                   max_ratio=table.number("max_ratio", minimum=0, exclusive=True),
-                   absolute_max=table.number("absolute_max", 0.0, minimum=0),
+                   max_ratio=table.number("max_ratio", minimum=0, exclusive=True,
+                                          maximum=1e6),
+                   absolute_max=table.number("absolute_max", 0.0, minimum=0, maximum=1e6),
                    min_samples=table.int("min_samples", 10 if metric == "log" else 3,
-                                         minimum=1))
+                                         minimum=1, maximum=1_000_000))
 
 
 def _signature(table: Table) -> Signature:
     table.reject_unknown({"name", "class", "pattern"})
-    pattern = table.str("pattern")
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise table.fail("pattern", f"not a valid regular expression: {exc}") from None
-    return Signature(table.str("name"), table.str("class", choices=CLASSES), compiled)
+    return Signature(table.str("name"), table.str("class", choices=CLASSES),
+                     table.pattern("pattern"))
 
 
 def check_scenarios(policy: Policy, ids: list[str]) -> None:
@@ -418,10 +418,10 @@ def load_policy(path: Path) -> Policy:
         delayed = name == "late_watch"  # only the later watch waits, quietly, before traffic
         table.reject_unknown({"window_s", "drain_s", "stop_grace_s"}
                              | ({"delay_s"} if delayed else set()))
-        windows[name] = Window(table.number("window_s", minimum=0, exclusive=True),
-                               table.number("drain_s", minimum=0),
-                               table.number("delay_s", 0.0, minimum=0) if delayed else 0.0,
-                               table.number("stop_grace_s", 10.0, minimum=0))
+        windows[name] = Window(table.seconds("window_s", minimum=0, exclusive=True),
+                               table.seconds("drain_s"),
+                               table.seconds("delay_s", 0.0) if delayed else 0.0,
+                               table.seconds("stop_grace_s", 10.0))
     signatures = tuple(_signature(t) for t in root.tables("signatures"))
     if len({s.name for s in signatures}) != len(signatures):
         raise root.fail("signatures", "signature names must be unique")
@@ -435,7 +435,7 @@ def load_policy(path: Path) -> Policy:
     assert soak is not None and watch is not None
     return Policy(path=path, sha256=digest, name=head.str("name"), soak=soak, watch=watch,
                   baseline=windows["baseline"], late_watch=windows["late_watch"],
-                  min_samples=head.int("min_samples", 1, minimum=1),
+                  min_samples=head.int("min_samples", 1, minimum=1, maximum=1_000_000),
                   on_inconclusive=head.str("on_inconclusive", "fail",
                                            choices=("fail", "pass", "ask")),
                   triggers=triggers, signatures=signatures, text=path.read_text())

@@ -177,8 +177,12 @@ def build_verdict(record: RunRecord, lock: dict[str, Any] | None) -> dict[str, A
         "phases": [p.__dict__ for p in record.phases],
         **record.facts,
         "final_state": record.final_state,
-        "claim": f"{posture_line(record)}. {_claim(outcome, lock, record)}",
+        "claim": _claim(outcome, lock, record),
     }
+    # the backup posture leads every claim about a run that got going; a run stopped on an
+    # error before any backup was taken has no posture to state
+    if record.error is None or record.facts.get("backup_posture"):
+        verdict["claim"] = f"{posture_line(record)}. {verdict['claim']}"
     return verdict
 
 
@@ -226,8 +230,8 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         return "No claim: the run stopped before its inputs were valid."
     if lock.get("attached"):
         return _attached_claim(outcome, lock, record)
-    cand = lock["candidate"]["version"]
-    good = lock["known_good"]["version"]
+    cand = resolved(lock["candidate"])
+    good = resolved(lock["known_good"])
     policy = lock["policy"]["name"]
     failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
     if record.halted is not None and outcome == record.halted[0]:
@@ -260,6 +264,13 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     if outcome == "aborted":
         return f"Stopped before any change ({failed}); {good} was left as it was."
     return "No claim."
+
+
+def resolved(release: dict[str, Any]) -> str:
+    """A version as asked for and as resolved: `2026.3 -> 2026.3.31` when a range, a partial
+    version or a dist-tag named something else than the exact version."""
+    spec, version = str(release.get("spec") or ""), str(release.get("version"))
+    return version if not spec or spec == version else f"{spec} -> {version}"
 
 
 def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> str:

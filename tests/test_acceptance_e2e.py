@@ -96,6 +96,9 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
         planter.join(timeout=15)
     assert code == 10, output[-3000:]
     assert verdict["outcome"] == "rolled_back"
+    # the outcome line stands on its own line, not glued to pytest's "[100%]"
+    assert any(line.startswith("harness: rolled_back (exit 10): Backup posture full")
+               for line in output.splitlines()), output[-3000:]
     assert verdict["lock"]["candidate"]["version"] == "2026.4.1"
     assert verdict["lock"]["candidate"]["integrity"].startswith("sha512-")
     # green startup checks on the candidate were not enough

@@ -261,4 +261,4 @@ def test_an_attached_deployment_that_is_not_there_ends_the_run_before_any_test(
         done.stderr
     verdict = json.loads((tmp_path / "run" / "verdict.json").read_text())
     assert verdict["phases"] == [] and verdict["exit_code"] == 22  # no test ran
-    assert verdict["claim"].startswith("Backup posture: none taken")
+    assert verdict["claim"].startswith("No claim: the run stopped on an error")  # no posture

@@ -137,7 +137,8 @@ def test_without_declared_patterns_a_missing_relative_path_is_still_found(
 
 
 @pytest.mark.parametrize(("pattern", "problem"), [
-    ("missing (?P<path>\\\\S+", "not a valid regular expression"),
+    ("missing (?P<path>\\\\S+", "not a pattern the linear-time engine (RE2) accepts"),
+    ("(?P<path>\\\\S+)(?=x)", "not a pattern the linear-time engine (RE2) accepts"),
     ("missing (\\\\S+)", "needs a named group (?P<path>...)"),
 ])
 def test_a_bad_verifier_pattern_names_file_and_key(tmp_path: Path, pattern: str,

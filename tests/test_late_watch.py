@@ -230,8 +230,8 @@ def test_a_late_watch_delay_without_a_later_watch_is_one_line_naming_the_option(
             (["--policy", str(policy), "--late-watch-delay", "5"],
              f"harness: error: --late-watch-delay: no later watch to delay: {policy} declares "
              "no [late_watch] (give its window with --late-watch SECONDS)"),
-            (["--late-watch", "-3"], "harness: error: --late-watch: expected seconds >= 0, "
-             "got -3")):
+            (["--late-watch", "-3"], "harness: error: --late-watch: expected at least 0 "
+             "seconds, got '-3'")):
         done = subprocess.run([sys.executable, "-m", "pytest", "scenarios", "--collect-only",
                                "-q", "--run-dir", str(tmp_path / "run"), *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=120)

@@ -55,8 +55,19 @@ def test_the_shipped_policy_loads_and_is_hashed() -> None:
                                                  "baseline"}
 
 
+def test_durations_may_carry_their_unit(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, GOOD.replace("within_s = 300", 'within_s = "5m"')
+                               .replace("window_s = 60", 'window_s = "1h30m"', 1)))
+    assert policy.triggers[0].within_s == 300 and policy.soak.window_s == 5400
+
+
 @pytest.mark.parametrize(("old", "new", "key"), [
-    ('within_s = 300', 'within_s = "5m"', "triggers[0].within_s"),
+    ('within_s = 300', 'within_s = "5 fortnights"', "triggers[0].within_s"),
+    ('within_s = 300', 'within_s = nan', "triggers[0].within_s"),
+    ('within_s = 300', 'within_s = inf', "triggers[0].within_s"),
+    ('within_s = 300', 'within_s = 1e308', "triggers[0].within_s"),
+    ('window_s = 60', 'window_s = -inf', "soak.window_s"),
+    ('count = 3', 'count = 3\ninterval_s = 1e-9', "triggers[0].interval_s"),
     ('count = 3', 'count = 0', "triggers[0].count"),
     ('classes = ["timeout", "failover"]', 'classes = ["timeouts"]', "triggers[0].classes"),
     ('kind = "log"', 'kind = "metric"', "triggers[0].kind"),

@@ -395,6 +395,32 @@ def test_compare_refuses_bad_input_with_one_line_naming_the_file(
     assert f"{no_soak}: soak: this run has no soak" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda v: v["soak"].update(scenarios="plain"), "soak.scenarios"),
+    (lambda v: v["soak"].update(scenarios=3), "soak.scenarios"),
+    (lambda v: v["soak"].update(scenarios=["plain"]), "soak.scenarios"),
+    (lambda v: v["soak"]["scenarios"].update(plain="x"), "soak.scenarios.plain"),
+    (lambda v: v["soak"]["scenarios"]["plain"].update(p95_s="slow"),
+     "soak.scenarios.plain.p95_s"),
+    (lambda v: v["soak"].update(class_counts=[1]), "soak.class_counts"),
+    (lambda v: v["soak"]["class_counts"].update(failover="3"), "soak.class_counts.failover"),
+    (lambda v: v["soak"].update(decisions={"a": 1}), "soak.decisions"),
+    (lambda v: v["soak"].update(verdict="fail"), "soak.verdict"),
+    (lambda v: v["soak"].update(requests="many"), "soak.requests"),
+    (lambda v: v.update(outcome=3), "outcome"),
+    (lambda v: v.update(lock="x"), "lock"),
+])
+def test_compare_refuses_what_is_not_a_verdict_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], change, key: str) -> None:
+    good = _verdict(_soak({"plain": "pass"}, {"plain": 0}, {"failover": 3}, 100, []), "passed")
+    change(good)
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(good))
+    assert cli(["compare", str(path), str(path)]) == 20
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"harness: error: {path}: {key}: expected "), err
+
+
 def test_the_summary_says_outcome_claim_paths_and_triggers() -> None:
     verdict = _verdict(_soak({"plain": "fail", "quick": "pass"}, {"plain": 4},
                              {"failover": 3}, 100, ["burst"]), "rolled_back")

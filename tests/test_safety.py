@@ -65,7 +65,7 @@ def test_a_moved_candidate_halts_the_run_before_any_change(tmp_path: Path) -> No
     assert record.outcome() == ("stale_lock", ExitCode.STALE_LOCK)
     verdict = build_verdict(record, steps.settings.lock())
     assert verdict["claim"].startswith("Backup posture: none taken (no backup phase ran). No "
-                                       "claim about 2026.4.1: review is stale")
+                                       "claim about latest -> 2026.4.1: review is stale")
     assert verdict["claim"].endswith("Stopped before any change; 2026.3.28 was left serving.")
 
 

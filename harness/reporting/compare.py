@@ -30,6 +30,10 @@ def load_verdict(path: Path) -> tuple[Path, dict[str, Any]]:
         raise InputError(str(file), "", f"not a readable verdict: {exc}") from None
     if not isinstance(verdict, dict) or "outcome" not in verdict:
         raise InputError(str(file), "", "not a verdict.json (no outcome)")
+    if not isinstance(verdict["outcome"], str):
+        raise InputError(str(file), "outcome", f"expected a string, got {verdict['outcome']!r}")
+    if not isinstance(verdict.get("lock") or {}, dict):
+        raise InputError(str(file), "lock", "expected a table (the release lock)")
     return file, verdict
 
 
@@ -39,7 +43,49 @@ def _section(file: Path, verdict: dict[str, Any], name: str) -> dict[str, Any]:
         present = [s for s in SECTIONS if isinstance(verdict.get(s), dict)]
         raise InputError(str(file), name, f"this run has no {name} "
                          f"(it has: {', '.join(present) or 'no soak at all'})")
+    _check_section(str(file), name, section)
     return section
+
+
+NUMBERS = ("finished", "good", "bad", "error_ratio", "p50_s", "p95_s", "max_s")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _check_section(file: str, name: str, section: dict[str, Any]) -> None:
+    """Everything the comparison reads, of the type it reads: a file that is not a verdict is
+    refused with the key that is wrong, never a traceback or a table of None."""
+    def expect(key: str, value: Any, types: tuple[type, ...], what: str) -> None:
+        bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if bad:
+            raise InputError(file, key, f"expected {what}, got {_kind(value)} ({value!r:.60})")
+
+    number = (int, float, type(None))
+    scenarios = section["scenarios"]
+    expect(f"{name}.scenarios", scenarios, (dict,), "a table of scenarios by id")
+    for sid, row in scenarios.items():
+        expect(f"{name}.scenarios.{sid}", row, (dict,), "a table of the scenario's numbers")
+        for key in NUMBERS:
+            expect(f"{name}.scenarios.{sid}.{key}", row.get(key), number, "a number or null")
+    expect(f"{name}.requests", section.get("requests"), number, "a number or null")
+    counts = section.get("class_counts") or {}
+    expect(f"{name}.class_counts", counts, (dict,), "a table of counts by signature class")
+    for klass, count in counts.items():
+        expect(f"{name}.class_counts.{klass}", count, (int,), "a count")
+    decisions = section.get("decisions") or []
+    expect(f"{name}.decisions", decisions, (list,), "a list of trigger decisions")
+    for i, decision in enumerate(decisions):
+        expect(f"{name}.decisions[{i}]", decision, (dict,), "a trigger decision (a table)")
+    judged = section.get("verdict") or {}
+    expect(f"{name}.verdict", judged, (dict,), "a table with the soak's verdict")
+    expect(f"{name}.verdict.verdict", judged.get("verdict"), (str, type(None)), "a verdict")
+    per = judged.get("scenarios") or {}
+    expect(f"{name}.verdict.scenarios", per, (dict,), "a table of verdicts by scenario")
+    for sid, row in per.items():
+        expect(f"{name}.verdict.scenarios.{sid}", row, (dict,), "a table with a verdict")
 
 
 def _changed(a: float | None, b: float | None) -> bool:

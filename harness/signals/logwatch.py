@@ -7,12 +7,24 @@ belongs to (if the line names one), and the lines around it as evidence.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.signals.signatures import Signature, classify, line_timestamp, run_id
+from harness.signals.signatures import (
+    Signature,
+    classify,
+    line_timestamp,
+    run_id,
+    timestamp_seconds,
+)
+
+# A failing request logs several lines, not all naming its run (OpenClaw's "Profile ... timed
+# out. Trying next account..." names none): a run-less line this close to one with a run id is
+# that run's.
+SAME_RUN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,30 @@ class Match:
         return {"seen": round(self.seen, 3), "line_no": self.line_no, "signature": self.signature,
                 "class": self.klass, "run_id": self.run_id, "logged_at": self.logged_at,
                 "line": self.line}
+
+
+def run_keys(matches: list[Match], within_s: float = SAME_RUN_S) -> list[str]:
+    """What makes two matches the same gateway run, for counting distinct runs: the run id a
+    line names; else that of the nearest line naming one, logged within `within_s` of it (the
+    same request's other lines); else the line itself, counted apart. So one failing request
+    is never counted twice, and a run-less line far from any run still counts once."""
+    def at(match: Match) -> float:
+        return timestamp_seconds(match.logged_at) or match.seen
+
+    named = sorted((at(m), m.run_id) for m in matches if m.run_id)
+    times = [t for t, _ in named]
+    keys = []
+    for match in matches:
+        if match.run_id:
+            keys.append(match.run_id)
+            continue
+        t = at(match)
+        i = bisect.bisect_left(times, t)
+        near = [named[j] for j in (i - 1, i) if 0 <= j < len(named)]
+        best = min(near, key=lambda n: abs(n[0] - t), default=None)
+        keys.append(best[1] if best and abs(best[0] - t) <= within_s
+                    else f"line-{match.line_no}")
+    return keys
 
 
 class Following:

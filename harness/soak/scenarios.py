@@ -23,6 +23,10 @@ A `panel` has `reviewers` (in parallel) then a `synthesiser` that is given every
 `sequence` has `[[scenarios.steps]]`, run in order, each with its own agent, prompt and checks;
 a step's prompt may embed `{previous}`, the replies of the step before. Nonces travel: a step
 that embeds earlier replies must echo their nonces too.
+
+Durations may carry their unit (`timeout_s = "4m"`); load is bounded (`concurrency` at most
+256, `rate_per_min` at most 6000); a step with `nonce = false` needs another check, and every
+agent must be one the target serves (`api.agents`, checked in harness.inputs).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ from harness.errors import InputError
 from harness.schema import Table, load_toml
 
 KINDS = ("reply", "panel", "sequence")
+# Load a soak may ask of one gateway from this harness: beyond these it measures the harness
+# (threads, sockets), not the gateway, and a typo such as 100000 would exhaust the machine.
+MAX_CONCURRENCY = 256
+MAX_IN_FLIGHT = 1000
+MAX_RATE_PER_MIN = 6000.0  # 100 iterations a second
+MAX_REQUEST_S = 86400.0
 
 REPLY_PROMPT = ("Answer in one short sentence and quote the reference tag {nonce} verbatim. "
                 "What is a good habit before upgrading a service?")
@@ -109,10 +119,12 @@ class ScenarioSet:
 def _step(table: Table, name: str, agent: str | None, defaults: dict[str, object],
           prompt: str) -> Step:
     stream = table.bool("stream", defaults["stream"])
-    timeout = table.number("timeout_s", defaults["timeout_s"], minimum=0, exclusive=True)
+    timeout = table.seconds("timeout_s", defaults["timeout_s"], minimum=0, exclusive=True,
+                            maximum=MAX_REQUEST_S)
     budget = defaults["latency_budget_s"]
     if "latency_budget_s" in table.data:
-        budget = table.number("latency_budget_s", minimum=0, exclusive=True)
+        budget = table.seconds("latency_budget_s", minimum=0, exclusive=True,
+                               maximum=MAX_REQUEST_S)
     text = table.data.get("prompt", prompt)
     if not isinstance(text, str) or not text.strip():
         raise table.fail("prompt", f"expected a non-empty string, got {text!r}")
@@ -120,6 +132,12 @@ def _step(table: Table, name: str, agent: str | None, defaults: dict[str, object
     if nonce and "{nonce}" not in text:
         raise table.fail("prompt", "needs a {nonce} placeholder (or set nonce = false): the "
                          "nonce echo is what proves a reply came from the model")
+    has_checks = any(key in table.data for key in ("contains", "json_keys")) or \
+        defaults["latency_budget_s"] is not None or "latency_budget_s" in table.data
+    if not nonce and not has_checks:
+        raise table.fail("nonce", "false with no other check (contains, json_keys, "
+                         "latency_budget_s): a gateway that times out answers HTTP 200 with an "
+                         "apology, so this path could never be judged bad")
     try:
         text.format(nonce="", previous="")
     except (KeyError, IndexError, ValueError) as exc:
@@ -144,8 +162,10 @@ def _scenario(table: Table) -> Scenario:
         raise table.fail("id", f"use letters, digits, '-', '_' or '.', got {scenario_id!r}")
     defaults: dict[str, object] = {
         "stream": table.bool("stream", True),
-        "timeout_s": table.number("timeout_s", 240.0, minimum=0, exclusive=True),
-        "latency_budget_s": (table.number("latency_budget_s", minimum=0, exclusive=True)
+        "timeout_s": table.seconds("timeout_s", 240.0, minimum=0, exclusive=True,
+                                   maximum=MAX_REQUEST_S),
+        "latency_budget_s": (table.seconds("latency_budget_s", minimum=0, exclusive=True,
+                                            maximum=MAX_REQUEST_S)
                              if "latency_budget_s" in table.data else None),
     }
     if kind == "reply":
@@ -173,16 +193,37 @@ def _scenario(table: Table) -> Scenario:
         if "concurrency" in table.data:
             raise table.fail("rate_per_min", "give either rate_per_min (open model) or "
                              "concurrency (closed model), not both")
-        rate = table.number("rate_per_min", minimum=0, exclusive=True)
+        rate = table.number("rate_per_min", minimum=0, exclusive=True, maximum=MAX_RATE_PER_MIN)
     elif "max_in_flight" in table.data:
         raise table.fail("max_in_flight", "only applies with rate_per_min")
-    min_samples = table.int("min_samples", minimum=1) if "min_samples" in table.data else None
+    min_samples = table.int("min_samples", minimum=1, maximum=1_000_000) \
+        if "min_samples" in table.data else None
     return Scenario(
         id=scenario_id, kind=kind, stages=stages,
-        concurrency=table.int("concurrency", 1, minimum=1), rate_per_min=rate,
-        max_in_flight=table.int("max_in_flight", 50, minimum=1),
-        pause_s=table.number("pause_s", 0.0), min_samples=min_samples, source=table.source,
+        concurrency=table.int("concurrency", 1, minimum=1, maximum=MAX_CONCURRENCY),
+        rate_per_min=rate,
+        max_in_flight=table.int("max_in_flight", 50, minimum=1, maximum=MAX_IN_FLIGHT),
+        pause_s=table.seconds("pause_s", 0.0, maximum=3600), min_samples=min_samples,
+        source=table.source,
     )
+
+
+def check_agents(scenarios: ScenarioSet, agents: tuple[str, ...], target: str) -> None:
+    """Every agent a scenario addresses must be one the target serves (`api.agents`)."""
+    for scenario in scenarios.scenarios:
+        for stage in scenario.stages:
+            for step in stage:
+                if step.agent not in agents:
+                    key = _agent_key(scenario, step)
+                    raise InputError(scenario.source, f"scenarios[{scenario.id}].{key}",
+                                     f"no agent {step.agent!r} in {target} (api.agents: "
+                                     f"{', '.join(agents)})")
+
+
+def _agent_key(scenario: Scenario, step: Step) -> str:
+    if scenario.kind == "panel":
+        return "synthesiser" if step.name.startswith("synthesis:") else "reviewers"
+    return "agent" if scenario.kind == "reply" else f"steps[{step.name}].agent"
 
 
 def scenario_files(path: Path) -> list[Path]:

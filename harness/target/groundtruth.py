@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -32,6 +31,7 @@ from typing import IO, Any
 
 from harness import commands
 from harness.errors import InfrastructureError
+from harness.patterns import compile_pattern
 from harness.target.registry import Release
 
 TRUTH_DIR = "groundtruth"
@@ -342,7 +342,7 @@ def _lines(text: str) -> list[str]:
 def paths_named(text: str, patterns: Iterable[str], root: Path | None = None
                 ) -> tuple[list[tuple[str, str]], int]:
     """(path, line) for every path the patterns find (group `path`), and the lines read."""
-    compiled = [re.compile(p) for p in patterns]
+    compiled = [compile_pattern(p) for p in patterns]  # RE2: no output line can hang it
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
     lines = _lines(text)

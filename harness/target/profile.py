@@ -15,12 +15,15 @@ Two ways to get the deployment under test (`target.provision`):
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
+from harness.signals.signatures import CATALOGUES
 
 DRIVERS = ("local", "systemd")
 PROVISION = ("embedded", "attached")
@@ -36,6 +39,12 @@ NOT_ATTACHED = {
 # file: a log file the gateway writes itself, checked for staleness and never trusted for a pass
 LOG_SOURCES = ("stdout", "journal", "file")
 DEFAULT_LOG_SOURCE = {"local": "stdout", "systemd": "journal"}
+
+
+# What `{...}` may name in gateway.start and gateway.env (harness.target.gateway renders them),
+# and in a backup command (harness.posture puts the archive folder in `{dest}`).
+GATEWAY_PLACEHOLDERS = ("port", "state_dir", "home", "deployment", "model_lab", "token")
+BACKUP_PLACEHOLDERS = ("dest",)
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ class ApiSpec:
     headers: dict[str, str]
     model_prefix: str  # how an agent is addressed in the `model` field
     health_agent: str  # the agent for the one real reply of the health phase
+    agents: tuple[str, ...] = ()  # the agents it serves: what scenarios may address
 
 
 @dataclass(frozen=True)
@@ -201,12 +211,29 @@ def _patterns(table: Table, name: str) -> list[str]:
     patterns = table.str_list(name, [], non_empty=False)
     for i, pattern in enumerate(patterns):
         try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise table.fail(f"{name}[{i}]", f"not a valid regular expression: {exc}") from None
+            compiled = compile_pattern(pattern)
+        except PatternError as exc:
+            raise table.fail(f"{name}[{i}]", str(exc)) from None
         if "path" not in compiled.groupindex:
             raise table.fail(f"{name}[{i}]", "needs a named group (?P<path>...) for the file")
     return patterns
+
+
+def _placeholders(table: Table, name: str, values: dict[str, str] | list[str],
+                  known: tuple[str, ...]) -> None:
+    """Every `{name}` in a command or environment must be one the harness fills in."""
+    rows = values.items() if isinstance(values, dict) else enumerate(values)
+    for key, value in rows:
+        where = f"{name}.{key}" if isinstance(values, dict) else f"{name}[{key}]"
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise table.fail(where, f"malformed placeholder in {value!r}: {exc} (write {{{{ "
+                             "and }} for braces)") from None
+        for field_name in fields:
+            if field_name not in known:
+                raise table.fail(where, f"unknown placeholder {{{field_name}}} in {value!r} "
+                                 f"(known: {', '.join('{' + k + '}' for k in known)})")
 
 
 def _updater(table: Table) -> UpdaterSpec | None:
@@ -228,7 +255,7 @@ def _updater(table: Table) -> UpdaterSpec | None:
     if not any("{version}" in arg for arg in command):
         raise table.fail("command", "needs {version}: the version the updater goes to")
     return UpdaterSpec(command=command, env=env,
-                       timeout_s=table.number("timeout_s", 900, minimum=0, exclusive=True))
+                       timeout_s=table.seconds("timeout_s", 900, minimum=0, exclusive=True))
 
 
 def load_target(path: Path) -> TargetProfile:
@@ -262,13 +289,15 @@ def load_target(path: Path) -> TargetProfile:
     gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s",
                        "unit", "version_env"})
     gateway = GatewaySpec(
-        start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0),
+        start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0, maximum=65535),
         token_env=gw.str("token_env"),
-        ready_timeout_s=gw.number("ready_timeout_s", 60, minimum=0, exclusive=True),
-        stop_timeout_s=gw.number("stop_timeout_s", 20, minimum=0, exclusive=True),
+        ready_timeout_s=gw.seconds("ready_timeout_s", 60, minimum=0, exclusive=True),
+        stop_timeout_s=gw.seconds("stop_timeout_s", 20, minimum=0, exclusive=True),
         unit=gw.str("unit", f"{package.bin}-gateway.service"),
         version_env=gw.opt_str("version_env") or "",
     )
+    _placeholders(gw, "start", gateway.start, GATEWAY_PLACEHOLDERS)
+    _placeholders(gw, "env", gateway.env, GATEWAY_PLACEHOLDERS)
     if not gateway.unit.endswith(".service") or "/" in gateway.unit:
         raise gw.fail("unit", f"expected a service unit name, got {gateway.unit!r}")
     if gateway.port > 65535:
@@ -291,12 +320,14 @@ def load_target(path: Path) -> TargetProfile:
     commands = BackupCommands(
         full=bk.str_list("full") if "full" in bk.data else None,
         config_only=bk.str_list("config_only") if "config_only" in bk.data else None,
-        timeout_s=bk.number("timeout_s", 600, minimum=0, exclusive=True),
+        timeout_s=bk.seconds("timeout_s", 600, minimum=0, exclusive=True),
     )
     for name in ("full", "config_only"):
         argv = getattr(commands, name)
         if argv is not None and not any("{dest}" in arg for arg in argv):
             raise bk.fail(name, "needs {dest}: the folder the archive is written into")
+        if argv is not None:
+            _placeholders(bk, name, argv, BACKUP_PLACEHOLDERS)
     state = StateSpec(
         config=config_file, config_template=template_path,
         restore=st.str_list("restore"), paths=paths, backup=commands,
@@ -313,7 +344,8 @@ def load_target(path: Path) -> TargetProfile:
     sd.reject_unknown({"user", "restart_sec"})
     if driver == "systemd":
         systemd = SystemdSpec(user=sd.str("user"),
-                              restart_sec=sd.number("restart_sec", 5, minimum=0, exclusive=True))
+                              restart_sec=sd.seconds("restart_sec", 5, minimum=0, exclusive=True,
+                                                      maximum=3600))
     alert = _alert(root)
     lints = []
     pre = root.table("preflight", required=False)
@@ -327,7 +359,7 @@ def load_target(path: Path) -> TargetProfile:
 
     profile = TargetProfile(
         path=path, sha256=digest,
-        name=target.str("name"), kind=target.str("kind"),
+        name=target.str("name"), kind=_kind(target),
         driver=driver,
         provision=target.str("provision", choices=PROVISION),
         package=package,
@@ -344,13 +376,32 @@ def load_target(path: Path) -> TargetProfile:
     return profile
 
 
+def _kind(target: Table) -> str:
+    """The kind names the log signature catalogue: an unknown one would watch for nothing."""
+    kind = target.str("kind")
+    if kind not in CATALOGUES:
+        raise target.fail("kind", f"no log signature catalogue for {kind!r} (known: "
+                          f"{', '.join(sorted(CATALOGUES))}): its log would be watched for "
+                          "nothing")
+    return kind
+
+
 def _api(root: Table) -> ApiSpec:
     table = root.table("api")
-    table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent"})
+    table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
+                          "agents"})
+    if "agents" not in table.data:
+        raise table.fail("agents", "missing: list the agents this gateway serves (every "
+                         "scenario's agents and health_agent are checked against it)")
+    agents = tuple(table.str_list("agents"))
+    health_agent = table.str("health_agent")
+    if health_agent not in agents:
+        raise table.fail("health_agent", f"no agent {health_agent!r} in api.agents "
+                         f"({', '.join(agents)})")
     return ApiSpec(
         live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
         headers=table.str_map("headers"), model_prefix=table.str("model_prefix", ""),
-        health_agent=table.str("health_agent"),
+        health_agent=health_agent, agents=agents,
     )
 
 
@@ -435,7 +486,7 @@ def _load_attached(path: Path, digest: str, root: Table, target: Table) -> Targe
     logs = root.table("logs", required=False)
     logs.reject_unknown({"source", "file"})
     profile = TargetProfile(
-        path=path, sha256=digest, name=target.str("name"), kind=target.str("kind"),
+        path=path, sha256=digest, name=target.str("name"), kind=_kind(target),
         driver=driver, provision="attached", package=package, known_good="", candidate="",
         gateway=GatewaySpec(start=[], env={}, port=port, token_env="", ready_timeout_s=60.0,
                             stop_timeout_s=20.0, unit=unit, version_env=attached.version_env),
