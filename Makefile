@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The embedded default: real OpenClaw 2026.3.28 -> 2026.4.1 on loopback against the model lab.
-# The report is rendered whatever the verdict; the exit code stays the run's.
+# The report is rendered whatever the verdict; the exit code stays the run's. RUN_DIR=DIR puts
+# the run (and its report) there instead of reports/<run-id>.
 acceptance: $(STAMP)
 	$(BIN)/pytest scenarios --soak $(SOAK) --baseline $(BASELINE) \
-		--late-watch-delay $(LATE_WATCH_DELAY) $(ARGS); status=$$?; \
-	$(BIN)/harness report || true; exit $$status
+		--late-watch-delay $(LATE_WATCH_DELAY) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(ARGS); \
+	status=$$?; $(BIN)/harness report $(RUN_DIR) || true; exit $$status
 
 # Render a run's Allure results to HTML (default: reports/latest) with the real Allure CLI.
 report: $(STAMP)

@@ -59,11 +59,16 @@ def expand(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{\{(.*?)\}\}", one, text)
 
 
-def bash(script: str, env: dict[str, str], cwd: Path,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """A step's script as both CI systems run it: bash, stopping at the first failing command."""
-    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+def bash(script: str, env: dict[str, str], cwd: Path, timeout: float = 60,
+         log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """A step's script as both CI systems run it: bash, stopping at the first failing command.
+    With `log`, its output is also appended there (the job's log, to read when a step fails)."""
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if log is not None:
+        with open(log, "a") as handle:
+            handle.write(f"$ {script}\n{done.stdout}{done.stderr}[exit {done.returncode}]\n")
+    return done
 
 
 def write_verdict(run_dir: Path, code: ExitCode | None) -> None:
@@ -132,7 +137,8 @@ def short_run_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "BASELINE": "0", "HOME": str(tmp_path / "home")}
 
 
-def assert_a_passing_run(run_dir: Path) -> dict:
+def assert_a_passing_run(run_dir: Path, log: Path) -> dict:
+    assert (run_dir / "verdict.json").is_file(), log.read_text()[-4000:]
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["outcome"] == "passed", verdict["claim"]
     assert verdict["lock"]["candidate"]["version"] == "2026.3.28"
@@ -160,10 +166,11 @@ def test_the_github_workflow_runs_here_step_by_step(tmp_path: Path) -> None:
             action = step["uses"].split("@")[0]
             published[action] = {k: expand(str(v), values) for k, v in step.get("with", {}).items()}
             continue
-        done = bash(expand(step["run"], values), env, project, timeout=1500)
-        assert done.returncode == 0, (step.get("name"), done.stdout[-3000:], done.stderr[-3000:])
+        done = bash(expand(step["run"], values), env, project, timeout=1500,
+                    log=tmp_path / "job.log")
+        assert done.returncode == 0, (tmp_path / "job.log").read_text()[-5000:]
     run_dir = Path(env["RUN_DIR"])
-    verdict = assert_a_passing_run(run_dir)
+    verdict = assert_a_passing_run(run_dir, tmp_path / "job.log")
     assert output.read_text() == "decision=pass\n"
     # the job summary is the run's summary.md, outcome first
     assert summary.read_text() == (run_dir / "summary.md").read_text()
@@ -188,11 +195,11 @@ def test_the_gitlab_job_runs_here_line_by_line(tmp_path: Path) -> None:
     env["SOAK"] = "30"  # a pipeline variable overrides the job's own, as in GitLab
     output = ""
     for line in [*job["before_script"], *job["script"]]:
-        done = bash(line, env, project, timeout=1500)
-        assert done.returncode == 0, (line[:80], done.stdout[-3000:], done.stderr[-3000:])
+        done = bash(line, env, project, timeout=1500, log=tmp_path / "job.log")
+        assert done.returncode == 0, (tmp_path / "job.log").read_text()[-5000:]
         output += done.stdout
     run_dir = project / env["RUN_DIR"]
-    verdict = assert_a_passing_run(run_dir)
+    verdict = assert_a_passing_run(run_dir, tmp_path / "job.log")
     assert f"Release decision: pass: passed (exit 0): {verdict['claim']}" in output
     assert (run_dir / "summary.md").read_text() in output  # the summary is in the job's log
     # the cache, the test report and the artifact are where GitLab looks for them
