@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.reporting import redact
-from harness.reporting.browser import look_at_graphs, look_at_report
+from harness.reporting.browser import look_at_graphs, look_at_report, look_at_verdict
+from harness.reporting.headline import run_of
 from harness.target.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,21 @@ def target_variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) ->
 
 def phase(verdict: dict, name: str) -> dict:
     return next(p for p in verdict["phases"] if p["name"] == name)
+
+
+def assert_the_headline(run: Path, title: str, accepted: bool) -> None:
+    """A rendered run's first screen in headless Chromium: the title says target, versions and
+    outcome; the quality gate release-accepted, as Allure evaluated it, says the same."""
+    seen = look_at_verdict(run / "html", run / "screenshots", Runtime(ROOT / ".cache" / "runtime"))
+    status = "passed" if accepted else "failed"
+    assert seen["title"] == title, seen
+    assert seen["gateTabStatus"] == status, seen
+    gates = {g["rule"]: g["status"] for g in seen["gates"]}
+    assert gates == {"release-accepted/maxFailures": status,
+                     "release-accepted/minTestsCount": "passed"}, seen
+    code = json.loads((run / "verdict.json").read_text())["exit_code"]
+    assert seen["under"].endswith(f"with exit code {int(not accepted)} (original {code})"), seen
+    assert (run / "screenshots" / "verdict.png").stat().st_size > 10_000
 
 
 def plant_token_in_the_candidates_log(run_dir: Path, stop: threading.Event) -> None:
@@ -189,6 +205,12 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     assert "Product regression: a trigger fired" in seen["categories"]
     for shot in ("overview.png", "soak-policy.png", "trigger-evidence.png", "categories.png"):
         assert (run / "screenshots" / shot).stat().st_size > 10_000, shot
+    # the first screen says the verdict: the title, and Allure's own quality gate failed on
+    # the run's verdict result, as the job's exit code 10 says
+    assert tests["release verdict"] == {**tests["release verdict"], "status": "failed",
+                                        "groups": ["local-openclaw", "verdict"]}
+    assert_the_headline(run, "local-openclaw 2026.3.28 -> 2026.4.1: rolled back (exit 10)",
+                        accepted=False)
     # the run's secrets (gateway token, provider key, credentials) reach no file of the report
     # (results, HTML, verdict, JUnit, summary, screenshots), and the token planted in the
     # gateway's log shows redacted in the report's log excerpt
@@ -227,7 +249,7 @@ def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Pat
         "failover"], "baseline": 0, "candidate": 0, "new": False}
     assert verdict["final_state"] == {**verdict["final_state"], "serving": True,
                                       "version": "2026.3.28"}
-    RUNS["passed"] = tmp_path / "run"
+    RUNS["passed"] = tmp_path / "run"  # its report's headline: in the trend test below
 
 
 @pytest.mark.e2e
@@ -254,8 +276,13 @@ def test_the_trend_follows_real_runs_rendered_from_one_reports_folder(tmp_path: 
     if set(RUNS) != {"passed", "rolled_back"}:
         pytest.skip("needs both real runs above in this session")
     reports = tmp_path / "reports"
-    for name, label in (("1-rolled-back", "rolled_back"), ("2-passed", "passed")):
+    for name, label in (("1-rolled-back", "rolled_back"), ("2-passed", "passed"),
+                        ("3-rolled-back-again", "rolled_back")):
         shutil.copytree(RUNS[label] / "allure-results", reports / name / "allure-results")
+        for kept in ("verdict.json", "summary.md"):  # the report's name and verdict come from them
+            shutil.copy(RUNS[label] / kept, reports / name / kept)
+    rolled_back = "local-openclaw 2026.3.28 -> 2026.4.1: rolled back (exit 10)"
+    passed = "local-openclaw 2026.3.28 -> 2026.3.28: passed (exit 0)"
 
     def render(name: str) -> dict[str, dict]:
         done = subprocess.run([sys.executable, "-m", "harness.cli", "report",
@@ -265,15 +292,18 @@ def test_the_trend_follows_real_runs_rendered_from_one_reports_folder(tmp_path: 
         charts = json.loads((reports / name / "html" / "widgets" / "charts.json").read_text())
         return {chart["type"]: chart for chart in charts["general"].values()}
 
-    def history_names() -> list[str]:
-        return [json.loads(line)["name"]
-                for line in (reports / "history.jsonl").read_text().splitlines()]
+    def history() -> list[tuple[str, str | None]]:
+        """Each point's report name and the run it belongs to."""
+        entries = [json.loads(line)
+                   for line in (reports / "history.jsonl").read_text().splitlines()]
+        return [(entry["name"], run_of(entry)) for entry in entries]
 
     first = render("1-rolled-back")
     assert [p["id"] for p in first["statusDynamics"]["data"]] == ["current"]  # no past yet
     second = render("2-passed")
+    assert_the_headline(reports / "2-passed", passed, accepted=True)  # the passing run's
     points = second["statusDynamics"]["data"]
-    assert [p["name"] for p in points] == ["Release acceptance 1-rolled-back", "current"]
+    assert [p["name"] for p in points] == [rolled_back, "current"]
     assert points[0]["statistic"]["failed"] > 0 and points[1]["statistic"].get("failed", 0) == 0
     assert second["statusTransitions"]["data"][-1]["fixed"] > 0  # failed then, passed now
     # the soak of the reply path: failed in the first run, passed in the second
@@ -291,9 +321,15 @@ def test_the_trend_follows_real_runs_rendered_from_one_reports_folder(tmp_path: 
     assert len(charts["Status dynamics"]["columns"]) == 2, charts["Status dynamics"]
     assert (reports / "2-passed" / "screenshots" / "graphs.png").stat().st_size > 10_000
     # rendering the second run again replaces its point in the history, it does not add one
-    assert history_names() == ["Release acceptance 1-rolled-back", "Release acceptance 2-passed"]
+    assert history() == [(rolled_back, "1-rolled-back"), (passed, "2-passed")]
     render("2-passed")
-    assert history_names() == ["Release acceptance 1-rolled-back", "Release acceptance 2-passed"]
+    assert history() == [(rolled_back, "1-rolled-back"), (passed, "2-passed")]
+    # another run with the same target, versions and outcome has the same name, and a point
+    # of its own; rendering either again replaces only its own point
+    render("3-rolled-back-again")
+    render("1-rolled-back")
+    assert history() == [(passed, "2-passed"), (rolled_back, "3-rolled-back-again"),
+                         (rolled_back, "1-rolled-back")]
 
 
 def test_a_malformed_policy_stops_before_anything_starts(tmp_path: Path) -> None:

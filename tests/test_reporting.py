@@ -19,7 +19,6 @@ import pytest
 from harness.cli import main as cli
 from harness.errors import InfrastructureError
 from harness.phases import PhaseError, PhaseResult, _timed, report_phase
-from harness.report import forget_run
 from harness.reporting import charts, redact
 from harness.reporting.categories import CATEGORIES, allure3_categories, allure_config, categorize
 from harness.reporting.compare import compare_runs
@@ -244,6 +243,7 @@ def test_a_planted_token_reaches_no_file_of_the_run_and_the_evidence_stays_reada
     ("failed", "AssertionError: restart not approved (stop the candidate and start the "
      "known-good version): no approval within 20 s; nothing was interrupted; 2026.4.1 still "
      "serving", "Waiting on a person: a restart was not approved"),
+    ("failed", "release not accepted: rolled_back (exit 10)", "Release not accepted"),
     ("passed", "", None),
     ("skipped", "Skipped: not needed: the candidate passed every phase and the soak", None),
 ])
@@ -431,17 +431,3 @@ def test_the_summary_says_outcome_claim_paths_and_triggers() -> None:
     assert "> a claim" in text and "| soak: soak[plain] | AssertionError: this path" in text
     assert "| plain | **fail** | 6 | 4 |" in text and "| quick | pass | 10 | 0 |" in text
     assert "| burst | all | 3 | >= 3 | 3 | yes |" in text
-
-
-def test_rendering_a_run_again_replaces_its_point_in_the_history(tmp_path: Path) -> None:
-    history = tmp_path / "history.jsonl"
-    assert forget_run(history, "Release acceptance a") == 0  # no history yet: nothing to do
-    lines = [json.dumps({"name": "Release acceptance a", "timestamp": 1}),
-             "not json, left as it was",
-             json.dumps({"name": "Release acceptance b", "timestamp": 2}),
-             json.dumps({"name": "Release acceptance a", "timestamp": 3})]
-    history.write_text("\n".join(lines) + "\n")
-    assert forget_run(history, "Release acceptance a") == 2
-    assert history.read_text().splitlines() == lines[1:3]
-    assert forget_run(history, "Release acceptance c") == 0
-    assert history.read_text().splitlines() == lines[1:3]

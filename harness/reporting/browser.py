@@ -79,6 +79,14 @@ def look_at_graphs(html: Path, shots: Path, runtime: Runtime) -> dict[str, Any]:
     return _drive("look-at-graphs.mjs", GRAPHS_SCRIPT, html, shots, runtime)
 
 
+def look_at_verdict(html: Path, shots: Path, runtime: Runtime) -> dict[str, Any]:
+    """Read the report's first screen (its title, the line under it, the Quality Gates tab's
+    counter and its colour) and the gate's results (rule, passed or failed, message), as a
+    person deciding on the release sees them; screenshots `verdict.png` (the first screen)
+    and `quality-gate.png` go to `shots`."""
+    return _drive("look-at-verdict.mjs", VERDICT_SCRIPT, html, shots, runtime)
+
+
 def _drive(name: str, source: str, html: Path, shots: Path, runtime: Runtime,
            *args: str) -> dict[str, Any]:
     """Run one of the scripts below against `html`, served on loopback; its JSON is what the
@@ -178,6 +186,47 @@ try {
   await page.waitForTimeout(1000);
   seen.categories = (await page.locator("body").innerText()).slice(0, 4000);
   await page.screenshot({ path: `${shots}/categories.png` });
+} catch (error) {
+  seen.error = String(error && error.stack || error);
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(seen));
+"""
+
+
+# The first screen and the quality gate: the verdict a person deciding on the release sees.
+VERDICT_SCRIPT = PRELUDE + r"""// The title, the line under it, the Quality Gates tab, its results.
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.goto(url, { waitUntil: "networkidle" });
+  await page.waitForSelector('[data-testid="report-title"]');
+  const text = async (sel) => (await page.locator(sel).first().innerText()).trim();
+  seen.title = await text('[data-testid="report-title"]');
+  seen.under = await text('[data-testid="report-data"]');
+  seen.gateTab = await text('[data-testid="nav-tab-qualityGate"]');
+  // the tab's counter is coloured by the gate's status (its class names "status-failed")
+  const counter = await page.locator('[data-testid="nav-tab-qualityGate"] [data-testid="counter"]')
+    .getAttribute("class");
+  seen.gateTabStatus = (/status-([a-z]+)/.exec(counter || "") || [])[1] || null;
+  await page.evaluate(() => {  // the report scrolls to the first failed test: the top, please
+    window.scrollTo(0, 0);
+    for (const el of document.querySelectorAll("*")) if (el.scrollTop > 0) el.scrollTop = 0;
+  });
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: `${shots}/verdict.png` });
+  await page.locator('[data-testid="nav-tab-qualityGate"]').click();
+  await page.locator('[data-testid="quality-gate-result"]').first().waitFor();
+  seen.gates = await page.locator('[data-testid="quality-gate-result"]').evaluateAll((rows) =>
+    rows.map((row) => ({
+      rule: row.querySelector('[data-testid="quality-gate-result-rule"]').textContent.trim(),
+      status: row.querySelector('[data-testid="quality-gate-result-failed-icon"]')
+        ? "failed" : row.querySelector('[data-testid="quality-gate-result-passed-icon"]')
+        ? "passed" : null,
+      message: row.querySelector('[data-testid="quality-gate-result-message"]')
+        .innerText.trim(),
+    })));
+  await page.screenshot({ path: `${shots}/quality-gate.png` });
 } catch (error) {
   seen.error = String(error && error.stack || error);
 } finally {

@@ -1,6 +1,9 @@
 """Report categories: a product regression, a harness or infrastructure error, inconclusive.
 
-They match the messages the harness itself writes (`harness.soak.assess`, `harness.phases`):
+They match the messages the harness itself writes (`harness.soak.assess`, `harness.phases`,
+`harness.reporting.headline`):
+- the run's own verdict result, when the release was not accepted: "release not accepted: ..."
+  (first, so that the verdict is never filed as one of the failures it sums up);
 - inconclusive: "inconclusive, failing closed (...)" or, when the run accepted it,
   "inconclusive, accepted by on_inconclusive = pass" (a skipped test);
 - product regression: a trigger fired ("trigger X fired: observed ...", "X fired: observed",
@@ -29,6 +32,10 @@ REGRESSION = (r"\bfired\b|this path was hit while|no good iteration|\d+ bad iter
               r"|unanswered when the watch ended")
 
 CATEGORIES: list[dict[str, Any]] = [
+    {"name": "Release not accepted",
+     "description": "The run's verdict: any outcome but passed (rolled back, aborted, ...). "
+                    "The quality gate release-accepted fails on it.",
+     "matchedStatuses": ["failed"], "messageRegex": "(?s)release not accepted.*"},
     {"name": "Inconclusive: too few samples to judge",
      "description": "A path finished fewer iterations than min_samples; it fails closed "
                     "unless the run accepted it (on_inconclusive = pass).",
