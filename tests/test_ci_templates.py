@@ -192,7 +192,10 @@ def test_the_gitlab_job_runs_here_line_by_line(tmp_path: Path) -> None:
     env["CI_PIPELINE_ID"] = "4242"
     env.update({key: value.replace("$CI_PIPELINE_ID", env["CI_PIPELINE_ID"])  # as GitLab does
                 for key, value in job["variables"].items()})
-    env["SOAK"] = "30"  # a pipeline variable overrides the job's own, as in GitLab
+    # the pipeline's variables (the job runs only when CANDIDATE is set), which override the
+    # job's own, as in GitLab
+    assert job["rules"] == [{"if": "$CANDIDATE"}]
+    env.update({"CANDIDATE": "2026.3.28", "SOAK": "30"})
     output = ""
     for line in [*job["before_script"], *job["script"]]:
         done = bash(line, env, project, timeout=1500, log=tmp_path / "job.log")
