@@ -137,3 +137,19 @@ def test_half_installs_of_dead_processes_are_removed(tmp_path: Path) -> None:
     assert [p.name for p in removed] == [f".2026.4.1.partial-{dead.pid}"]
     assert sorted(p.name for p in prefix.parent.iterdir()) == sorted(
         [f".2026.4.1.partial-{os.getpid()}", ".2026.4.1.partial-1", ".2026.3.28.partial-1"])
+
+
+@pytest.mark.e2e
+def test_an_install_through_a_linked_cache_records_its_integrity(tmp_path: Path) -> None:
+    """A cache shared by a symlink (as worktrees share one): npm must be given the real path,
+    or its lock file is keyed '../../.../.partial-PID/node_modules/x' and the install's
+    recorded integrity is not found (every `install` phase then fails)."""
+    from harness.phases import installed_integrity
+    from harness.target.runtime import Runtime
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    runtime = Runtime(tmp_path / "linked" / "runtime")
+    release = runtime.registry.resolve("is-number", "7.0.0", "test")
+    installation = runtime.install(release, node=None)
+    assert installed_integrity(installation)["matches"], installed_integrity(installation)

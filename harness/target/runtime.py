@@ -93,6 +93,10 @@ class Runtime:
             scratch = prefix.with_name(f".{prefix.name}.partial-{os.getpid()}")
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
+            # npm's own path: given one through a symlink (a cache shared by a link), npm keys
+            # its lock file by paths relative to it ("../../.../.partial-PID/node_modules/x"),
+            # and the package's recorded integrity is not found under node_modules/<package>
+            scratch = scratch.resolve()
             env = {**self.npm_env(), **(extra_env or {})}
             if node is not None:
                 env["PATH"] = node.path_env()
