@@ -40,7 +40,8 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
     outcome: dict[str, Any] = {"from": was, "to": good.version, "restored": False,
                                "ready": False, "proven": False}
     record.facts.setdefault("interruption", {})["restore"] = outcome
-    emit("interrupted", "restore", summary=f"{was} not proven: putting {good.version} back")
+    emit("interrupted", "restore", summary=f"no version proven since the first change "
+         f"(active: {was}): putting {good.version} back")
     with allure.step(f"interrupted before a version was proven: put {good.label} back"):
         try:
             prepared = procedure.prepared.get("known_good")
