@@ -382,10 +382,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[N
     pytest_sessionfinish (the deployment's final state is observed there, and after an
     interruption the known-good put back), so the verdict is written after every other
     implementation has run, then the outcome's transition and alert, then the report files."""
+    from harness.reporting.plugin import finish_reports  # registered by pytest_plugins
+
     try:
         return (yield)
     finally:
         _finish_run(session)
+        finish_reports(session.config)  # summary.md, a redaction pass over the run's files
 
 
 def _finish_run(session: pytest.Session) -> None:
@@ -436,9 +439,6 @@ def _finish_run(session: pytest.Session) -> None:
     transitions = config.pluginmanager.get_plugin("harness-transitions")
     if transitions is not None:  # the outcome as a transition, and the alert hook
         transitions.finish(verdict)
-    from harness.reporting.plugin import finish_reports  # registered by pytest_plugins
-
-    finish_reports(config)  # summary.md and a redaction pass over what the run wrote
     owner = config.stash.get(RUN_DIR_OWNER, None)
     if owner is not None:
         owner.record["outcome"] = verdict["outcome"]
