@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -84,9 +85,13 @@ def test_an_interrupted_upgrade_ends_interrupted_with_the_known_good_back_and_pr
         proc.send_signal(sig)
         code, output, verdict = finish(proc, run_dir, timeout=400)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # the test failed on the way: let the run clean up after itself
+            proc.terminate()
+            try:
+                proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     assert code == ExitCode.INTERRUPTED, output[-3000:]
     assert verdict["outcome"] == "interrupted" and verdict["exit_code"] == 17
     interruption = verdict["interruption"]
