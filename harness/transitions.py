@@ -208,8 +208,8 @@ class Transitions:
     def finish(self, verdict: dict[str, Any]) -> None:
         """The run's outcome as the last record, and the alert when it is not a pass (called
         by harness.plugin once the verdict is written, after the session's teardown)."""
-        if self.family == "soak":
-            self._soak_verdict()
+        if self.family == "soak" and self.facts.get("soak", {}).get("verdict"):
+            self._soak_verdict()  # a soak cut short by an interruption gave none: no record
         outcome = verdict.get("outcome")
         self.emit("outcome", str(outcome), exit_code=verdict.get("exit_code"),
                   summary=verdict.get("claim", ""), final_state=verdict.get("final_state"))
