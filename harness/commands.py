@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
+    """A preexec_fn: the child gets `sig` when the process that started it dies, however it
+    dies (SIGKILL included), so nothing the harness starts outlives it unless it is meant to
+    (the guard, the gateway a guard watches over: those are not started through this)."""
+    parent = os.getpid()
+
+    def in_the_child() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took: go now
+            os.kill(os.getpid(), sig)
+
+    return in_the_child
 
 
 @dataclass(frozen=True)
@@ -28,7 +49,7 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
     try:
         proc = subprocess.run(
             list(argv), env=full_env, cwd=cwd, capture_output=True, text=True,
-            timeout=timeout, stdin=subprocess.DEVNULL,
+            timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(),
         )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")

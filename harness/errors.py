@@ -20,6 +20,9 @@ class ExitCode(IntEnum):
     STALE_LOCK = 14  # the candidate moved since the review was locked: re-run and re-lock
     BACKUP_NO_GO = 15  # backup posture below full and not accepted up front: a person decides
     NO_APPROVAL = 16  # the manual restart gate got no approval in time (or a refusal)
+    INTERRUPTED = 17  # SIGINT, SIGTERM or a phase past its time limit: never a pass
+    RUN_DIR_BUSY = 18  # the run dir belongs to a run that is still alive
+    RUN_DIR_DEAD = 19  # the run dir holds a run that died without a verdict
     BAD_INPUT = 20  # malformed target, policy or scenario file, or a bad option
     UNKNOWN_VERSION = 21
     GATEWAY_UNREACHABLE = 22
@@ -34,6 +37,9 @@ EXIT_CODE_MEANINGS = {
     ExitCode.STALE_LOCK: "the review is stale: a version moved since it was locked",
     ExitCode.BACKUP_NO_GO: "backup posture below full and not accepted up front",
     ExitCode.NO_APPROVAL: "the manual restart gate got no approval in time",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, a time limit): never a pass",
+    ExitCode.RUN_DIR_BUSY: "the run dir is held by a run that is still alive",
+    ExitCode.RUN_DIR_DEAD: "the run dir holds a run that died (see --resume-cleanup)",
     ExitCode.BAD_INPUT: "a malformed target, policy, scenario or verdict file, or a bad option",
     ExitCode.UNKNOWN_VERSION: "a version the registry does not know",
     ExitCode.GATEWAY_UNREACHABLE: "the gateway does not run or answer",
@@ -90,3 +96,11 @@ class InfrastructureError(HarnessError):
     """The harness could not do its own work (registry, install, disk): not a product verdict."""
 
     exit_code = ExitCode.ABORTED
+
+
+class RunDirError(HarnessError):
+    """The run dir is not this run's to use: a live run holds it, or a dead one left it."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import allure
 import pytest
 
 from harness.errors import GatewayUnreachableError, HarnessError
 from harness.gate import RestartGate, Terminal
+from harness.interrupt import INTERRUPTION
 from harness.modellab import ModelLab
 from harness.nonce import new_nonce
 from harness.phases import Procedure, one_reply
+from harness.recovery import put_known_good_back
 from harness.reporting import redact
 from harness.run import RunRecord, RunSettings, build_verdict
+from harness.rundir import RUN_DIR_OWNER, RunDirOwner
 from harness.soak.assess import progress_line
 from harness.soak.driver import SoakRun, check
 from harness.target.gateway import Gateway
@@ -48,9 +52,17 @@ def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
 
 
 @pytest.fixture(scope="session")
-def model_lab(run_settings: RunSettings) -> Iterator[ModelLab]:
+def model_lab(pytestconfig: pytest.Config, run_settings: RunSettings) -> Iterator[ModelLab]:
     with ModelLab(log_path=run_settings.run_dir / "modellab.log") as lab:
+        _owner(pytestconfig, lambda owner: owner.add_process("model lab", lab.pid))
         yield lab
+
+
+def _owner(config: pytest.Config, note: Callable[[RunDirOwner], None]) -> None:
+    """What this run started, in its run dir's run.json: a later run stops it by PID."""
+    owner = config.stash.get(RUN_DIR_OWNER, None)
+    if owner is not None:
+        note(owner)
 
 
 def _fatal(record: RunRecord, exc: HarnessError) -> None:
@@ -97,12 +109,14 @@ def attached_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
 
 
 @pytest.fixture(scope="session")
-def embedded_deployment(run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
-                        node: NodeRuntime, model_lab: ModelLab) -> Iterator[Gateway]:
+def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
+                        run_record: RunRecord, runtime: Runtime, node: NodeRuntime,
+                        model_lab: ModelLab) -> Iterator[Gateway]:
     """A known-good deployment this run provisions, upgrades, and removes."""
     s = run_settings
     assert s.known_good is not None
     deployment_dir = s.cache_dir / "runs" / s.run_id / "deployment"
+    _owner(pytestconfig, lambda owner: owner.add_deployment(deployment_dir.resolve()))
     installation = runtime.install(s.known_good, node, s.target.package.install_env)
     gateway = Gateway.embedded(s.target, runtime, node, deployment_dir, model_lab.base_url)
     redact.watch_gateway(gateway)  # its token, keys and credentials never reach the report
@@ -130,19 +144,37 @@ def embedded_deployment(run_settings: RunSettings, run_record: RunRecord, runtim
         gateway.keep_known_good(installation)  # from now on every stop is guarded
         yield gateway
     finally:
-        run_record.final_state = {
-            "serving": gateway.is_serving(), "version": gateway.active_version(),
-            "pid": gateway.pid,
-        }
+        run_record.final_state = final_state(gateway, run_settings, run_record)
         run_record.facts["guard"] = gateway.shutdown()
+        trips = [e for e in run_record.facts["guard"] if e.get("what") == "tripped"]
+        if trips:  # the guard put the known-good back while this run lived: say so
+            run_record.facts["guard_trips"] = [e["details"] for e in trips]
+            transitions = pytestconfig.pluginmanager.get_plugin("harness-transitions")
+            for trip in trips if transitions is not None else []:
+                transitions.emit("guard", "tripped", summary=trip["details"].get("why"),
+                                 **{k: v for k, v in trip["details"].items() if k != "why"})
         allure.attach(json.dumps(build_verdict(run_record, s.lock()), indent=2, default=str),
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
+
+
+def final_state(gateway: Gateway, settings: RunSettings, record: RunRecord) -> dict[str, Any]:
+    """What serves at the end, as observed, and whether this run proved it. An embedded
+    deployment belongs to its run: it is observed here, then stopped with the run."""
+    version = gateway.active_version()
+    proven = record.proven() if record.changed else "known_good"  # untouched: as it served
+    proven_version = {"candidate": settings.candidate, "known_good": settings.known_good
+                      }.get(proven or "")
+    serving = gateway.is_serving()
+    return {"serving": serving, "version": version, "pid": gateway.pid,
+            "proven": bool(serving and proven_version and proven_version.version == version),
+            "proven_version": proven_version.version if proven_version else None,
+            "after_run": "then stopped with the run (an embedded deployment is the run's own)"}
 
 
 @pytest.fixture(scope="session")
 def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
               run_settings: RunSettings, run_record: RunRecord, runtime: Runtime,
-              deployment: Gateway) -> Procedure:
+              deployment: Gateway) -> Iterator[Procedure]:
     # an attached deployment is only soaked: nothing is installed, so no Node.js is needed
     node = None if deployment.attached else request.getfixturevalue("node")
     terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
@@ -180,4 +212,11 @@ def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
                        run_settings.gate_timeout_s, say=say,
                        terminal=Terminal.detect(write, suspend)
                        if run_settings.restart_gate == "manual" else None)
-    return Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)
+    procedure = Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)
+    yield procedure
+    interruption = pytestconfig.stash.get(INTERRUPTION, None)
+    if interruption is not None and interruption.interrupted and not deployment.attached \
+            and run_record.unproven_change():
+        transitions = pytestconfig.pluginmanager.get_plugin("harness-transitions")
+        put_known_good_back(procedure, interruption,
+                            transitions.emit if transitions is not None else None)

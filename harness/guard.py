@@ -138,6 +138,7 @@ class Guard:
         if self.armed and self.running():
             self._event("still armed", reason=reason)
             return {"guard": "already armed", "unit": self.unit, "pid": self.pid}
+        self.collect_trip()  # a trip of the guardian before this one is evidence: keep it
         (self.folder / "result.json").unlink(missing_ok=True)
         (self.folder / "guard.pid").unlink(missing_ok=True)  # each guardian writes its own
         self._touch()
@@ -200,8 +201,20 @@ class Guard:
         self.armed = False
         self._event("disarmed", reason=reason)
 
+    def collect_trip(self) -> dict[str, Any] | None:
+        """The guardian's result.json, once: it tripped (the harness's heartbeat went stale,
+        or the gateway stayed down too long) and put the known-good back. Kept as a
+        `tripped` event for the verdict and transitions.jsonl."""
+        result = self.result()
+        if result is None or any(e.what == "tripped" and e.details.get("tripped_at") ==
+                                 result.get("tripped_at") for e in self.events):
+            return None
+        self._event("tripped", **result)
+        return result
+
     def close(self) -> None:
         """End of the run: nothing of the guard is left running."""
+        self.collect_trip()
         if self.known_good is not None and self.armed:
             self.disarm("the run ended")
         self._stop.set()

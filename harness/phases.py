@@ -427,12 +427,17 @@ class Procedure:
         return _timed("restore known-good", self._rollback_restore)
 
     def _rollback_restore(self) -> PhaseResult:
+        return self.restore_known_good(self.prepared["known_good"].installation)
+
+    def restore_known_good(self, installation: Installation) -> PhaseResult:
+        """Stop whatever runs, switch `current` to the known-good and give its state back from
+        the pre-upgrade backup, hash by hash: the rollback's restore, and the one a harness
+        that is interrupted before any version was proven does itself (harness.recovery)."""
         fresh = self.safety.refresh("pre-rollback")  # insurance only: it never blocks
         with allure.step("stop the candidate gateway (if it is running)"):
             self.gateway.stop()
-        prepared = self.prepared["known_good"]
         with allure.step(f"switch the active install to {self.settings.known_good.version}"):
-            self.gateway.activate(prepared.installation)
+            self.gateway.activate(installation)
         active = self.gateway.active_version()
         backup = self.safety.backup_of("pre-upgrade")
         globs = self.settings.target.state.restore
@@ -460,9 +465,9 @@ class Procedure:
         if not same:
             return PhaseResult("restore", False, f"state differs from the backup: {diff}",
                                details)
-        summary = (f"{self.settings.known_good.label} active "
-                   f"({details['rollback_path']}); {len(restored)} state files equal the "
-                   "pre-upgrade backup")
+        how = details["rollback_path"] or "its kept prefix"
+        summary = (f"{self.settings.known_good.label} active ({how}); {len(restored)} state "
+                   "files equal the pre-upgrade backup")
         if unheld:
             summary += f"; not restored, the backup does not hold them: {', '.join(unheld)}"
         return PhaseResult("restore", True, summary, details)

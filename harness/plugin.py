@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import allure
@@ -25,6 +26,7 @@ import pytest
 from harness.errors import ExitCode, HarnessError, InputError
 from harness.gate import MODES
 from harness.inputs import load_inputs, option_version
+from harness.interrupt import INTERRUPTION, Interruption
 from harness.lock import lock_path
 from harness.lock import take as take_lock
 from harness.posture import POSTURES
@@ -39,6 +41,7 @@ from harness.run import (
     with_windows,
     write_verdict,
 )
+from harness.rundir import RUN_DIR_OWNER, RunDirOwner
 from harness.schema import option_seconds
 from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
@@ -91,6 +94,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "ask (a person decides at the manual gate; no answer fails closed); "
                          "default: the policy's on_inconclusive, itself fail")
     group.addoption("--run-dir", help="where this run's outputs go (default: reports/<run-id>)")
+    group.addoption("--resume-cleanup", action="store_true", default=False,
+                    help="the --run-dir holds a run that died without a verdict: stop what it "
+                    "left (by the PIDs it recorded), move its files aside and start fresh "
+                    "(default: refuse)")
     group.addoption("--restart-gate", default="auto", choices=MODES,
                     help="who approves each restart: auto (CI: the run itself) or manual (a "
                     "person: a prompt on a terminal, else `harness approve RUN_DIR`)")
@@ -124,6 +131,13 @@ def pytest_configure(config: pytest.Config) -> None:
     run_dir_opt = config.getoption("run_dir")
     run_dir = Path(run_dir_opt) if run_dir_opt else config.rootpath / "reports" / run_id
     config.stash[RUN_DIR] = (run_id, run_dir.resolve())
+    if _runs_the_suite(config):  # the run dir is this run's alone, for its whole life
+        _own_run_dir(config, run_dir.resolve(), run_id)
+    if _runs_the_suite(config):  # Ctrl-C, SIGTERM and a phase's time limit: `interrupted`
+        interruption = Interruption()
+        interruption.install()
+        config.stash[INTERRUPTION] = interruption
+        config.pluginmanager.register(interruption, "harness-interruption")
     if _runs_the_suite(config):  # every state transition as JSON lines, journal and alerts
         config.pluginmanager.register(
             Transitions(run_id, run_dir.resolve(), facts=config.stash[RECORD].facts),
@@ -134,6 +148,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # and so does the JUnit XML plugin: the run's JUnit XML beside its verdict
     if _runs_the_suite(config) and getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(run_dir / "junit.xml")
+
+
+def _own_run_dir(config: pytest.Config, run_dir: Path, run_id: str) -> None:
+    try:
+        owner, cleanup = RunDirOwner.take(run_dir, run_id, config.getoption("resume_cleanup"))
+    except HarnessError as exc:
+        _fail_input(config, exc)
+        raise  # unreachable: pytest.exit raised
+    config.stash[RUN_DIR_OWNER] = owner
+    if cleanup is not None:
+        config.stash[RECORD].facts["resumed_cleanup"] = cleanup
+        stopped = ", ".join(f"{p['role']} PID {p['pid']} ({p['how']})"
+                            for p in cleanup["stopped"]) or "nothing was still running"
+        sys.stderr.write(f"harness: run {cleanup['run_id']} in {run_dir} had died without a "
+                         f"verdict: stopped {stopped}; its files moved to "
+                         f"{cleanup['moved_to']}; this run starts fresh as {run_id}\n")
 
 
 def _runs_the_suite(config: pytest.Config) -> bool:
@@ -380,13 +410,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     return report
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[None]:
+    """The verdict comes last: pytest's runner tears the session fixtures down in its own
+    pytest_sessionfinish (the deployment's final state is observed there, and after an
+    interruption the known-good put back), so the verdict is written after every other
+    implementation has run, then the outcome's transition and alert, then the report files."""
+    from harness.reporting.plugin import finish_reports  # registered by pytest_plugins
+
+    try:
+        return (yield)
+    finally:
+        _finish_run(session)
+        finish_reports(session.config)  # summary.md, a redaction pass over the run's files
+
+
+def _finish_run(session: pytest.Session) -> None:
     config = session.config
     record = config.stash[RECORD]
     settings = config.stash.get(SETTINGS, None)
+    interruption = config.stash.get(INTERRUPTION, None)
+    if interruption is not None:
+        interruption.uninstall()
+        if interruption.interrupted and settings is not None:
+            record.interruption = interruption.as_dict()
+            record.facts["interruption"] = {**interruption.as_dict(),
+                                            **record.facts.get("interruption", {})}
     if settings is None and record.error is None:
         return
-    if not any(p.family in FAMILIES for p in record.phases) and record.error is None:
+    if not any(p.family in FAMILIES for p in record.phases) and record.error is None \
+            and record.interruption is None:
         return
     run_dir = settings.run_dir if settings else config.stash[RUN_DIR][1]
     verdict = write_verdict(run_dir / "verdict.json", record,
@@ -413,10 +466,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         terminal.write_line(f"harness: {verdict['outcome']} (exit {verdict['exit_code']}): "
                             f"{verdict['claim']}", bold=True)
         terminal.write_line(f"harness: verdict written to {run_dir / 'verdict.json'}")
-    if record.error_code is None and exitstatus in (0, 1):
+    if record.interruption is not None:
+        session.exitstatus = int(ExitCode.INTERRUPTED)
+    elif record.error_code is None and session.exitstatus in (0, 1):
         session.exitstatus = verdict["exit_code"]
     elif record.error_code is not None:
         session.exitstatus = int(record.error_code)
+    transitions = config.pluginmanager.get_plugin("harness-transitions")
+    if transitions is not None:  # the outcome as a transition, and the alert hook
+        transitions.finish(verdict)
+    owner = config.stash.get(RUN_DIR_OWNER, None)
+    if owner is not None:
+        owner.record["outcome"] = verdict["outcome"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    owner = config.stash.get(RUN_DIR_OWNER, None)
+    if owner is not None:  # a run that ends here, verdict or not, did not die: its dir is free
+        owner.ended()
 
 
 __all__ = ["ExitCode", "settings_for", "SETTINGS", "RECORD"]

@@ -2,7 +2,8 @@
 
 Settings are resolved once (command line over files), before any test runs; phases and
 scenarios read the typed `RunSettings`. `RunRecord` collects the outcome of every phase and
-soak; `verdict()` turns it into `passed`, `rolled_back`, `rollback_failed` or `aborted`.
+soak; `verdict()` turns it into `passed`, `rolled_back`, `rollback_failed`, `aborted` or
+`interrupted` (a signal or a phase past its time limit: never a pass, whatever ran before).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ class RunRecord:
     error_code: ExitCode | None = None
     # a refusal before anything changed: (outcome, exit code, reason), e.g. a stale lock
     halted: tuple[str, ExitCode, str] | None = None
+    # SIGINT, SIGTERM or a phase's time limit (harness.interrupt.Interruption.as_dict())
+    interruption: dict[str, Any] | None = None
 
     def halt(self, outcome: str, code: ExitCode, reason: str) -> None:
         if not self.changed and self.halted is None:
@@ -144,12 +147,34 @@ class RunRecord:
     def failures(self, *families: str) -> list[PhaseOutcome]:
         return [p for p in self.phases if p.outcome == "failed" and p.family in families]
 
+    def proven(self) -> str | None:
+        """Which version this run proved once something changed: `candidate` (it passed every
+        phase and the soak), `known_good` (after a rollback, its watches passed; after an
+        interruption, the restored one answered a real reply), or None."""
+        if (self.facts.get("interruption") or {}).get("restore", {}).get("proven"):
+            return "known_good"
+        ran = {p.name: p.outcome for p in self.phases}
+        if self.rollback_started:
+            watched = ran.get("rollback_watch") == "passed" and \
+                ran.get("rollback_late_watch", "skipped") != "failed"
+            return "known_good" if watched else None
+        if ran.get("soak_policy") == "passed" and not self.failures("upgrade", "soak"):
+            return "candidate"
+        return None
+
+    def unproven_change(self) -> bool:
+        """Something was changed and no version has been proven since: the window in which a
+        harness that stops must put the known-good back itself."""
+        return self.changed and self.proven() is None
+
     def needs_rollback(self) -> bool:
         return self.changed and bool(self.failures("upgrade", "soak"))
 
     def outcome(self) -> tuple[str, ExitCode | int]:
         if self.error_code is not None:
             return "error", self.error_code
+        if self.interruption is not None:
+            return "interrupted", ExitCode.INTERRUPTED
         if self.halted is not None and not self.changed:
             return self.halted[0], self.halted[1]
         if self.rollback_started:
@@ -234,6 +259,8 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     good = resolved(lock["known_good"])
     policy = lock["policy"]["name"]
     failed = ", ".join(sorted({p.name for p in record.failures("upgrade", "soak")}))
+    if outcome == "interrupted":
+        return _interrupted(record, cand, good)
     if record.halted is not None and outcome == record.halted[0]:
         return (f"No claim about {cand}: {record.halted[2]}. Stopped before any change; {good} "
                 "was left serving.")
@@ -374,3 +401,33 @@ def _rollback_not_approved(record: RunRecord, decision: dict[str, Any], cand: st
             f"and without an approval the harness interrupts nothing. {left}. The person who "
             f"holds this run's restart gate must decide now: roll back to {good}, or keep the "
             f"failed {cand} knowingly.")
+
+
+def _interrupted(record: RunRecord, cand: str, good: str) -> str:
+    """What an interrupted run shows: what stopped it, where, what the harness did about it,
+    and what served at the end. Never a claim about the candidate."""
+    stop = record.interruption or {}
+    signals = stop.get("signals") or []
+    later = f" ({len(signals) - 1} more signal(s) during the teardown)" if len(signals) > 1 \
+        else ""
+    head = (f"Interrupted by {stop.get('by')} during {stop.get('during') or 'the session'}"
+            f"{later}: no claim about {cand}.")
+    restore = (record.facts.get("interruption") or {}).get("restore")
+    proven = record.proven()
+    if not record.changed:
+        did = f"Nothing had been changed: {good} was left as it was."
+    elif restore is None:
+        which = {"candidate": f"{cand} had passed the soak", "known_good":
+                 f"{good} had passed its watches"}.get(proven or "", "no version was proven")
+        did = f"{which}; the harness left it in place."
+    else:
+        did = (f"{cand} was not proven, so the harness put {good} back itself: "
+               f"{restore.get('summary')}.")
+    state = record.final_state
+    if state.get("serving"):
+        tested = "proven" if state.get("proven") else "NOT proven"
+        left = f"At the end {state.get('version')} was serving ({tested})"
+    else:
+        left = f"At the end nothing was serving (active install {state.get('version')})"
+    after = state.get("after_run")
+    return f"{head} {did} {left}{f'; {after}' if after else ''}."

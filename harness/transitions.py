@@ -11,8 +11,8 @@ Under the systemd driver that is the service user's journal, beside the gateway'
 
 The alert hook of the target profile (`[alert] command = [...]` and/or `webhook = "http..."`)
 fires when a rollback starts and when the run ends in anything but `passed` (rolled_back,
-rollback_failed, aborted, soak_failed, error), with the record as JSON (on the command's stdin,
-or POSTed). Each delivery, and its failure, is itself a record.
+rollback_failed, aborted, soak_failed, interrupted, error), with the record as JSON (on the
+command's stdin, or POSTed). Each delivery, and its failure, is itself a record.
 
 This is a pytest plugin object registered by harness.plugin for runs of the acceptance suite.
 """
@@ -205,19 +205,17 @@ class Transitions:
                   summary="; ".join(verdict.get("reasons", []))[:1000],
                   log_source=soak.get("log_source"))
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.family == "soak":
-            self._soak_verdict()
-        try:
-            verdict = json.loads((self.path.parent / "verdict.json").read_text())
-        except (OSError, ValueError):
-            return
+    def finish(self, verdict: dict[str, Any]) -> None:
+        """The run's outcome as the last record, and the alert when it is not a pass (called
+        by harness.plugin once the verdict is written, after the session's teardown)."""
+        if self.family == "soak" and self.facts.get("soak", {}).get("verdict"):
+            self._soak_verdict()  # a soak cut short by an interruption gave none: no record
         outcome = verdict.get("outcome")
         self.emit("outcome", str(outcome), exit_code=verdict.get("exit_code"),
                   summary=verdict.get("claim", ""), final_state=verdict.get("final_state"))
         if outcome not in ("passed", "no_tests", None):
-            self.alert("failure" if outcome != "rolled_back" else "rolled_back", {
+            kind = outcome if outcome in ("rolled_back", "interrupted") else "failure"
+            self.alert(kind, {
                 "outcome": outcome, "exit_code": verdict.get("exit_code"),
                 "summary": verdict.get("claim"), "error": verdict.get("error"),
                 "failed": [p["name"] for p in verdict.get("phases", [])

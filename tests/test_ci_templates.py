@@ -34,6 +34,9 @@ DECISIONS = {
     ExitCode.STALE_LOCK: ("needs-a-person", 3),
     ExitCode.BACKUP_NO_GO: ("needs-a-person", 3),
     ExitCode.NO_APPROVAL: ("needs-a-person", 3),
+    ExitCode.INTERRUPTED: ("needs-a-person", 3),
+    ExitCode.RUN_DIR_BUSY: ("fail", 1),  # another run is going on in that folder
+    ExitCode.RUN_DIR_DEAD: ("needs-a-person", 3),  # what the dead run left must be looked at
     ExitCode.BAD_INPUT: ("fail", 1),
     ExitCode.UNKNOWN_VERSION: ("fail", 1),
     ExitCode.GATEWAY_UNREACHABLE: ("fail", 1),

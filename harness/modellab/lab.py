@@ -20,6 +20,7 @@ from typing import IO, Any
 import httpx
 
 import harness
+from harness.commands import die_with_parent
 from harness.errors import InfrastructureError
 
 READY_PREFIX = b"modellab listening on "
@@ -78,7 +79,8 @@ class ModelLab:
             log_offset = log.tell()
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=log, env=env, start_new_session=True)
+                                          stderr=log, env=env, start_new_session=True,
+                                          preexec_fn=die_with_parent())  # even after SIGKILL
         except OSError as exc:
             raise InfrastructureError(f"cannot start the model lab: {exc}") from None
         finally:

@@ -42,11 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.add_cleanup(lambda: allure_writer.uninstall(writer))
 
 
-@pytest.hookimpl(trylast=True)  # after the verdict (harness.plugin) and JUnit XML are written
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def finish_reports(config: pytest.Config) -> None:
+    """Called by harness.plugin once the verdict (and JUnit XML) are written."""
     from harness.plugin import RUN_DIR
 
-    config = session.config
     if RUN_DIR not in config.stash:
         return
     run_dir = config.stash[RUN_DIR][1]

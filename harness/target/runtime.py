@@ -89,17 +89,26 @@ class Runtime:
         with _locked(prefix.with_name(prefix.name + ".lock")):
             if self.installed(release) and not force:
                 return Installation(release, prefix, True, time.monotonic() - started)
+            remove_dead_partials(prefix)
             scratch = prefix.with_name(f".{prefix.name}.partial-{os.getpid()}")
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
+            # npm's own path: given one through a symlink (a cache shared by a link), npm keys
+            # its lock file by paths relative to it ("../../.../.partial-PID/node_modules/x"),
+            # and the package's recorded integrity is not found under node_modules/<package>
+            scratch = scratch.resolve()
             env = {**self.npm_env(), **(extra_env or {})}
             if node is not None:
                 env["PATH"] = node.path_env()
-            done = commands.run(
-                ["npm", "install", "--prefix", str(scratch), "--no-audit", "--no-fund",
-                 "--no-save", "--loglevel=error", f"{release.package}@{release.version}"],
-                env=env, timeout=1200,
-            )
+            try:  # npm dies with the harness (commands.run); its half install goes with it
+                done = commands.run(
+                    ["npm", "install", "--prefix", str(scratch), "--no-audit", "--no-fund",
+                     "--no-save", "--loglevel=error", f"{release.package}@{release.version}"],
+                    env=env, timeout=1200,
+                )
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             if done.returncode != 0:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise InfrastructureError(f"npm install {release.label} failed: {done.tail(3)}")
@@ -110,6 +119,31 @@ class Runtime:
                 shutil.rmtree(prefix)
             scratch.rename(prefix)
         return Installation(release, prefix, False, time.monotonic() - started)
+
+
+def remove_dead_partials(prefix: Path) -> list[Path]:
+    """Half-finished installs of `prefix` left by processes that died mid-install (a kill
+    during npm): `.<version>.partial-<pid>` whose PID no longer runs. Up to ~640 MB each."""
+    removed = []
+    for partial in prefix.parent.glob(f".{prefix.name}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(partial)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
