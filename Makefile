@@ -30,25 +30,33 @@ acceptance: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report $(RUN)
 
-# pytest-xdist workers. The tests mostly wait (soak windows, a slow reasoner silent for 70 s,
-# watches, quiet delays), not compute, so there are twice as many workers as cores, and no more
-# than memory holds (a worker's run may hold two gateways, a model lab and a container: 3 GB).
+# pytest-xdist workers. The unit tests mostly wait (model lab replies, subprocesses): twice as
+# many workers as cores. The end-to-end tests wait too (soak windows, a slow reasoner silent for
+# 70 s, watches, quiet delays), but every worker may run a real gateway whose replies cost CPU
+# (a quick reply's latency budget is 30 s, and four soaks at once on two cores broke it): one
+# worker more than cores, and no more than memory holds (3 GB: two gateways, a model lab, a
+# container). WORKERS=N sets both; WORKERS=0 runs serially, in one process.
 CORES := $(shell nproc 2>/dev/null || echo 2)
 MEMORY_GB := $(shell awk '/MemTotal/ {print int($$2 / 1048576)}' /proc/meminfo 2>/dev/null || echo 8)
-WORKERS ?= $(shell n=$$(( $(CORES) * 2 )); m=$$(( $(MEMORY_GB) / 3 )); \
+UNIT_WORKERS := $(shell echo $$(( $(CORES) * 2 )))
+E2E_WORKERS := $(shell n=$$(( $(CORES) + 1 )); m=$$(( $(MEMORY_GB) / 3 )); \
 	[ $$m -lt $$n ] && n=$$m; [ $$n -lt 1 ] && n=1; echo $$n)
+ifdef WORKERS
+UNIT_WORKERS := $(WORKERS)
+E2E_WORKERS := $(WORKERS)
+endif
 # one test and those that use its run stay on one worker (@pytest.mark.xdist_group)
-XDIST := -n $(WORKERS) --dist loadgroup
+XDIST := --dist loadgroup
 
 # The harness's own tests: unit tests first (fast), then end-to-end runs of the real gateway,
 # each with the ten slowest tests at the end, so the next person sees where the time goes.
 # Serially, to debug: `make test WORKERS=0`.
 test: $(STAMP)
-	$(BIN)/pytest tests -m "not e2e" -q $(XDIST) --durations=10
-	$(BIN)/pytest tests -m e2e -v $(XDIST) --durations=10
+	$(BIN)/pytest tests -m "not e2e" -q -n $(UNIT_WORKERS) $(XDIST) --durations=10
+	$(BIN)/pytest tests -m e2e -v -n $(E2E_WORKERS) $(XDIST) --durations=10
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -m "not e2e" -q $(XDIST) --durations=10
+	$(BIN)/pytest tests -m "not e2e" -q -n $(UNIT_WORKERS) $(XDIST) --durations=10
 
 # Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines):
 # the soak driver and signal pipeline against the model lab, then rollback by prefix switch
