@@ -30,6 +30,17 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
     return in_the_child
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (one we may not signal counts: it exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import commands
 from harness.errors import InfrastructureError
 
 GUARDIAN = Path(__file__).with_name("guardian.py")
@@ -183,13 +184,7 @@ class Guard:
         if self.mode == "systemd" and self.unit:
             done = self.driver.systemctl("is-active", self.unit, timeout=30)
             return done.stdout.strip() in ("active", "activating")
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return self.pid is not None and commands.alive(self.pid)
 
     def disarm(self, reason: str, wait_s: float = 10.0) -> None:
         if not self.armed:

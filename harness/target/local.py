@@ -64,15 +64,7 @@ class LocalProcessDriver:
         if self._proc is not None:
             return self._proc.poll() is None
         pid = self.pid
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid is not None and commands.alive(pid)
 
     def start(self) -> int:
         if self.is_running():

@@ -135,15 +135,7 @@ def remove_dead_partials(prefix: Path) -> list[Path]:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or commands.alive(pid)
 
 
 @contextmanager
