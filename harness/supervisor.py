@@ -15,10 +15,11 @@ driven from system units that do not live in the gateway's user session:
 
     <name>-alert.service
                      the service's OnFailure=: when the run itself dies (its main process
-                     killed, TimeoutStartSec reached, a crash) it can neither judge nor call
-                     the alert hook, so this oneshot does (`harness supervisor alert`), with
-                     the same profile's command and webhook. A run that ended with one of the
-                     harness's own exit codes (10 rolled back, 12 aborted, ...) has judged and
+                     killed, a crash, or a timeout's SIGTERM it could not finish on) it can
+                     neither judge nor call the alert hook, so this oneshot does (`harness
+                     supervisor alert`), with the same profile's command and webhook. A run that
+                     ended with one of the harness's own exit codes (10 rolled back, 12 aborted,
+                     17 interrupted: TimeoutStartSec's SIGTERM handled, ...) has judged and
                      alerted itself: then it stays quiet, and says so in its journal.
 
 `harness supervisor install --target T [--on-calendar SPEC | --on-active S] [-- PYTEST ARGS]`
@@ -183,7 +184,10 @@ def why_failed(shown: dict[str, str]) -> str | None:
     result = shown.get("Result", "")
     code, status = shown.get("ExecMainCode", ""), shown.get("ExecMainStatus", "")
     exited = code == str(_CLD_EXITED)
-    if result == "exit-code" and exited and status.isdigit() and int(status) in OWN_EXITS:
+    # the run ended itself with its own exit code and alerted: a verdict, or the SIGTERM of a
+    # timeout handled as an interruption (exit 17, the known-good put back first)
+    if result in ("exit-code", "timeout") and exited and status.isdigit() \
+            and int(status) in OWN_EXITS:
         return None
     if result == "timeout":
         return "it ran out of time (TimeoutStartSec) and systemd stopped it"

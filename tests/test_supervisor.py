@@ -186,8 +186,10 @@ def failing_target(work: Path, alerts: Path) -> Path:
 @pytest.mark.parametrize("how", ["sigkill", "timeout"])
 def test_a_run_that_dies_is_alerted_by_the_supervisors_failure_unit(
         host: SystemdContainer, how: str) -> None:
-    """The supervised run is SIGKILLed mid-run (or runs past TimeoutStartSec): it can neither
-    judge nor call the hook, so the service's OnFailure= unit runs the profile's alert hook."""
+    """The supervised run is SIGKILLed mid-run: it can neither judge nor call the hook, so the
+    service's OnFailure= unit runs the profile's alert hook. A run past TimeoutStartSec gets
+    systemd's SIGTERM: it ends as interrupted (exit 17) and alerts itself, once, and the
+    failure unit stays quiet and says why."""
     work = CACHE / f"supervisor-{secrets.token_hex(4)}"
     name = f"{NAME}-{how}"
     alerts = work / "alerts.jsonl"
@@ -222,13 +224,20 @@ def test_a_run_that_dies_is_alerted_by_the_supervisors_failure_unit(
         service = show(host, f"{name}.service")
         assert service["ActiveState"] == "failed", service
         expected = {"sigkill": ("signal", "its main process was killed by SIGKILL"),
-                    "timeout": ("timeout", "it ran out of time (TimeoutStartSec)")}[how]
+                    "timeout": ("timeout", "")}[how]
         assert service["Result"] == expected[0], service
         said = host.exec(["journalctl", "-u", f"{name}-alert.service", "--no-pager", "-o",
                           "cat"]).stdout
         assert alert_unit["Result"] == "success", (alert_unit, said)
-        assert "harness: alert sent (command sh -c" in said, said
         sent = [json.loads(line) for line in alerts.read_text().splitlines() if line.strip()]
+        if how == "timeout":  # the run judged its own interruption and alerted, once
+            assert service["ExecMainStatus"] == "17", service
+            assert [a["alert"] for a in sent] == ["interrupted"], sent
+            assert "the run's own verdict: its own alert hook has reported it" in said, said
+            verdict = json.loads((work / "run" / "verdict.json").read_text())
+            assert verdict["outcome"] == "interrupted" and verdict["exit_code"] == 17, verdict
+            return
+        assert "harness: alert sent (command sh -c" in said, said
         assert [a["alert"] for a in sent] == ["supervisor_failed"], sent
         body = sent[0]
         assert body["unit"] == f"{name}.service" and body["target"] == "systemd-openclaw"

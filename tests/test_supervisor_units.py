@@ -71,6 +71,11 @@ def test_the_failure_unit_runs_the_alert_with_the_same_profile_and_environment()
      "its main process dumped core on SIGABRT"),
     ({"Result": "timeout", "ExecMainCode": "2", "ExecMainStatus": "15"},
      "it ran out of time (TimeoutStartSec) and systemd stopped it"),
+    # systemd's SIGTERM at the timeout, handled: the run ended interrupted and alerted itself
+    ({"Result": "timeout", "ExecMainCode": "1", "ExecMainStatus": "17"}, None),
+    # a timeout whose run exited with pytest's own code (no verdict) is still the unit's to say
+    ({"Result": "timeout", "ExecMainCode": "1", "ExecMainStatus": "2"},
+     "it ran out of time (TimeoutStartSec) and systemd stopped it"),
     ({"Result": "exit-code", "ExecMainCode": "1", "ExecMainStatus": "3"},
      "it exited with 3, no verdict of the harness"),
 ])
