@@ -226,8 +226,11 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
 @pytest.mark.e2e
 @pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
 def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Path) -> None:
+    # every path needs min_samples (2) finished iterations: the sequence's second one starts
+    # after its first (up to 26 s on a loaded machine) and a pause, well inside 60 s
     code, output, verdict = run_suite(tmp_path / "run", "--candidate", "2026.3.28",
-                                      "--soak", "30", "--watch", "20", "--baseline", "20")
+                                      "--soak", "60", "--watch", "20", "--baseline", "20",
+                                      "--late-watch", "10", "--late-watch-delay", "5")
     assert code == 0, output[-3000:]
     assert verdict["outcome"] == "passed"
     assert all(p["outcome"] == "skipped" for p in verdict["phases"]
