@@ -97,6 +97,7 @@ def plant_token_in_the_candidates_log(run_dir: Path, stop: threading.Event) -> N
 
 @pytest.mark.e2e
 @pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
+@pytest.mark.soaks
 def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Path) -> None:
     stop = threading.Event()
     planter = threading.Thread(target=plant_token_in_the_candidates_log,
@@ -225,6 +226,7 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
 
 @pytest.mark.e2e
 @pytest.mark.xdist_group("real-runs")  # the comparison and the trend use both runs
+@pytest.mark.soaks
 def test_a_candidate_that_does_not_regress_passes_without_rollback(tmp_path: Path) -> None:
     # every path needs min_samples (2) finished iterations: the sequence's second one starts
     # after its first (up to 26 s on a loaded machine) and a pause, well inside 60 s
@@ -378,6 +380,7 @@ def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_a_candidate_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -> None:
     # The upgrade carries 2026.4.1's fix (agents.defaults.llm.idleTimeoutSeconds = 0) to a
     # 2026.3.28 candidate, which rejects the unknown key and never boots. Rollback must restore

@@ -154,6 +154,7 @@ def assert_a_passing_run(run_dir: Path, log: Path) -> dict:
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_the_github_workflow_runs_here_step_by_step(tmp_path: Path) -> None:
     project = checkout(tmp_path / "checkout")
     job = github_job()
@@ -190,6 +191,7 @@ def test_the_github_workflow_runs_here_step_by_step(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_the_gitlab_job_runs_here_line_by_line(tmp_path: Path) -> None:
     project = checkout(tmp_path / "checkout")
     job = gitlab_job()

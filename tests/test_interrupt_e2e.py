@@ -71,6 +71,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize(("sig", "state"), [(signal.SIGINT, "soak"),
                                             (signal.SIGTERM, "health")],
                          ids=["sigint-in-soak", "sigterm-in-health"])
+@pytest.mark.soaks
 def test_an_interrupted_upgrade_ends_interrupted_with_the_known_good_back_and_proven(
         tmp_path: Path, sig: signal.Signals, state: str) -> None:
     run_dir = tmp_path / "run"

@@ -6,9 +6,12 @@ its containers), and pytest 9.2 silently broke it with pytest-xdist 3.8.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 
@@ -25,3 +28,26 @@ def test_a_group_stays_on_one_worker_under_dist_loadgroup(tmp_path: Path) -> Non
     assert len(ran) == 8, done.stdout
     for group in ("runs", "box"):
         assert len({worker for worker, g in ran if g == group}) == 1, done.stdout
+
+
+def test_a_soak_slot_is_held_by_one_process_until_it_ends(tmp_path: Path) -> None:
+    """With one slot, a second process waits until the first one's holder is gone (killed
+    here: the lock goes with the process)."""
+    from tests.conftest import SLOT_DIR, machine_slot
+
+    kind = f"unit-{os.getpid()}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
+         f"with machine_slot({kind!r}, 1):\n    print('held', flush=True); time.sleep(60)"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        threading.Timer(1.0, holder.kill).start()
+        started = time.monotonic()
+        with machine_slot(kind, 1, poll_s=0.1) as index:
+            waited = time.monotonic() - started
+        assert index == 0 and 0.8 < waited < 30, waited
+    finally:
+        holder.kill()
+        holder.wait()
+        (SLOT_DIR / f"{kind}-0.lock").unlink(missing_ok=True)

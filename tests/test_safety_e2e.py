@@ -194,6 +194,7 @@ def allure_attachment(run: Path, name: str) -> str:
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_a_rollback_by_the_targets_own_updater_judges_its_sidecar_warning_benign(
         tmp_path: Path, runtime: Runtime) -> None:
     """The seed's rollback in a run: 2026.4.1's own `openclaw update --tag 2026.3.28` takes a
@@ -266,6 +267,7 @@ def check_the_rollback_by_the_updater(run: Path, verdict: dict, runtime: Runtime
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_the_manual_gate_waits_and_each_restart_proceeds_on_approval(tmp_path: Path) -> None:
     """2026.3.28 -> 2026.4.1 with a person approving both interruptions, upgrade and rollback."""
     run = tmp_path / "run"
@@ -328,6 +330,7 @@ def test_without_approval_the_gate_times_out_and_the_known_good_keeps_serving(
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_a_rollback_gate_without_approval_interrupts_nothing_and_says_who_must_decide(
         tmp_path: Path) -> None:
     """2026.4.1 fails its soak; a person approved the upgrade's restart, and nobody answers the
@@ -454,6 +457,7 @@ def config_only_target(tmp_path: Path) -> Path:
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_a_config_only_posture_stops_the_run_unless_accepted_up_front(tmp_path: Path) -> None:
     target = config_only_target(tmp_path)
     code, output, verdict = run_suite(tmp_path / "refused", "--target", str(target),
@@ -479,6 +483,7 @@ def test_a_config_only_posture_stops_the_run_unless_accepted_up_front(tmp_path: 
 
 
 @pytest.mark.e2e
+@pytest.mark.soaks
 def test_a_name_typed_at_the_terminal_approves_the_restart(tmp_path: Path) -> None:
     """`pytest scenarios` on a terminal (a pseudo-terminal here) prompts at the gate and reads
     the answer from stdin, past pytest's own capture of stdin."""

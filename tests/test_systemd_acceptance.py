@@ -33,7 +33,7 @@ from harness.container.systemd import SystemdContainer
 from tests.conftest import CACHE, ROOT, STARTED
 
 # one worker boots this module's containers and runs its tests in order (pytest-xdist)
-pytestmark = [pytest.mark.e2e, pytest.mark.systemd,
+pytestmark = [pytest.mark.e2e, pytest.mark.systemd, pytest.mark.soaks,
               pytest.mark.xdist_group("systemd-acceptance")]
 
 KNOWN_GOOD, CANDIDATE = "2026.3.28", "2026.4.1"

@@ -151,6 +151,8 @@ def run_suite(staging: Staging, engine: DockerEngine, target: Path, run_dir: Pat
         text=True, timeout=900)
 
 
+@pytest.mark.soaks
+@pytest.mark.timeout(2400)  # with the wait for a soak slot
 def test_a_soak_of_the_running_deployment_leaves_it_as_found(
         staging: Staging, engine: DockerEngine, tmp_path: Path) -> None:
     before, unit_before = staging.show(), staging.unit_file()
@@ -335,6 +337,8 @@ def test_the_ssh_runner_keeps_the_runner_contract(staging: Staging, sshd: Sshd) 
     assert shown.stdout.strip() == "ActiveState=active", shown.stderr
 
 
+@pytest.mark.soaks
+@pytest.mark.timeout(2400)  # with the wait for a soak slot
 def test_the_attached_soak_runs_over_ssh(staging: Staging, sshd: Sshd, engine: DockerEngine,
                                          tmp_path: Path) -> None:
     """The same soak with `--target-host ssh://grh-staging`: a staging host reached by ssh."""
