@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -85,13 +87,44 @@ class SoakRun:
     dropped: dict[str, int] = field(default_factory=dict)
     # each evidence log line's neighbours in the watched stream (line number -> numbered lines)
     context: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # every request and every iteration in the order they ended: what a live judge takes in
+    completed: list[Exchange] = field(default_factory=list, repr=False)
+    ended_iterations: list[Iteration] = field(default_factory=list, repr=False)
+    judge_seconds: list[float] = field(default_factory=list, repr=False)  # each live call
+    _of: dict[str, list[Iteration]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=0, repr=False)
 
     @property
     def scenario_ids(self) -> list[str]:
         return [s.id for s in self.scenarios]
 
+    def _index(self) -> dict[str, list[Iteration]]:
+        """Iterations per scenario, indexed as they are added (each one once)."""
+        for iteration in self.iterations[self._indexed:]:
+            self._of.setdefault(iteration.scenario, []).append(iteration)
+        self._indexed = len(self.iterations)
+        return self._of
+
     def of(self, scenario: str) -> list[Iteration]:
-        return [i for i in self.iterations if i.scenario == scenario]
+        return list(self._index().get(scenario, ()))
+
+    def count_of(self, scenario: str) -> int:
+        return len(self._index().get(scenario, ()))
+
+    def start(self, iteration: Iteration) -> None:
+        self.iterations.append(iteration)
+
+    def record(self, iteration: Iteration, exchange: Exchange) -> None:
+        """A request ended (its outcome and check are final)."""
+        iteration.exchanges.append(exchange)
+        self.completed.append(exchange)
+
+    def end(self, iteration: Iteration, verdict: str, reason: str,
+            at: float | None = None) -> None:
+        """An iteration ended, good or bad (at `at`, default now)."""
+        iteration.verdict, iteration.reason = verdict, reason
+        iteration.ended = time.time() if at is None else at
+        self.ended_iterations.append(iteration)
 
     def exchanges(self, scenario: str | None = None) -> list[Exchange]:
         return [x for i in self.iterations for x in i.exchanges
@@ -181,8 +214,58 @@ async def _quiet_until(moment: float, stop: asyncio.Event) -> bool:
     return not stop.is_set()
 
 
-JudgeFn = Callable[["SoakRun", list[Match], bool], list[Decision]]
+class JudgeFn(Protocol):
+    """Decides the policy on a run: live (`final` False) on what it holds up to `now`, or
+    on the whole run once it has ended."""
+
+    def __call__(self, run: SoakRun, matches: list[Match], final: bool,
+                 now: float | None = None) -> list[Decision]: ...
+
+
 Progress = Callable[["SoakRun", float], None]
+
+
+TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
+JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
+
+
+class _LiveJudge:
+    """The judge while the soak runs, called off the event loop (its own thread) so a slow
+    call is never the requests' scheduling lag, and as soon as something new happened: a log
+    match or a finished request; else every second. What it is given is complete up to the
+    time taken here, in the loop, before the records are read."""
+
+    def __init__(self, judge: JudgeFn, watcher: LogWatcher | None, run: SoakRun) -> None:
+        self.judge, self.watcher, self.run = judge, watcher, run
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+        self.last = -math.inf
+        self.seen = (0, 0)
+        self.durations: list[float] = []  # each call's own time (the bench reads them)
+
+    def due(self) -> bool:
+        fresh = (len(self.run.completed), self.watcher.count() if self.watcher else 0)
+        return fresh != self.seen or time.monotonic() - self.last >= JUDGE_EVERY_S
+
+    async def __call__(self) -> list[Decision]:
+        run = self.run
+        now = time.time()
+        if self.watcher is not None:
+            run.matches.extend(self.watcher.since(len(run.matches)))
+        self.seen = (len(run.completed), len(run.matches))
+        self.last = time.monotonic()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, self._timed, run, now)
+
+    def _timed(self, run: SoakRun, now: float) -> list[Decision]:
+        began = time.perf_counter()
+        try:
+            return self.judge(run, run.matches, False, now)
+        finally:
+            self.durations.append(time.perf_counter() - began)
+            run.judge_seconds = self.durations
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 class SoakDriver:
@@ -220,39 +303,45 @@ class SoakDriver:
                                  for _ in range(workers))
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
-            deadline = window_closes + window.drain_s
-            last_progress = time.monotonic()
-            while not all_done.done():
-                await asyncio.wait([all_done], timeout=1.0)
-                run.decisions = self._judge(run, final=False)
-                if run.deciding() and run.stopped_by is None:
-                    run.stopped_by = run.deciding()[0].label
-                    stop.set()
-                    grace_ends = min(time.monotonic() + window.stop_grace_s, deadline)
-                    while not all_done.done() and time.monotonic() < grace_ends:
-                        await asyncio.wait([all_done],
-                                           timeout=max(0.0, grace_ends - time.monotonic()))
-                    break
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                if self.progress and now - last_progress >= self.progress_every_s:
-                    last_progress = now
-                    self.progress(run, now - traffic_starts)  # negative: still quiet
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            live = _LiveJudge(self.judge, self.watcher, run)
+            try:
+                await self._watch(run, live, all_done, stop, traffic_starts,
+                                  window_closes + window.drain_s)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                live.close()
         if self.watcher is not None:
             self.watcher.poll()
         run.ended = time.time()
         run.matches = self.watcher.snapshot() if self.watcher is not None else []
-        run.decisions = self._judge(run, final=True)
+        run.decisions = self.judge(run, run.matches, True)
         return run
 
-    def _judge(self, run: SoakRun, final: bool) -> list[Decision]:
-        if self.watcher is not None:
-            run.matches = self.watcher.snapshot()
-        return self.judge(run, run.matches, final)
+    async def _watch(self, run: SoakRun, live: _LiveJudge, all_done: asyncio.Future[Any],
+                     stop: asyncio.Event, traffic_starts: float, deadline: float) -> None:
+        """Judge while the load runs, until it is done, the deadline, or a deciding trigger
+        (then nothing new starts and what is in flight gets the grace)."""
+        last_progress = time.monotonic()
+        while not all_done.done():
+            await asyncio.wait([all_done], timeout=TICK_S)
+            if live.due():
+                run.decisions = await live()
+            if run.deciding() and run.stopped_by is None:
+                run.stopped_by = run.deciding()[0].label
+                stop.set()
+                grace_ends = min(time.monotonic() + run.window.stop_grace_s, deadline)
+                while not all_done.done() and time.monotonic() < grace_ends:
+                    await asyncio.wait([all_done],
+                                       timeout=max(0.0, grace_ends - time.monotonic()))
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self.progress and now - last_progress >= self.progress_every_s:
+                last_progress = now
+                self.progress(run, now - traffic_starts)  # negative: still quiet
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                       traffic_starts: float, window_closes: float, stop: asyncio.Event,
@@ -298,22 +387,20 @@ class SoakDriver:
 
     async def _iterate(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                        lag: float | None) -> None:
-        iteration = Iteration(scenario.id, len(run.of(scenario.id)), time.time(), lag_s=lag)
-        run.iterations.append(iteration)
+        iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag)
+        run.start(iteration)
         previous: list[Exchange] = []
         for stage in scenario.stages:
             previous = list(await asyncio.gather(*(
-                self._exchange(client, scenario, iteration, step, previous) for step in stage)))
+                self._exchange(client, scenario, run, iteration, step, previous)
+                for step in stage)))
             failed = [x for x in previous if x.verdict == "bad"]
             if failed:
-                iteration.verdict = "bad"
-                iteration.reason = "; ".join(f"{x.step}: {x.reason}" for x in failed)
-                break
-        else:
-            iteration.verdict, iteration.reason = "good", previous[-1].reason
-        iteration.ended = time.time()
+                run.end(iteration, "bad", "; ".join(f"{x.step}: {x.reason}" for x in failed))
+                return
+        run.end(iteration, "good", previous[-1].reason)
 
-    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario,
+    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                         iteration: Iteration, step: Step, previous: list[Exchange]) -> Exchange:
         nonce = new_nonce() if step.nonce else ""
         expected: tuple[str, ...] = (nonce,) if nonce else ()
@@ -329,6 +416,6 @@ class SoakDriver:
         verdict, reason = check(outcome, expected, step)
         exchange = Exchange(scenario.id, iteration.index, step.name, expected, outcome, verdict,
                             reason)
-        iteration.exchanges.append(exchange)
+        run.record(iteration, exchange)
         return exchange
 
