@@ -66,6 +66,15 @@ class Iteration:
     verdict: str = "cut"  # good | bad | cut (stopped by the end of the drain or a trigger)
     reason: str = "not finished"
     lag_s: float | None = None  # open model: how late it started against its schedule
+    due_at: float | None = None  # open model: when its schedule said it starts (unix time)
+    sent_at: float | None = None  # when its first request was handed to the HTTP client
+
+    @property
+    def send_lag_s(self) -> float | None:
+        """How late its first request went out against its schedule (open model)."""
+        if self.due_at is None or self.sent_at is None:
+            return None
+        return self.sent_at - self.due_at
     exchanges: list[Exchange] = field(default_factory=list)
 
     @property
@@ -377,7 +386,8 @@ class SoakDriver:
                     run.dropped[scenario.id] = run.dropped.get(scenario.id, 0) + 1
                     continue
                 lag = time.monotonic() - due
-                task = asyncio.create_task(self._iterate(client, scenario, run, lag))
+                due_at = time.time() - lag
+                task = asyncio.create_task(self._iterate(client, scenario, run, lag, due_at))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             await asyncio.gather(*in_flight, return_exceptions=True)
@@ -386,8 +396,9 @@ class SoakDriver:
                 task.cancel()
 
     async def _iterate(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
-                       lag: float | None) -> None:
-        iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag)
+                       lag: float | None, due_at: float | None = None) -> None:
+        iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag,
+                              due_at=due_at)
         run.start(iteration)
         previous: list[Exchange] = []
         for stage in scenario.stages:
@@ -411,6 +422,8 @@ class SoakDriver:
             # the replies it embeds carry their own nonces: a faithful step quotes them too
             expected = (*(n for x in previous for n in x.expected), *expected)
         prompt = step.prompt.format(nonce=nonce, previous=body)
+        if iteration.sent_at is None:
+            iteration.sent_at = time.time()
         outcome = await self.endpoint.chat(client, step.agent, prompt, step.stream,
                                            step.timeout_s)
         verdict, reason = check(outcome, expected, step)

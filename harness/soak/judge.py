@@ -14,6 +14,7 @@ meaning on the grid.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import Counter
@@ -126,22 +127,34 @@ class _Count(_Measure):
                        lambda: tuple(e.evidence for e in items[lo:hi]))
 
 
+def _slowest(window: list[tuple[float, int, Exchange]]) -> tuple[str, ...]:
+    """The three slowest requests, the earlier one first among equals."""
+    return tuple(f"{x.scenario} {x.step}: {x.outcome.seconds:.1f} s ({x.verdict})"
+                 for _, _, x in heapq.nlargest(3, window, key=lambda e: (e[0], e[1])))
+
+
 class _Latency(_Measure):
     """A latency percentile per scenario over the trailing window."""
 
     def __init__(self, trigger: Trigger, stream: Stream) -> None:
-        self.trigger = trigger
+        self.trigger, self.stream = trigger, stream
         self.ranked = Ranked()
-        self.windows = [Trailing(stream, trigger.within_s, self.ranked.add, self.ranked.remove)]
+        self.window = Trailing(stream, trigger.within_s, self._enter, self._leave)
+        self.windows = [self.window]
+
+    def _enter(self, item: tuple[float, int, Exchange]) -> None:
+        self.ranked.add(item[0])
+
+    def _leave(self, item: tuple[float, int, Exchange]) -> None:
+        self.ranked.remove(item[0])
 
     def read(self) -> Reading:
         n, t = self.ranked.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "requests")
-        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))][0]
-        slowest = [x for _, _, x in self.ranked.largest(3)]
-        return Reading(value, n, value > t.max_s, tuple(
-            f"{x.scenario} {x.step}: {x.outcome.seconds:.1f} s ({x.verdict})" for x in slowest))
+        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))]
+        items, lo, hi = self.stream.items, self.window.lo, self.window.hi
+        return Reading(value, n, value > t.max_s, lambda: _slowest(items[lo:hi]))
 
 
 class _ErrorRatio(_Measure):
@@ -177,7 +190,7 @@ class _VsBaselineLog(_Measure):
         self.base_events, self.base_requests = base_events, base_requests
         self.keys: Counter[str] = Counter()
         self.counted = Trailing(events, 0.0, self._enter)
-        self.requests = Trailing(exchanges, 0.0, lambda _: None)
+        self.requests = Trailing(exchanges, 0.0)
         self.windows = [self.counted, self.requests]
 
     def _enter(self, e: Event) -> None:
@@ -210,7 +223,7 @@ class _VsBaselineP95(_Measure):
     def __init__(self, trigger: Trigger, stream: Stream, base: float | None) -> None:
         self.trigger, self.base = trigger, base
         self.ranked = Ranked()
-        self.windows = [Trailing(stream, 0.0, self.ranked.add)]
+        self.windows = [Trailing(stream, 0.0, lambda item: self.ranked.add(item[0]))]
 
     def read(self) -> Reading:
         n, t = self.ranked.size, self.trigger
@@ -218,7 +231,7 @@ class _VsBaselineP95(_Measure):
             return too_few(n, t.min_samples, "requests")
         if not self.base:
             return Reading(None, n, False, note="no baseline latency")
-        mine = self.ranked[max(0, min(n - 1, math.ceil(95 / 100 * n) - 1))][0]
+        mine = self.ranked[max(0, min(n - 1, math.ceil(95 / 100 * n) - 1))]
         return Reading(mine / self.base, n, mine / self.base > t.max_ratio,
                        (f"p95 {mine:.2f} s against the baseline's {self.base:.2f} s",))
 
@@ -294,9 +307,9 @@ class Evaluation:
         run, streams = self.run, self.streams
         for m in sorted(matches, key=lambda m: m.seen):
             streams.match(self.log_triggers, m)
-        exchanges = [(x.outcome.ended, n, x) for n, x in enumerate(run.exchanges())]
-        for _, n, x in sorted(exchanges, key=lambda e: (e[0], e[1])):
-            streams.exchange(x, n)
+        exchanges = run.exchanges()
+        for n in sorted(range(len(exchanges)), key=lambda n: exchanges[n].outcome.ended):
+            streams.exchange(exchanges[n], n)
         for i in sorted((i for i in run.iterations if i.finished), key=lambda i: i.ended):
             streams.finished(i)
 
@@ -341,7 +354,22 @@ class Judge:
         self.baseline = baseline
         self.on_arrival = on_arrival
         self._live: Evaluation | None = None
-        self._base: dict[str, object] = {}
+        # the baseline's numbers, once, before the soak: a live call only does new work
+        self._base_log: dict[str, tuple[int, int]] = {}
+        self._base_p95: dict[str, float | None] = {}
+        self._base_errors: dict[str, tuple[int, int]] = {}
+        if baseline is not None:
+            requests = len(baseline.exchanges())
+            for trigger in policy.triggers:
+                if trigger.kind == "baseline" and trigger.metric == "log":
+                    events = [log_event(m) for m in baseline.matches if counts(trigger, m)]
+                    n = len({e.key for e in events}) if trigger.per == "run" else len(events)
+                    self._base_log[trigger.name] = (n, requests)
+            for sid in baseline.scenario_ids:
+                self._base_p95[sid] = percentile(
+                    [x.outcome.seconds for x in baseline.exchanges(sid)], 95)
+                done = [i for i in baseline.of(sid) if i.finished]
+                self._base_errors[sid] = (len(done), sum(i.verdict == "bad" for i in done))
 
     def __call__(self, run: SoakRun, matches: list[Match], final: bool,
                  now: float | None = None) -> list[Decision]:
@@ -374,25 +402,17 @@ class Judge:
         if self.baseline is None:
             note = "no baseline soak in this run: not evaluated"
             return [(sid, None, note) for sid in (ids if trigger.per_scenario else [None])]
-        base = self.baseline
         if trigger.metric == "log":
-            key = f"log:{trigger.name}"
-            if key not in self._base:
-                events = [log_event(m) for m in base.matches if counts(trigger, m)]
-                n = len({e.key for e in events}) if trigger.per == "run" else len(events)
-                self._base[key] = (n, len(base.exchanges()))
-            base_events, base_requests = self._base[key]  # type: ignore[misc]
             return [(None, _VsBaselineLog(trigger, streams.logs[trigger.name],
-                                          streams.exchanges, base_events, base_requests), "")]
+                                          streams.exchanges, *self._base_log[trigger.name]), "")]
         out: list[tuple[str | None, _Measure | None, str]] = []
         for sid in ids:
-            if sid not in base.scenario_ids:
+            if sid not in self._base_p95:
                 out.append((sid, None, ""))
             elif trigger.metric == "p95_s":
-                p95 = percentile([x.outcome.seconds for x in base.exchanges(sid)], 95)
-                out.append((sid, _VsBaselineP95(trigger, streams.exchanges_of[sid], p95), ""))
+                out.append((sid, _VsBaselineP95(trigger, streams.exchanges_of[sid],
+                                                self._base_p95[sid]), ""))
             else:
-                done = [i for i in base.of(sid) if i.finished]
-                out.append((sid, _VsBaselineErrors(trigger, streams.finished_of[sid], len(done),
-                                                   sum(i.verdict == "bad" for i in done)), ""))
+                out.append((sid, _VsBaselineErrors(trigger, streams.finished_of[sid],
+                                                   *self._base_errors[sid]), ""))
         return out

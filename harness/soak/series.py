@@ -12,7 +12,7 @@ break a streak.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,8 +41,8 @@ class Trailing:
     says. `enter` and `leave` see each record once."""
 
     def __init__(self, stream: Stream, within_s: float,
-                 enter: Callable[[Any], None], leave: Callable[[Any], None] | None = None
-                 ) -> None:
+                 enter: Callable[[Any], None] | None = None,
+                 leave: Callable[[Any], None] | None = None) -> None:
         self.stream = stream
         self.within_s = within_s
         self.enter = enter
@@ -52,14 +52,17 @@ class Trailing:
 
     def move(self, t: float) -> None:
         at, items = self.stream.at, self.stream.items
-        while self.hi < len(at) and at[self.hi] <= t:
-            self.enter(items[self.hi])
-            self.hi += 1
+        hi = bisect_right(at, t, self.hi)
+        if self.enter is not None:
+            for item in items[self.hi:hi]:
+                self.enter(item)
+        self.hi = hi
         if self.within_s:
-            while self.lo < self.hi and not at[self.lo] > t - self.within_s:
-                if self.leave is not None:
-                    self.leave(items[self.lo])
-                self.lo += 1
+            lo = bisect_right(at, t - self.within_s, self.lo, hi)  # not `at > t - within_s`
+            if self.leave is not None:
+                for item in items[self.lo:lo]:
+                    self.leave(item)
+            self.lo = max(self.lo, lo)
 
     def next_at(self) -> float | None:
         """The time of the next record not in the window yet."""
