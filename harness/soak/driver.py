@@ -4,12 +4,15 @@ Closed-model scenarios have workers that start their next iteration when the las
 open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's
 constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
 arrival is dropped and counted). Iterations start until the window closes; in-flight work may
-finish during the drain. Every second the policy's triggers are judged against the log
-watcher's matches and the requests so far; a deciding trigger stops the soak at once: nothing
-new starts, and what is in flight gets the window's `stop_grace_s` to finish (a request that
-was going to fail is the evidence of the path it was on) before it is cut. A window with a
-`delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged from
-the start, and traffic starts only when the delay is over.
+finish during the drain. The policy's triggers are judged, off the event loop, as soon as a log
+match or a finished request arrives (at least every second); a deciding trigger stops the soak
+at once: nothing new starts; what fails together with the evidence lands within a second; then
+what is in flight and cannot finish within the window's `stop_grace_s` is cut at once and
+recorded as cut by the decision (everything, when the decision rolls back; else what is past
+its path's known duration, or known to need longer than the grace leaves), and the rest gets
+the grace (a request that was going to fail is the evidence of the path it was on). A window
+with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
+from the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -68,6 +71,8 @@ class Iteration:
     lag_s: float | None = None  # open model: how late it started against its schedule
     due_at: float | None = None  # open model: when its schedule said it starts (unix time)
     sent_at: float | None = None  # when its first request was handed to the HTTP client
+    cut_by: str | None = None  # the deciding trigger that cut it at once (not at a grace's end)
+    overdue: bool = False  # cut while well past its path's known duration: hanging
 
     @property
     def send_lag_s(self) -> float | None:
@@ -92,6 +97,7 @@ class SoakRun:
     matches: list[Match] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     stopped_by: str | None = None
+    decided_at: float | None = None  # when the live judge's deciding decision reached the driver
     scenarios: list[Scenario] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     # each evidence log line's neighbours in the watched stream (line number -> numbered lines)
@@ -156,6 +162,7 @@ class SoakRun:
             "iterations": len(its), "finished": len(finished),
             "good": sum(i.verdict == "good" for i in its), "bad": bad,
             "cut": sum(i.verdict == "cut" for i in its),
+            "cut_by_decision": sum(i.cut_by is not None for i in its),
             "dropped": self.dropped.get(scenario, 0),
             "error_ratio": round(bad / len(finished), 4) if finished else None,
             "requests": len(seconds),
@@ -168,6 +175,17 @@ class SoakRun:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _longest(run: SoakRun, scenario: str) -> float | None:
+    """The longest finished iteration of a path in this run so far."""
+    return max((i.ended - i.started for i in run.of(scenario) if i.finished), default=None)
+
+
+def known_durations(baseline: SoakRun) -> dict[str, float]:
+    """How long each path's iterations took on the known-good: its longest finished one."""
+    return {sid: took for sid in baseline.scenario_ids
+            if (took := _longest(baseline, sid)) is not None}
 
 
 def check(outcome: ChatOutcome, expected: Sequence[str], step: Step | None = None
@@ -234,6 +252,8 @@ class JudgeFn(Protocol):
 Progress = Callable[["SoakRun", float], None]
 
 
+SETTLE_S = 1.0  # after a decision, what fails with its evidence lands before the rest is cut
+OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
 TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
 JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
 
@@ -280,13 +300,22 @@ class _LiveJudge:
 class SoakDriver:
     def __init__(self, endpoint: GatewayEndpoint, scenarios: Sequence[Scenario],
                  judge: JudgeFn, watcher: LogWatcher | None,
-                 progress: Progress | None = None, progress_every_s: float = 10.0) -> None:
+                 progress: Progress | None = None, progress_every_s: float = 10.0,
+                 known_s: dict[str, float] | None = None,
+                 decision_rolls_back: bool = False) -> None:
+        """`known_s`: how long an iteration of each path takes where it is known to work (the
+        known-good's baseline); `decision_rolls_back`: a deciding trigger here means a
+        rollback, so nothing in flight is worth waiting for once it has landed."""
         self.endpoint = endpoint
         self.scenarios = list(scenarios)
         self.judge = judge
         self.watcher = watcher
         self.progress = progress
         self.progress_every_s = progress_every_s
+        self.known_s = dict(known_s or {})
+        self.decision_rolls_back = decision_rolls_back
+        self.settle_s = SETTLE_S
+        self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
 
     def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
@@ -339,11 +368,15 @@ class SoakDriver:
                 run.decisions = await live()
             if run.deciding() and run.stopped_by is None:
                 run.stopped_by = run.deciding()[0].label
+                run.decided_at = time.time()
                 stop.set()
                 grace_ends = min(time.monotonic() + run.window.stop_grace_s, deadline)
-                while not all_done.done() and time.monotonic() < grace_ends:
-                    await asyncio.wait([all_done],
-                                       timeout=max(0.0, grace_ends - time.monotonic()))
+                # what fails with the evidence lands with it: its reply and its log line come
+                # from one timeout, read by two pipelines a moment apart
+                settled = min(time.monotonic() + self.settle_s, grace_ends)
+                await self._until(all_done, settled)
+                self._cut(run, time.time() + grace_ends - time.monotonic())
+                await self._until(all_done, grace_ends)
                 return
             now = time.monotonic()
             if now >= deadline:
@@ -351,6 +384,34 @@ class SoakDriver:
             if self.progress and now - last_progress >= self.progress_every_s:
                 last_progress = now
                 self.progress(run, now - traffic_starts)  # negative: still quiet
+
+    @staticmethod
+    async def _until(all_done: asyncio.Future[Any], moment: float) -> None:
+        while not all_done.done() and time.monotonic() < moment:
+            await asyncio.wait([all_done], timeout=max(0.0, moment - time.monotonic()))
+
+    def _cut(self, run: SoakRun, grace_ends: float) -> None:
+        """Cut at once, and record as cut by the decision, what is in flight and cannot
+        finish within the grace: everything when the decision rolls back, else each
+        iteration already past its path's known duration or known to need longer than the
+        grace leaves. A path with no known duration keeps the grace."""
+        assert run.stopped_by is not None
+        now = time.time()
+        for iteration, task in list(self._in_flight.values()):
+            known = self.known_s.get(iteration.scenario, _longest(run, iteration.scenario))
+            took = now - iteration.started
+            if self.decision_rolls_back:
+                why = "the decision rolls back"
+            elif known is not None and took > known:
+                why = f"past its path's known {known:.1f} s"
+            elif known is not None and iteration.started + known > grace_ends:
+                why = f"its path's known {known:.1f} s ends after the grace"
+            else:
+                continue
+            iteration.cut_by = run.stopped_by
+            iteration.overdue = known is not None and took > OVERDUE * known
+            iteration.reason = f"cut by {run.stopped_by} after {took:.1f} s: {why}"
+            task.cancel()
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                       traffic_starts: float, window_closes: float, stop: asyncio.Event,
@@ -400,6 +461,16 @@ class SoakDriver:
         iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag,
                               due_at=due_at)
         run.start(iteration)
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight[id(iteration)] = (iteration, task)
+        try:
+            await self._stages(client, scenario, run, iteration)
+        finally:
+            del self._in_flight[id(iteration)]
+
+    async def _stages(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+                      iteration: Iteration) -> None:
         previous: list[Exchange] = []
         for stage in scenario.stages:
             previous = list(await asyncio.gather(*(
