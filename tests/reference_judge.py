@@ -23,13 +23,15 @@ from harness.policy import (
     in_window,
     percentile,
 )
-from harness.signals.logwatch import Match
+from harness.signals.logwatch import Match, run_keys
 from harness.soak.driver import SoakRun
 
 
 def log_events(trigger: Trigger, matches: list[Match]) -> list[Event]:
-    return [Event(m.seen, m.run_id or f"line-{m.line_no}", None, m.line) for m in matches
-            if m.klass in trigger.classes or m.signature in trigger.signatures]
+    counted = [m for m in matches
+               if m.klass in trigger.classes or m.signature in trigger.signatures]
+    return [Event(m.seen, key, None, m.line)
+            for m, key in zip(counted, run_keys(counted), strict=True)]
 
 
 def bad_reply_events(run: SoakRun, scenario: str | None = None) -> list[Event]:

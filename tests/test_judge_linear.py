@@ -290,6 +290,7 @@ def test_the_live_judgement_is_the_same_at_every_moment(
     pending = list(happenings)
     moment = soak.start
     compared = 0
+    made: dict[str, int] = {}
     while moment < soak.end:
         moment += random.Random(moment).uniform(0.3, 2.5)
         while pending and pending[0][0] <= moment:
@@ -297,7 +298,17 @@ def test_the_live_judgement_is_the_same_at_every_moment(
         matches = [m for m in soak.matches if m.seen <= moment]
         mine = new(run, matches, False, moment)
         theirs = old(run, matches, False, moment)
-        assert mine == theirs, moment
+        for a, b in zip(mine, theirs, strict=True):
+            if a.trigger.kind == "log" and a.trigger.per == "run":
+                # a line naming no run may learn its run from a line read after it: the
+                # reference judges every evaluation again on what it knows now, this judge
+                # makes each evaluation once, on what was known when it was due
+                fresh = a.points[made.get(a.label, 0):]
+                made[a.label] = len(a.points)
+                times = {p.at for p in fresh}
+                assert fresh == tuple(p for p in b.points if p.at in times), (moment, a.label)
+            else:
+                assert a == b, (moment, a.label)
         compared += 1
     assert compared > 20
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.policy import Decision, Event, Policy, Trigger, percentile
-from harness.signals.logwatch import Match
+from harness.signals.logwatch import SAME_RUN_S, Match, run_keys
+from harness.signals.signatures import timestamp_seconds
 from harness.soak.driver import Exchange, Iteration, SoakRun
 from harness.soak.series import (
     Grid,
@@ -35,8 +38,70 @@ from harness.soak.series import (
 )
 
 
+@dataclass
+class _Line:
+    """A counted log line; its key (the run it belongs to) can change while the soak runs:
+    a line naming no run is that of the nearest line naming one within `SAME_RUN_S`, which
+    may be read after it (`logwatch.run_keys`)."""
+
+    index: int  # in its stream
+    key: str
+    evidence: str
+
+
+class _RunKeys:
+    """`logwatch.run_keys` kept as lines arrive: each new line naming a run re-keys the lines
+    around it that name none, so the keys are always run_keys over the lines read so far."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []  # lines naming a run, in order of (time, run id)
+        self.named: list[tuple[float, str]] = []
+        self.loose: list[tuple[float, int]] = []  # lines naming none: (time, stream index)
+        self.lines: list[_Line] = []
+        self.line_nos: list[int] = []
+
+    def add(self, m: Match) -> tuple[_Line, list[tuple[_Line, str]]]:
+        """The new line, and the earlier ones whose key changed (with their old key)."""
+        t = timestamp_seconds(m.logged_at) or m.seen
+        line = _Line(len(self.lines), "", m.line)
+        self.lines.append(line)
+        self.line_nos.append(m.line_no)
+        if not m.run_id:
+            insort(self.loose, (t, line.index))
+            line.key = self._nearest(t, line.index)
+            return line, []
+        line.key = m.run_id
+        at = bisect_right(self.named, (t, m.run_id))
+        self.named.insert(at, (t, m.run_id))
+        self.times.insert(at, t)
+        changed = []
+        lo = bisect_left(self.loose, (t - SAME_RUN_S - 1e-6, -1))
+        for near_t, index in self.loose[lo:]:
+            if near_t > t + SAME_RUN_S + 1e-6:
+                break
+            key = self._nearest(near_t, index)
+            if key != self.lines[index].key:
+                changed.append((self.lines[index], self.lines[index].key))
+                self.lines[index].key = key
+        return line, changed
+
+    def _nearest(self, t: float, index: int) -> str:
+        i = bisect_left(self.times, t)
+        near = [self.named[j] for j in (i - 1, i) if 0 <= j < len(self.named)]
+        best = min(near, key=lambda n: abs(n[0] - t), default=None)
+        return best[1] if best and abs(best[0] - t) <= SAME_RUN_S \
+            else f"line-{self.line_nos[index]}"
+
+
 def log_event(match: Match) -> Event:
     return Event(match.seen, match.run_id or f"line-{match.line_no}", None, match.line)
+
+
+def log_events(trigger: Trigger, matches: list[Match]) -> list[Event]:
+    """The lines a log trigger counts, each keyed by the run it belongs to (`run_keys`)."""
+    counted = [m for m in matches if counts(trigger, m)]
+    return [Event(m.seen, key, None, m.line)
+            for m, key in zip(counted, run_keys(counted), strict=True)]
 
 
 def bad_reply_event(x: Exchange) -> Event:
@@ -60,10 +125,32 @@ class _Streams:
     finished_of: dict[str, Stream] = field(default_factory=dict)  # iterations by their end
     order: int = 0  # the position of an exchange in `SoakRun.exchanges()` (ties: first wins)
 
+    keys: dict[str, _RunKeys] = field(default_factory=dict)  # per log trigger counting runs
+    rekeyed: dict[str, Callable[[_Line, str], None]] = field(default_factory=dict)
+
     def match(self, triggers: list[Trigger], m: Match) -> None:
         for trigger in triggers:
-            if counts(trigger, m):
+            if not counts(trigger, m):
+                continue
+            if trigger.name not in self.keys:
                 self.logs[trigger.name].add(m.seen, log_event(m))
+                continue
+            line, changed = self.keys[trigger.name].add(m)
+            self.logs[trigger.name].add(m.seen, line)
+            for earlier, old in changed:
+                self.rekeyed[trigger.name](earlier, old)
+
+    def matches(self, triggers: list[Trigger], matches: list[Match]) -> None:
+        """All of a finished run's matches at once: the keys as `run_keys` gives them."""
+        for trigger in triggers:
+            counted = [m for m in matches if counts(trigger, m)]
+            stream = self.logs[trigger.name]
+            if trigger.name not in self.keys:
+                for m in counted:
+                    stream.add(m.seen, log_event(m))
+                continue
+            for n, (m, key) in enumerate(zip(counted, run_keys(counted), strict=True)):
+                stream.add(m.seen, _Line(n, key, m.line))
 
     def exchange(self, x: Exchange, order: int | None = None) -> None:
         ended = x.outcome.ended
@@ -110,13 +197,20 @@ class _Count(_Measure):
         self.counted = Trailing(stream, trigger.within_s, self._enter, self._leave)
         self.windows = [self.counted]
 
-    def _enter(self, e: Event) -> None:
+    def _enter(self, e: Event | _Line) -> None:
         self.keys[e.key] += 1
 
-    def _leave(self, e: Event) -> None:
+    def _leave(self, e: Event | _Line) -> None:
         self.keys[e.key] -= 1
         if not self.keys[e.key]:
             del self.keys[e.key]
+
+    def rekeyed(self, line: _Line, old: str) -> None:
+        """A line's run became known after it was read: the window counts it anew (the
+        evaluations already made stand, as they were made on what was known)."""
+        if self.counted is not None and self.counted.lo <= line.index < self.counted.hi:
+            self._leave(_Line(line.index, old, ""))
+            self._enter(line)
 
     def read(self) -> Reading:
         w = self.counted
@@ -270,6 +364,8 @@ class Evaluation:
                              if t.kind == "log" or (t.kind == "baseline" and t.metric == "log")]
         for trigger in self.log_triggers:
             self.streams.logs[trigger.name] = Stream()
+            if trigger.kind == "log" and trigger.per == "run":
+                self.streams.keys[trigger.name] = _RunKeys()
         for sid in run.scenario_ids:
             self.streams.bad_replies_of[sid] = Stream()
             self.streams.exchanges_of[sid] = Stream()
@@ -305,8 +401,7 @@ class Evaluation:
         """A finished run at once, each stream in the order of time and, within the same
         time, in the order the run lists it."""
         run, streams = self.run, self.streams
-        for m in sorted(matches, key=lambda m: m.seen):
-            streams.match(self.log_triggers, m)
+        streams.matches(self.log_triggers, sorted(matches, key=lambda m: m.seen))
         exchanges = run.exchanges()
         for n in sorted(range(len(exchanges)), key=lambda n: exchanges[n].outcome.ended):
             streams.exchange(exchanges[n], n)
@@ -390,7 +485,9 @@ class Judge:
         ids = [sid for sid in run.scenario_ids
                if not trigger.scenarios or sid in trigger.scenarios]
         if trigger.kind == "log":
-            return [(None, _Count(trigger, streams.logs[trigger.name]), "")]
+            count = _Count(trigger, streams.logs[trigger.name])
+            streams.rekeyed[trigger.name] = count.rekeyed
+            return [(None, count, "")]
         if trigger.kind == "replies":
             if trigger.per_scenario:
                 return [(sid, _Count(trigger, streams.bad_replies_of[sid]), "") for sid in ids]
