@@ -105,7 +105,6 @@ class SoakRun:
     # every request and every iteration in the order they ended: what a live judge takes in
     completed: list[Exchange] = field(default_factory=list, repr=False)
     ended_iterations: list[Iteration] = field(default_factory=list, repr=False)
-    judge_seconds: list[float] = field(default_factory=list, repr=False)  # each live call
     _of: dict[str, list[Iteration]] = field(default_factory=dict, repr=False)
     _indexed: int = field(default=0, repr=False)
 
@@ -269,7 +268,6 @@ class _LiveJudge:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         self.last = -math.inf
         self.seen = (0, 0)
-        self.durations: list[float] = []  # each call's own time (the bench reads them)
 
     def due(self) -> bool:
         fresh = (len(self.run.completed), self.watcher.count() if self.watcher else 0)
@@ -283,15 +281,7 @@ class _LiveJudge:
         self.seen = (len(run.completed), len(run.matches))
         self.last = time.monotonic()
         return await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._timed, run, now)
-
-    def _timed(self, run: SoakRun, now: float) -> list[Decision]:
-        began = time.perf_counter()
-        try:
-            return self.judge(run, run.matches, False, now)
-        finally:
-            self.durations.append(time.perf_counter() - began)
-            run.judge_seconds = self.durations
+            self.pool, self.judge, run, run.matches, False, now)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
