@@ -30,8 +30,9 @@ from harness.run import RunRecord, RunSettings
 from harness.safety import BY_UPDATER, Prepared, Safety
 from harness.signals.signatures import catalogue
 from harness.soak import assess
-from harness.soak.driver import Progress, SoakDriver, SoakRun, check
+from harness.soak.driver import Progress, SoakDriver, SoakRun, check, known_durations
 from harness.soak.judge import Judge
+from harness.soak.recovery import recovery
 from harness.soak.report import report_soak
 from harness.soak.scenarios import Scenario
 from harness.target import semver
@@ -43,6 +44,7 @@ from harness.target.runtime import Installation, NodeRuntime, Runtime
 MIN_FREE_BYTES = 2 * 1024**3
 # after a rollback: judged by whether every path works and the pattern is gone, not by samples
 POST_ROLLBACK = ("smoke", "watch", "late_watch")
+SMOKE_FAST_S = 30.0  # a path the known-good's baseline finished within this is a fast one
 
 
 @dataclass
@@ -52,6 +54,7 @@ class PhaseResult:
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    started_at: float = 0.0  # unix time
 
 
 class PhaseError(Exception):
@@ -77,6 +80,7 @@ def _timed(name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
     """Run a phase; any error becomes a failed result, so the procedure can go on to restore
     service (a failed fresh backup must never keep the rollback from running)."""
     started = time.monotonic()
+    started_at = time.time()
     with allure.step(f"phase {name}"):
         try:
             result = body()
@@ -88,6 +92,7 @@ def _timed(name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
             result = PhaseResult(name, False, f"{type(exc).__name__}: {exc}",
                                  {"error": type(exc).__name__})
         result.seconds = round(time.monotonic() - started, 3)
+        result.started_at = round(started_at, 3)
         attach_json(f"{name} result", result.__dict__)
     return result
 
@@ -109,6 +114,7 @@ class Procedure:
         self.backup_dir = settings.cache_dir / "runs" / settings.run_id / "backups"
         self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
         self.prepared: dict[str, Prepared] = {}
+        self.timeline: dict[str, PhaseResult] = {}  # the latest result of each phase by name
 
     # -- upgrade ------------------------------------------------------------------------
     def preflight(self) -> PhaseResult:
@@ -197,7 +203,8 @@ class Procedure:
         return PhaseResult("install", ok, summary, {**prepared.as_dict(), "integrity": marker})
 
     def restart_gate(self, purpose: str) -> PhaseResult:
-        return _timed(f"restart gate ({purpose})", lambda: self._restart_gate(purpose))
+        return self._kept(_timed(f"restart gate ({purpose})",
+                                 lambda: self._restart_gate(purpose)))
 
     def _restart_gate(self, purpose: str) -> PhaseResult:
         s = self.settings
@@ -262,7 +269,7 @@ class Procedure:
         return PhaseResult("stop", ok, summary, details)
 
     def start(self) -> PhaseResult:
-        return _timed("start", self._start)
+        return self._kept(_timed("start", self._start))
 
     def _start(self) -> PhaseResult:
         pid = self.gateway.start()
@@ -349,14 +356,26 @@ class Procedure:
         return self._soak(label, window, list(self.settings.scenarios.scenarios))
 
     def smoke(self) -> SoakRun:
-        """One normal reply and one panel, once each, after the rollback."""
-        chosen = []
-        for kind in ("reply", "panel"):
-            first = next((s for s in self.settings.scenarios.scenarios if s.kind == kind), None)
-            if first is not None:
-                chosen.append(replace(first, concurrency=1, pause_s=0.0, rate_per_min=None))
+        """Once each, after the rollback, the paths the known-good's baseline showed fast: the
+        slow reasoner's are left to the early watch, which waits for them anyway. Without a
+        baseline: one normal reply and one panel."""
+        mix = self.settings.scenarios.scenarios
+        baseline = self.soaks.get("baseline")
+        known = known_durations(baseline) if baseline is not None else {}
+        chosen = [s for s in mix if known.get(s.id, SMOKE_FAST_S + 1) <= SMOKE_FAST_S]
+        if not chosen:
+            chosen = [first for kind in ("reply", "panel")
+                      if (first := next((s for s in mix if s.kind == kind), None)) is not None]
+        chosen = [replace(s, concurrency=1, pause_s=0.0, rate_per_min=None) for s in chosen]
         timeout = max(s.timeout_s for s in chosen) * 2
-        return self._soak("smoke", Window(0.0, timeout), chosen, once=True)
+        smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True)
+        self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
+        return smoke
+
+    def _kept(self, result: PhaseResult) -> PhaseResult:
+        """A phase's result kept by name (the latest one), for the recovery's breakdown."""
+        self.timeline[result.name] = result
+        return result
 
     def _soak(self, label: str, window: Window, scenarios: list[Scenario],
               once: bool = False) -> SoakRun:
@@ -365,7 +384,10 @@ class Procedure:
         watcher = self.gateway.log_watcher(signatures)
         baseline = self.soaks.get("baseline") if label != "baseline" else None
         driver = SoakDriver(self.gateway.endpoint, scenarios, Judge(s.policy, baseline),
-                            watcher, progress=self.progress)
+                            watcher, progress=self.progress,
+                            known_s=known_durations(baseline) if baseline else None,
+                            # the candidate's soak after a change: a decision rolls back
+                            decision_rolls_back=label == "soak" and self.record.changed)
         with allure.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
                          f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
             run = driver.run(label, window, once=once)
@@ -386,10 +408,11 @@ class Procedure:
     # -- rollback -----------------------------------------------------------------------
     def rollback_backup(self) -> PhaseResult:
         self.record.rollback_started = True
-        return _timed("rollback backup", lambda: self._backup("pre-rollback", decides=False))
+        return self._kept(_timed("rollback backup",
+                                 lambda: self._backup("pre-rollback", decides=False)))
 
     def rollback_prepare(self) -> PhaseResult:
-        return _timed("prepare known-good", self._rollback_prepare)
+        return self._kept(_timed("prepare known-good", self._rollback_prepare))
 
     def _rollback_prepare(self) -> PhaseResult:
         """The known-good back in place beside the candidate, before anything is interrupted:
@@ -424,7 +447,7 @@ class Procedure:
                            {**prepared.as_dict(), "lock_check": check.as_dict()})
 
     def rollback_restore(self) -> PhaseResult:
-        return _timed("restore known-good", self._rollback_restore)
+        return self._kept(_timed("restore known-good", self._rollback_restore))
 
     def _rollback_restore(self) -> PhaseResult:
         return self.restore_known_good(self.prepared["known_good"].installation)

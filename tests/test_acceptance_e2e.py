@@ -160,6 +160,19 @@ def test_regressing_candidate_is_caught_by_the_soak_and_rolled_back(tmp_path: Pa
     rollback = [p for p in verdict["phases"] if p["family"] == "rollback"]
     assert rollback and all(p["outcome"] == "passed" for p in rollback), rollback
     assert verdict["rollback_state_diff"] == {"missing": [], "added": [], "changed": []}
+    # once the decision rolled back, what was in flight was cut at once, not waited for, and
+    # no path whose requests were cut passed on too little
+    recovery = verdict["recovery"]
+    assert recovery["decided_by"] == soak["stopped_by"]
+    assert recovery["grace_s"] < soak["stop_grace_s"] and recovery["cut_by_decision"] >= 1
+    assert {"backup_s", "prepare_s", "restore_s", "start_s", "first_reply_s", "total_s"} <= \
+        set(recovery), recovery
+    for sid, stats in soak["scenarios"].items():
+        if stats["cut_by_decision"] and stats["finished"] < 2:
+            assert soak["verdict"]["scenarios"][sid]["verdict"] != "pass", sid
+    # the smoke proved the fast paths and left the slow reasoner to the early watch
+    smoke = verdict["smoke"]["scenarios"]
+    assert smoke and not {"reply-plain", "reply-streaming", "panel-3-reviewers"} & set(smoke)
     # both watches, the early one and the later one after a quiet delay, saw every path of the
     # mix, slow-reasoner replies included, succeed through 2026.3.28: not just a live process
     for label, delay in (("watch", 0), ("late_watch", 5)):

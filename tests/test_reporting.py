@@ -136,7 +136,7 @@ name = "failover-burst"
 kind = "log"
 interval_s = 0.3
 classes = ["failover"]
-count = 2
+count = 3
 within_s = 60
 \"\"\")
     policy = load_policy(tmp_path / "policy.toml")

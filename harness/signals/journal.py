@@ -82,8 +82,8 @@ class JournalWatcher(Following):
                     self.errors.append(f"exit {done.returncode}: {done.tail(2) or 'no output'}")
                 return 0
             entries = 0
-            now = time.time()
             with self._lock:
+                now = time.time()  # under the lock: a reader's earlier time sees this line
                 for raw in done.stdout.splitlines():
                     if not raw.startswith("{"):
                         continue

@@ -116,6 +116,16 @@ class Following:
         with self._lock:
             return list(self.matches)
 
+    def count(self) -> int:
+        return len(self.matches)
+
+    def since(self, count: int) -> list[Match]:
+        """The matches after the first `count`: a reader that keeps up pays for what is new.
+        A match read at or before a time taken before this call is in it (its time is taken
+        under the lock that adds it)."""
+        with self._lock:
+            return self.matches[count:]
+
     def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
         """The lines around a match, numbered, as evidence a person can read."""
         with self._lock:
@@ -152,8 +162,8 @@ class LogWatcher(Following):
             return
         if not chunk:
             return
-        now = time.time()
         with self._lock:
+            now = time.time()
             self.offset += len(chunk)
             data = self._partial + chunk
             *complete, self._partial = data.split(b"\n")

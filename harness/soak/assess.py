@@ -34,6 +34,8 @@ def _stats_line(stats: dict[str, Any]) -> str:
             f"(p50 {stats['p50_s']} s, p95 {stats['p95_s']} s, max {stats['max_s']} s)")
     if stats["lag_p99_s"] is not None:
         line += f", start lag p99 {stats['lag_p99_s']} s, {stats['dropped']} dropped"
+    if stats.get("cut_by_decision"):
+        line += f", {stats['cut_by_decision']} in flight cut by the decision (not judged)"
     return line
 
 
@@ -54,6 +56,13 @@ def scenario(run: SoakRun, scenario_id: str, min_samples: int,
         first = next(i for i in run.of(scenario_id) if i.verdict == "bad")
         return Judgement("fail", f"this path was hit while {run.stopped_by} fired: "
                          f"{_stats_line(stats)}; first bad: {first.reason}", numbers)
+    hanging = [i for i in run.of(scenario_id) if i.cut_by and i.overdue]
+    if hanging:
+        # cutting it must not make the path look better than waiting would have
+        return Judgement("inconclusive", f"{len(hanging)} iteration(s) still in flight well "
+                         f"past this path's known duration were cut when {run.stopped_by} "
+                         f"fired ({hanging[0].reason}): not shown working. "
+                         f"{_stats_line(stats)}", numbers)
     if stats["finished"] < min_samples:
         why = f" (the soak was stopped by {run.stopped_by})" if run.stopped_by else ""
         return Judgement("inconclusive", f"only {stats['finished']} finished iteration(s), "

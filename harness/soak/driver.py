@@ -4,12 +4,15 @@ Closed-model scenarios have workers that start their next iteration when the las
 open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's
 constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
 arrival is dropped and counted). Iterations start until the window closes; in-flight work may
-finish during the drain. Every second the policy's triggers are judged against the log
-watcher's matches and the requests so far; a deciding trigger stops the soak at once: nothing
-new starts, and what is in flight gets the window's `stop_grace_s` to finish (a request that
-was going to fail is the evidence of the path it was on) before it is cut. A window with a
-`delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged from
-the start, and traffic starts only when the delay is over.
+finish during the drain. The policy's triggers are judged, off the event loop, as soon as a log
+match or a finished request arrives (at least every second); a deciding trigger stops the soak
+at once: nothing new starts; what fails together with the evidence lands within a second; then
+what is in flight and cannot finish within the window's `stop_grace_s` is cut at once and
+recorded as cut by the decision (everything, when the decision rolls back; else what is past
+its path's known duration, or known to need longer than the grace leaves), and the rest gets
+the grace (a request that was going to fail is the evidence of the path it was on). A window
+with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
+from the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -64,6 +69,17 @@ class Iteration:
     verdict: str = "cut"  # good | bad | cut (stopped by the end of the drain or a trigger)
     reason: str = "not finished"
     lag_s: float | None = None  # open model: how late it started against its schedule
+    due_at: float | None = None  # open model: when its schedule said it starts (unix time)
+    sent_at: float | None = None  # when its first request was handed to the HTTP client
+    cut_by: str | None = None  # the deciding trigger that cut it at once (not at a grace's end)
+    overdue: bool = False  # cut while well past its path's known duration: hanging
+
+    @property
+    def send_lag_s(self) -> float | None:
+        """How late its first request went out against its schedule (open model)."""
+        if self.due_at is None or self.sent_at is None:
+            return None
+        return self.sent_at - self.due_at
     exchanges: list[Exchange] = field(default_factory=list)
 
     @property
@@ -81,17 +97,48 @@ class SoakRun:
     matches: list[Match] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     stopped_by: str | None = None
+    decided_at: float | None = None  # when the live judge's deciding decision reached the driver
     scenarios: list[Scenario] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     # each evidence log line's neighbours in the watched stream (line number -> numbered lines)
     context: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # every request and every iteration in the order they ended: what a live judge takes in
+    completed: list[Exchange] = field(default_factory=list, repr=False)
+    ended_iterations: list[Iteration] = field(default_factory=list, repr=False)
+    _of: dict[str, list[Iteration]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=0, repr=False)
 
     @property
     def scenario_ids(self) -> list[str]:
         return [s.id for s in self.scenarios]
 
+    def _index(self) -> dict[str, list[Iteration]]:
+        """Iterations per scenario, indexed as they are added (each one once)."""
+        for iteration in self.iterations[self._indexed:]:
+            self._of.setdefault(iteration.scenario, []).append(iteration)
+        self._indexed = len(self.iterations)
+        return self._of
+
     def of(self, scenario: str) -> list[Iteration]:
-        return [i for i in self.iterations if i.scenario == scenario]
+        return list(self._index().get(scenario, ()))
+
+    def count_of(self, scenario: str) -> int:
+        return len(self._index().get(scenario, ()))
+
+    def start(self, iteration: Iteration) -> None:
+        self.iterations.append(iteration)
+
+    def record(self, iteration: Iteration, exchange: Exchange) -> None:
+        """A request ended (its outcome and check are final)."""
+        iteration.exchanges.append(exchange)
+        self.completed.append(exchange)
+
+    def end(self, iteration: Iteration, verdict: str, reason: str,
+            at: float | None = None) -> None:
+        """An iteration ended, good or bad (at `at`, default now)."""
+        iteration.verdict, iteration.reason = verdict, reason
+        iteration.ended = time.time() if at is None else at
+        self.ended_iterations.append(iteration)
 
     def exchanges(self, scenario: str | None = None) -> list[Exchange]:
         return [x for i in self.iterations for x in i.exchanges
@@ -114,6 +161,7 @@ class SoakRun:
             "iterations": len(its), "finished": len(finished),
             "good": sum(i.verdict == "good" for i in its), "bad": bad,
             "cut": sum(i.verdict == "cut" for i in its),
+            "cut_by_decision": sum(i.cut_by is not None for i in its),
             "dropped": self.dropped.get(scenario, 0),
             "error_ratio": round(bad / len(finished), 4) if finished else None,
             "requests": len(seconds),
@@ -126,6 +174,17 @@ class SoakRun:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _longest(run: SoakRun, scenario: str) -> float | None:
+    """The longest finished iteration of a path in this run so far."""
+    return max((i.ended - i.started for i in run.of(scenario) if i.finished), default=None)
+
+
+def known_durations(baseline: SoakRun) -> dict[str, float]:
+    """How long each path's iterations took on the known-good: its longest finished one."""
+    return {sid: took for sid in baseline.scenario_ids
+            if (took := _longest(baseline, sid)) is not None}
 
 
 def check(outcome: ChatOutcome, expected: Sequence[str], step: Step | None = None
@@ -181,20 +240,72 @@ async def _quiet_until(moment: float, stop: asyncio.Event) -> bool:
     return not stop.is_set()
 
 
-JudgeFn = Callable[["SoakRun", list[Match], bool], list[Decision]]
+class JudgeFn(Protocol):
+    """Decides the policy on a run: live (`final` False) on what it holds up to `now`, or
+    on the whole run once it has ended."""
+
+    def __call__(self, run: SoakRun, matches: list[Match], final: bool,
+                 now: float | None = None) -> list[Decision]: ...
+
+
 Progress = Callable[["SoakRun", float], None]
+
+
+SETTLE_S = 1.0  # after a decision, what fails with its evidence lands before the rest is cut
+OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
+TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
+JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
+
+
+class _LiveJudge:
+    """The judge while the soak runs, called off the event loop (its own thread) so a slow
+    call is never the requests' scheduling lag, and as soon as something new happened: a log
+    match or a finished request; else every second. What it is given is complete up to the
+    time taken here, in the loop, before the records are read."""
+
+    def __init__(self, judge: JudgeFn, watcher: LogWatcher | None, run: SoakRun) -> None:
+        self.judge, self.watcher, self.run = judge, watcher, run
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+        self.last = -math.inf
+        self.seen = (0, 0)
+
+    def due(self) -> bool:
+        fresh = (len(self.run.completed), self.watcher.count() if self.watcher else 0)
+        return fresh != self.seen or time.monotonic() - self.last >= JUDGE_EVERY_S
+
+    async def __call__(self) -> list[Decision]:
+        run = self.run
+        now = time.time()
+        if self.watcher is not None:
+            run.matches.extend(self.watcher.since(len(run.matches)))
+        self.seen = (len(run.completed), len(run.matches))
+        self.last = time.monotonic()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, self.judge, run, run.matches, False, now)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 class SoakDriver:
     def __init__(self, endpoint: GatewayEndpoint, scenarios: Sequence[Scenario],
                  judge: JudgeFn, watcher: LogWatcher | None,
-                 progress: Progress | None = None, progress_every_s: float = 10.0) -> None:
+                 progress: Progress | None = None, progress_every_s: float = 10.0,
+                 known_s: dict[str, float] | None = None,
+                 decision_rolls_back: bool = False) -> None:
+        """`known_s`: how long an iteration of each path takes where it is known to work (the
+        known-good's baseline); `decision_rolls_back`: a deciding trigger here means a
+        rollback, so nothing in flight is worth waiting for once it has landed."""
         self.endpoint = endpoint
         self.scenarios = list(scenarios)
         self.judge = judge
         self.watcher = watcher
         self.progress = progress
         self.progress_every_s = progress_every_s
+        self.known_s = dict(known_s or {})
+        self.decision_rolls_back = decision_rolls_back
+        self.settle_s = SETTLE_S
+        self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
 
     def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
@@ -220,39 +331,77 @@ class SoakDriver:
                                  for _ in range(workers))
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
-            deadline = window_closes + window.drain_s
-            last_progress = time.monotonic()
-            while not all_done.done():
-                await asyncio.wait([all_done], timeout=1.0)
-                run.decisions = self._judge(run, final=False)
-                if run.deciding() and run.stopped_by is None:
-                    run.stopped_by = run.deciding()[0].label
-                    stop.set()
-                    grace_ends = min(time.monotonic() + window.stop_grace_s, deadline)
-                    while not all_done.done() and time.monotonic() < grace_ends:
-                        await asyncio.wait([all_done],
-                                           timeout=max(0.0, grace_ends - time.monotonic()))
-                    break
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                if self.progress and now - last_progress >= self.progress_every_s:
-                    last_progress = now
-                    self.progress(run, now - traffic_starts)  # negative: still quiet
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            live = _LiveJudge(self.judge, self.watcher, run)
+            try:
+                await self._watch(run, live, all_done, stop, traffic_starts,
+                                  window_closes + window.drain_s)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                live.close()
         if self.watcher is not None:
             self.watcher.poll()
         run.ended = time.time()
         run.matches = self.watcher.snapshot() if self.watcher is not None else []
-        run.decisions = self._judge(run, final=True)
+        run.decisions = self.judge(run, run.matches, True)
         return run
 
-    def _judge(self, run: SoakRun, final: bool) -> list[Decision]:
-        if self.watcher is not None:
-            run.matches = self.watcher.snapshot()
-        return self.judge(run, run.matches, final)
+    async def _watch(self, run: SoakRun, live: _LiveJudge, all_done: asyncio.Future[Any],
+                     stop: asyncio.Event, traffic_starts: float, deadline: float) -> None:
+        """Judge while the load runs, until it is done, the deadline, or a deciding trigger
+        (then nothing new starts and what is in flight gets the grace)."""
+        last_progress = time.monotonic()
+        while not all_done.done():
+            await asyncio.wait([all_done], timeout=TICK_S)
+            if live.due():
+                run.decisions = await live()
+            if run.deciding() and run.stopped_by is None:
+                run.stopped_by = run.deciding()[0].label
+                run.decided_at = time.time()
+                stop.set()
+                grace_ends = min(time.monotonic() + run.window.stop_grace_s, deadline)
+                # what fails with the evidence lands with it: its reply and its log line come
+                # from one timeout, read by two pipelines a moment apart
+                settled = min(time.monotonic() + self.settle_s, grace_ends)
+                await self._until(all_done, settled)
+                self._cut(run, time.time() + grace_ends - time.monotonic())
+                await self._until(all_done, grace_ends)
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self.progress and now - last_progress >= self.progress_every_s:
+                last_progress = now
+                self.progress(run, now - traffic_starts)  # negative: still quiet
+
+    @staticmethod
+    async def _until(all_done: asyncio.Future[Any], moment: float) -> None:
+        while not all_done.done() and time.monotonic() < moment:
+            await asyncio.wait([all_done], timeout=max(0.0, moment - time.monotonic()))
+
+    def _cut(self, run: SoakRun, grace_ends: float) -> None:
+        """Cut at once, and record as cut by the decision, what is in flight and cannot
+        finish within the grace: everything when the decision rolls back, else each
+        iteration already past its path's known duration or known to need longer than the
+        grace leaves. A path with no known duration keeps the grace."""
+        assert run.stopped_by is not None
+        now = time.time()
+        for iteration, task in list(self._in_flight.values()):
+            known = self.known_s.get(iteration.scenario, _longest(run, iteration.scenario))
+            took = now - iteration.started
+            if self.decision_rolls_back:
+                why = "the decision rolls back"
+            elif known is not None and took > known:
+                why = f"past its path's known {known:.1f} s"
+            elif known is not None and iteration.started + known > grace_ends:
+                why = f"its path's known {known:.1f} s ends after the grace"
+            else:
+                continue
+            iteration.cut_by = run.stopped_by
+            iteration.overdue = known is not None and took > OVERDUE * known
+            iteration.reason = f"cut by {run.stopped_by} after {took:.1f} s: {why}"
+            task.cancel()
 
     async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                       traffic_starts: float, window_closes: float, stop: asyncio.Event,
@@ -288,7 +437,8 @@ class SoakDriver:
                     run.dropped[scenario.id] = run.dropped.get(scenario.id, 0) + 1
                     continue
                 lag = time.monotonic() - due
-                task = asyncio.create_task(self._iterate(client, scenario, run, lag))
+                due_at = time.time() - lag
+                task = asyncio.create_task(self._iterate(client, scenario, run, lag, due_at))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             await asyncio.gather(*in_flight, return_exceptions=True)
@@ -297,23 +447,32 @@ class SoakDriver:
                 task.cancel()
 
     async def _iterate(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
-                       lag: float | None) -> None:
-        iteration = Iteration(scenario.id, len(run.of(scenario.id)), time.time(), lag_s=lag)
-        run.iterations.append(iteration)
+                       lag: float | None, due_at: float | None = None) -> None:
+        iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag,
+                              due_at=due_at)
+        run.start(iteration)
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight[id(iteration)] = (iteration, task)
+        try:
+            await self._stages(client, scenario, run, iteration)
+        finally:
+            del self._in_flight[id(iteration)]
+
+    async def _stages(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+                      iteration: Iteration) -> None:
         previous: list[Exchange] = []
         for stage in scenario.stages:
             previous = list(await asyncio.gather(*(
-                self._exchange(client, scenario, iteration, step, previous) for step in stage)))
+                self._exchange(client, scenario, run, iteration, step, previous)
+                for step in stage)))
             failed = [x for x in previous if x.verdict == "bad"]
             if failed:
-                iteration.verdict = "bad"
-                iteration.reason = "; ".join(f"{x.step}: {x.reason}" for x in failed)
-                break
-        else:
-            iteration.verdict, iteration.reason = "good", previous[-1].reason
-        iteration.ended = time.time()
+                run.end(iteration, "bad", "; ".join(f"{x.step}: {x.reason}" for x in failed))
+                return
+        run.end(iteration, "good", previous[-1].reason)
 
-    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario,
+    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
                         iteration: Iteration, step: Step, previous: list[Exchange]) -> Exchange:
         nonce = new_nonce() if step.nonce else ""
         expected: tuple[str, ...] = (nonce,) if nonce else ()
@@ -324,11 +483,13 @@ class SoakDriver:
             # the replies it embeds carry their own nonces: a faithful step quotes them too
             expected = (*(n for x in previous for n in x.expected), *expected)
         prompt = step.prompt.format(nonce=nonce, previous=body)
+        if iteration.sent_at is None:
+            iteration.sent_at = time.time()
         outcome = await self.endpoint.chat(client, step.agent, prompt, step.stream,
                                            step.timeout_s)
         verdict, reason = check(outcome, expected, step)
         exchange = Exchange(scenario.id, iteration.index, step.name, expected, outcome, verdict,
                             reason)
-        iteration.exchanges.append(exchange)
+        run.record(iteration, exchange)
         return exchange
 

@@ -1,0 +1,140 @@
+"""The judge's cost on simulated soaks: the shipped policy against a synthetic run, live (one
+call a second of simulated time, as the driver calls it at least) and at the end.
+
+A simulated soak is what a healthy candidate produces: requests on several paths at a steady
+rate with realistic latencies, a few bad ones, a few error lines in the log, and a baseline
+like it, so no trigger fires and the soak would run to its end. The clock is the simulation's,
+so ten hours cost seconds; what is measured is the judge's own CPU time (its thread's, so
+other work on a shared machine does not count). The interpreter's full garbage collections
+are the process's cost, not the judge's (their pause grows with everything a long soak holds):
+they are taken out of the call they happened in and shown beside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from pathlib import Path
+
+from harness.policy import Policy, Window, load_policy, percentile
+from harness.signals.logwatch import Match
+from harness.soak.driver import Exchange, Iteration, SoakRun
+from harness.soak.judge import Judge
+from harness.soak.scenarios import Scenario
+from harness.target.client import ChatOutcome
+
+SHIPPED_POLICY = Path(__file__).parents[1] / "scenarios" / "policy.toml"
+PATHS = ("reply-plain", "reply-quick", "reply-streaming", "panel-3-reviewers", "triage")
+
+
+def simulated(seconds: float, requests: int, seed: int = 1, label: str = "soak"
+              ) -> tuple[SoakRun, list[tuple[float, int, str, object]], list[Match]]:
+    """A soak of `requests` one-request iterations spread over `seconds`: the run (empty),
+    what happens to it in time order, and the log's matches."""
+    rng = random.Random(seed)
+    run = SoakRun(label, Window(seconds, 0.0), 1_000.0,
+                  scenarios=[Scenario(sid, "reply", ()) for sid in PATHS])
+    happenings: list[tuple[float, int, str, object]] = []
+    for n in range(requests):
+        sid = PATHS[n % len(PATHS)]
+        at = run.started + seconds * n / requests
+        took = rng.lognormvariate(1.5, 0.5)  # about 4.5 s, a long tail
+        verdict = "bad" if n % 5000 == 4999 else "good"  # rarer than any trigger's count
+        iteration = Iteration(sid, n // len(PATHS), at)
+        x = Exchange(sid, iteration.index, "reply", (), ChatOutcome(
+            "m", False, 200, "", at, at + 0.1, at + took), verdict, verdict)
+        happenings += [(at, 3 * n, "start", iteration), (at + took, 3 * n + 1, "x", (iteration, x)),
+                       (at + took, 3 * n + 2, "end", iteration)]
+    happenings.sort(key=lambda h: (h[0], h[1]))
+    lines = max(1, requests // 500)  # an error line now and then, as the baseline has them
+    matches = [Match(run.started + seconds * (k + 1) / lines, k + 1, "lab-error", "error",
+                     None, "error", None) for k in range(lines)]
+    return run, happenings, matches
+
+
+def _apply(run: SoakRun, happening: tuple[float, int, str, object]) -> None:
+    at, _, kind, what = happening
+    if kind == "start":
+        run.start(what)  # type: ignore[arg-type]
+    elif kind == "x":
+        run.record(*what)  # type: ignore[misc]
+    else:
+        iteration: Iteration = what  # type: ignore[assignment]
+        run.end(iteration, iteration.exchanges[0].verdict, "", at=at)
+
+
+def _finished(seconds: float, requests: int, seed: int, label: str) -> SoakRun:
+    run, happenings, matches = simulated(seconds, requests, seed, label)
+    for happening in happenings:
+        _apply(run, happening)
+    run.ended = run.started + seconds + 60
+    run.matches = matches
+    return run
+
+
+def live_cost(policy: Policy, minutes: float, per_s: float) -> dict[str, float]:
+    """The live judge over a whole simulated soak, called every simulated second."""
+    seconds = minutes * 60
+    baseline = _finished(600, int(600 * per_s), 2, "baseline")
+    run, happenings, matches = simulated(seconds, int(seconds * per_s), 1)
+    judge = Judge(policy, baseline)
+    calls: list[float] = []
+    pauses: list[float] = []  # the interpreter's full collections: the process's, not the judge's
+    began_gc = [0.0]
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began_gc[0] = time.perf_counter()
+        elif info["generation"] == 2:
+            pauses.append(time.perf_counter() - began_gc[0])
+
+    gc.callbacks.append(collected)
+    k = m = 0
+    moment = run.started
+    while moment < run.started + seconds + 60:
+        moment += 1.0
+        while k < len(happenings) and happenings[k][0] <= moment:
+            _apply(run, happenings[k])
+            k += 1
+        while m < len(matches) and matches[m].seen <= moment:
+            run.matches.append(matches[m])
+            m += 1
+        began, pauses_before = time.thread_time(), sum(pauses)
+        decisions = judge(run, run.matches, False, moment)
+        calls.append(time.thread_time() - began - (sum(pauses) - pauses_before))
+        assert not any(d.decides for d in decisions), [d.as_dict() for d in decisions if d.decides]
+    gc.callbacks.remove(collected)
+    return {"gc_full": len(pauses), "gc_worst_ms": 1000 * max(pauses, default=0.0),
+            "requests": len(run.completed), "calls": len(calls), "total_s": sum(calls),
+            "worst_ms": 1000 * max(calls), "p99_ms": 1000 * (percentile(calls, 99) or 0),
+            "cpu_pct": 100 * sum(calls) / (seconds + 60)}
+
+
+def final_cost(policy: Policy, requests: int, seconds: float = 600) -> float:
+    baseline = _finished(600, 600, 2, "baseline")
+    run = _finished(seconds, requests, 1, "soak")
+    began = time.thread_time()
+    Judge(policy, baseline)(run, run.matches, True)
+    return time.thread_time() - began
+
+
+def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
+    policy = load_policy(SHIPPED_POLICY)
+    print(f"\n2. the judge's cost, shipped policy ({len(policy.triggers)} triggers), "
+          "simulated soaks, judge CPU only")
+    print(f"{'final judgement of a 600 s soak':<44} {'CPU s':>9}   goal")
+    for n in sizes:
+        goal = "< 2 s" if n == 100_000 else ""
+        print(f"{f'  {n:,} requests':<44} {final_cost(policy, n):>9.3f}   {goal}")
+    print(f"{f'live judge at {per_s:g} requests/s, a call a second':<44} {'calls':>9} "
+          f"{'total s':>8} {'CPU %':>6} {'p99 ms':>7} {'worst ms':>9}   goal"
+          "   (full GC: count, worst ms)")
+    for minute in minutes:
+        cost = live_cost(policy, minute, per_s)
+        goal = "worst < 10 ms, CPU < 1 %" if minute >= 60 else ""
+        what = f"  {minute:g} min ({int(cost['requests']):,} requests)"
+        print(f"{what:<44} "
+              f"{int(cost['calls']):>9} {cost['total_s']:>8.2f} {cost['cpu_pct']:>6.3f} "
+              f"{cost['p99_ms']:>7.2f} {cost['worst_ms']:>9.2f}   {goal:<26}"
+              f"({int(cost['gc_full'])}, {cost['gc_worst_ms']:.0f})")
