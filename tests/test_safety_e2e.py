@@ -308,7 +308,8 @@ def test_the_manual_gate_waits_and_each_restart_proceeds_on_approval(tmp_path: P
 def test_without_approval_the_gate_times_out_and_the_known_good_keeps_serving(
         tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "8")
+    proc = start_suite(run, "--restart-gate", "manual", "--gate-timeout", "8",
+                       "--baseline", "0")  # the gate is the subject: no soak before it
     request = wait_for_gate(run, proc)
     served = []
     while (run / "restart-gate.json").exists():
@@ -397,6 +398,7 @@ def test_a_dist_tag_that_moves_while_the_gate_waits_voids_the_review(tmp_path: P
     run, moved = tmp_path / "run", tmp_path / "tag-moved"
     proc = start_suite(run, "-p", "tests.seams.moving_dist_tag", "--candidate", "latest",
                        "--restart-gate", "manual", "--gate-timeout", "300",
+                       "--baseline", "0",  # the lock at the gate is the subject: no soak
                        env={"SEAM_TAG_BEFORE": CANDIDATE, "SEAM_TAG_AFTER": "2026.4.2",
                             "SEAM_TAG_MOVES_WHEN": str(moved)})
     wait_for_gate(run, proc)
