@@ -68,10 +68,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize(("sig", "state"), [(signal.SIGINT, "soak"),
-                                            (signal.SIGTERM, "health")],
-                         ids=["sigint-in-soak", "sigterm-in-health"])
-@pytest.mark.soaks
+@pytest.mark.parametrize(("sig", "state"), [
+    pytest.param(signal.SIGINT, "soak", marks=pytest.mark.soaks, id="sigint-in-soak"),
+    pytest.param(signal.SIGTERM, "health", id="sigterm-in-health")])  # stopped before traffic
 def test_an_interrupted_upgrade_ends_interrupted_with_the_known_good_back_and_proven(
         tmp_path: Path, sig: signal.Signals, state: str) -> None:
     run_dir = tmp_path / "run"
