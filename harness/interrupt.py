@@ -1,11 +1,13 @@
 """Interruptions of a run: Ctrl-C, SIGTERM and a phase past its time limit end the same way.
 
-While the suite's tests run, the first SIGINT or SIGTERM (a CI job's timeout sends SIGTERM)
-and a pytest-timeout that fires on one of its tests raise KeyboardInterrupt in the main thread:
-pytest stops running tests, tears the session fixtures down (the procedure's teardown puts the
-known-good back when no version was proven yet: harness.recovery) and the verdict says
-`interrupted`. Outside the test loop (during the teardown itself) a signal is only recorded:
-raising there would skip the finalisers after the one it hit, and with them the restore.
+Until the session's teardown begins (collection and resolving the versions included: a
+supervisor's TimeoutStartSec may send SIGTERM that early), the first SIGINT or SIGTERM (a CI
+job's timeout sends SIGTERM) and a pytest-timeout that fires on one of the suite's tests raise
+KeyboardInterrupt in the main thread: pytest stops, tears the session fixtures down (the
+procedure's teardown puts the known-good back when no version was proven yet:
+harness.recovery) and the verdict says `interrupted`. Once the teardown has begun a signal is
+only recorded: raising there would skip the finalisers after the one it hit, and with them the
+restore.
 A later signal cuts only what `skippable()` wraps (the proof of the restored known-good),
 never the restore.
 """
@@ -39,7 +41,8 @@ class Interruption:
 
     signals: list[dict[str, Any]] = field(default_factory=list)
     during: str | None = None  # the test whose phase was running (or being set up)
-    testing: bool = False  # inside pytest's test loop: the first signal stops it
+    testing: bool = False  # inside pytest's test loop
+    finishing: bool = False  # the session's teardown has begun: a signal is only recorded
     _skippable: int = 0
     _previous: dict[int, Any] = field(default_factory=dict)
 
@@ -77,7 +80,7 @@ class Interruption:
         first = not self.signals
         self.signals.append({"signal": what, "at": round(time.time(), 3),
                              "during": self.during})
-        if first and self.testing:
+        if first and not self.finishing:
             raise KeyboardInterrupt(f"harness: interrupted by {what}")
         if not first and self._skippable:
             raise Skipped(f"cut short by {what}")
@@ -98,7 +101,7 @@ class Interruption:
         try:
             return (yield)
         finally:
-            self.testing = False
+            self.testing, self.finishing = False, True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -107,7 +110,7 @@ class Interruption:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         if nextitem is None:  # the session's fixtures tear down now: no signal may cut them
-            self.testing = False
+            self.testing, self.finishing = False, True
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool | None:

@@ -432,11 +432,11 @@ def _finish_run(session: pytest.Session) -> None:
     interruption = config.stash.get(INTERRUPTION, None)
     if interruption is not None:
         interruption.uninstall()
-        if interruption.interrupted and settings is not None:
+        if interruption.interrupted and (settings is not None or _runs_the_suite(config)):
             record.interruption = interruption.as_dict()
             record.facts["interruption"] = {**interruption.as_dict(),
                                             **record.facts.get("interruption", {})}
-    if settings is None and record.error is None:
+    if settings is None and record.error is None and record.interruption is None:
         return
     if not any(p.family in FAMILIES for p in record.phases) and record.error is None \
             and record.interruption is None:

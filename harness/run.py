@@ -251,6 +251,10 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
     """What this run shows, and no more (the seed's 'what I am not claiming')."""
     if record.error is not None:
         return f"No claim: the run stopped on an error before judging anything: {record.error}"
+    if lock is None and outcome == "interrupted":
+        by = (record.interruption or {}).get("by") or "a signal"
+        return (f"Interrupted by {by} before the run had locked its review: no claim, and "
+                "nothing had been started or changed.")
     if lock is None:
         return "No claim: the run stopped before its inputs were valid."
     if lock.get("attached"):

@@ -84,7 +84,7 @@ def test_the_first_signal_stops_the_test_loop_later_ones_only_cut_skippable_step
     stop = Interruption(testing=True, during="test_soak_policy")
     with pytest.raises(KeyboardInterrupt):
         stop.note("SIGINT")
-    stop.testing = False  # pytest is tearing the session down now
+    stop.testing, stop.finishing = False, True  # pytest is tearing the session down now
     stop.note("SIGINT")  # recorded, never raised: the restore must run to its end
     with pytest.raises(Skipped), stop.skippable():
         stop.note("SIGTERM")
@@ -94,9 +94,18 @@ def test_the_first_signal_stops_the_test_loop_later_ones_only_cut_skippable_step
 
 
 def test_a_signal_in_the_teardown_is_recorded_not_raised() -> None:
-    stop = Interruption(testing=False)
+    stop = Interruption(testing=False, finishing=True)
     stop.note("SIGTERM")
     assert stop.interrupted and stop.first["signal"] == "SIGTERM"
+
+
+def test_a_signal_before_the_test_loop_ends_the_run_too() -> None:
+    """A supervisor's TimeoutStartSec may send SIGTERM while the suite is still collecting and
+    resolving versions: recording it and going on would start an upgrade systemd then kills."""
+    stop = Interruption()
+    with pytest.raises(KeyboardInterrupt):
+        stop.note("SIGTERM")
+    assert stop.first == {**stop.first, "signal": "SIGTERM", "during": None}
 
 
 def test_sigterm_takes_the_keyboard_interrupt_path() -> None:
@@ -117,3 +126,11 @@ def test_exit_codes_are_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for code in (ExitCode.INTERRUPTED, ExitCode.RUN_DIR_BUSY, ExitCode.RUN_DIR_DEAD):
         assert f"| {int(code)} |" in readme
+
+
+def test_the_claim_of_a_run_interrupted_before_its_lock_says_nothing_was_started() -> None:
+    rec = RunRecord()
+    rec.interruption = {"by": "SIGTERM", "during": None, "signals": []}
+    assert _claim("interrupted", None, rec) == (
+        "Interrupted by SIGTERM before the run had locked its review: no claim, and nothing "
+        "had been started or changed.")
