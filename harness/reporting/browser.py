@@ -97,7 +97,10 @@ def _drive(name: str, source: str, html: Path, shots: Path, runtime: Runtime,
     install = runtime.install(release, node)
     shots.mkdir(parents=True, exist_ok=True)
     script = runtime.root / name
-    script.write_text(source)
+    # written whole and renamed into place: parallel runs read it while another writes it
+    partial = script.with_name(f".{name}.{os.getpid()}")
+    partial.write_text(source)
+    partial.replace(script)
     with serve(html) as url:
         done = commands.run(
             [str(node.bin_dir / "node"), str(script), url, str(shots), *args],
