@@ -30,15 +30,26 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
     return in_the_child
 
 
-def alive(pid: int) -> bool:
-    """Whether a process with this PID exists (one we may not signal counts: it exists)."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (which may hold spaces and ')')."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this PID runs: not gone, and not a zombie waiting for its parent
+    to reap it (a dead child we started still has a PID until then)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): a PID
+    with another start time is another process."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields is not None else None
 
 
 @dataclass(frozen=True)

@@ -27,31 +27,13 @@ from typing import Any
 
 import pytest
 
+from harness.commands import alive, start_time
 from harness.errors import ExitCode, RunDirError
 
 LOCK_FILE = ".run.lock"
 OWNER_FILE = "run.json"
 DEAD_PREFIX = "dead-"
 RUN_DIR_OWNER: pytest.StashKey[RunDirOwner] = pytest.StashKey()
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): a PID
-    with another start time is another process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class RunDirOwner:
@@ -187,7 +169,7 @@ def stop_leftovers(previous: dict[str, Any], grace_s: float = 10.0) -> list[dict
         targets += [(role, pid, True) for role, pid, _ in _deployment_processes(Path(folder))]
     for proc in previous.get("processes", []):
         pid = int(proc["pid"])
-        if _alive(pid) and start_time(pid) == proc.get("start_time"):
+        if alive(pid) and start_time(pid) == proc.get("start_time"):
             targets.append((proc["role"], pid, True))
     stopped = []
     for role, pid, group in targets:
@@ -208,7 +190,7 @@ def _stop(pid: int, group: bool, grace_s: float) -> str:
     send(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return "SIGTERM"
         time.sleep(0.1)
     send(signal.SIGKILL)

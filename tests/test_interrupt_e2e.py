@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands import alive
 from harness.errors import ExitCode
 from tests.test_safety_e2e import CANDIDATE, KNOWN_GOOD, finish, start_suite
 
@@ -58,14 +59,6 @@ def processes_in(folder: Path) -> list[str]:
         if cwd == folder or folder in cwd.parents:
             found.append(f"{proc.name} {args}")
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize(("sig", "state"), [

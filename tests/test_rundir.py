@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands import start_time
 from harness.errors import ExitCode, RunDirError
-from harness.rundir import RunDirOwner, start_time
+from harness.rundir import RunDirOwner
 from harness.target.runtime import remove_dead_partials
 
 ROOT = Path(__file__).resolve().parents[1]
