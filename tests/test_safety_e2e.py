@@ -186,7 +186,10 @@ def allure_attachment(run: Path, name: str) -> str:
             found += walk(child)
         return found
 
-    for result in (run / "allure-results").glob("*.json"):
+    results = run / "allure-results"
+    # only Allure's own result and container files: the folder also holds the run's
+    # categories.json (a list), written beside them
+    for result in [*results.glob("*-result.json"), *results.glob("*-container.json")]:
         for attachment in walk(json.loads(result.read_text())):
             if attachment["name"] == name:
                 return (run / "allure-results" / attachment["source"]).read_text()
