@@ -104,3 +104,10 @@ class RunDirError(HarnessError):
     def __init__(self, message: str, exit_code: ExitCode) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LeaseLostError(HarnessError):
+    """The guard took the gateway over (this harness stalled past its lease): the harness no
+    longer acts on it."""
+
+    exit_code = ExitCode.INTERRUPTED

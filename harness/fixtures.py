@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import allure
@@ -51,9 +53,17 @@ def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
     return runtime.node(run_settings.target.package.node_major)
 
 
+def deployment_dir(settings: RunSettings) -> Path:
+    """Where an embedded run's deployment lives (its gateway, state and guard)."""
+    return settings.cache_dir / "runs" / settings.run_id / "deployment"
+
+
 @pytest.fixture(scope="session")
 def model_lab(pytestconfig: pytest.Config, run_settings: RunSettings) -> Iterator[ModelLab]:
-    with ModelLab(log_path=run_settings.run_dir / "modellab.log") as lab:
+    # should the harness die, the run's guard keeps the lab for its proof, then stops it
+    guard = deployment_dir(run_settings).resolve() / "guard" \
+        if run_settings.target.provision != "attached" else None
+    with ModelLab(log_path=run_settings.run_dir / "modellab.log", adoptable_by=guard) as lab:
         _owner(pytestconfig, lambda owner: owner.add_process("model lab", lab.pid))
         yield lab
 
@@ -115,10 +125,10 @@ def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
     """A known-good deployment this run provisions, upgrades, and removes."""
     s = run_settings
     assert s.known_good is not None
-    deployment_dir = s.cache_dir / "runs" / s.run_id / "deployment"
-    _owner(pytestconfig, lambda owner: owner.add_deployment(deployment_dir.resolve()))
+    folder = deployment_dir(s)
+    _owner(pytestconfig, lambda owner: owner.add_deployment(folder.resolve()))
     installation = runtime.install(s.known_good, node, s.target.package.install_env)
-    gateway = Gateway.embedded(s.target, runtime, node, deployment_dir, model_lab.base_url)
+    gateway = Gateway.embedded(s.target, runtime, node, folder, model_lab.base_url)
     redact.watch_gateway(gateway)  # its token, keys and credentials never reach the report
     gateway.activate(installation)
     try:
@@ -141,20 +151,41 @@ def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
                 f"known-good {s.known_good.label} is up but did not reply correctly: {reason}")
             _fatal(run_record, error)
             raise error
-        gateway.keep_known_good(installation)  # from now on every stop is guarded
+        # from now on every stop is guarded, until the run proves a version
+        gateway.keep_known_good(installation, run=_guard_run(s, model_lab))
+        releases = {"candidate": s.candidate, "known_good": s.known_good}
+        run_record.on_proven = lambda which: gateway.proven(which, releases[which].version)
+        interruption = pytestconfig.stash.get(INTERRUPTION, None)
+        if interruption is not None and gateway.guard is not None:
+            gateway.guard.on_lost = interruption.lease_lost
         yield gateway
     finally:
+        if gateway.guard is not None and not gateway.guard.owns():
+            run_record.facts["lease_lost"] = {"lease": gateway.guard.lost,
+                                              "guard": gateway.taken_over()}
         run_record.final_state = final_state(gateway, run_settings, run_record)
         run_record.facts["guard"] = gateway.shutdown()
         trips = [e for e in run_record.facts["guard"] if e.get("what") == "tripped"]
-        if trips:  # the guard put the known-good back while this run lived: say so
+        if trips:  # the guard took over while this run lived (its steps are transitions)
             run_record.facts["guard_trips"] = [e["details"] for e in trips]
-            transitions = pytestconfig.pluginmanager.get_plugin("harness-transitions")
-            for trip in trips if transitions is not None else []:
-                transitions.emit("guard", "tripped", summary=trip["details"].get("why"),
-                                 **{k: v for k, v in trip["details"].items() if k != "why"})
         allure.attach(json.dumps(build_verdict(run_record, s.lock()), indent=2, default=str),
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
+
+
+def _guard_run(settings: RunSettings, lab: ModelLab) -> dict[str, Any]:
+    """What the guard needs to end the run itself should the harness die: where its records
+    go, the versions, the alert hook, and (embedded) the model lab to stop."""
+    from harness.commands import start_time
+
+    alert = settings.target.alert
+    return {"run_id": settings.run_id, "run_dir": str(settings.run_dir),
+            "started": round(time.time(), 3), "target": settings.target.name,
+            "known_good": settings.known_good.version if settings.known_good else None,
+            "candidate": settings.candidate.version if settings.candidate else None,
+            "embedded": settings.target.driver == "local",
+            "alert": {"command": list(alert.command or []), "webhook": alert.webhook},
+            "model_lab": {"pid": lab.pid, "start_time": start_time(lab.pid)
+                          if lab.pid else None}}
 
 
 def final_state(gateway: Gateway, settings: RunSettings, record: RunRecord) -> dict[str, Any]:
@@ -218,5 +249,20 @@ def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
     if interruption is not None and interruption.interrupted and not deployment.attached \
             and run_record.unproven_change():
         transitions = pytestconfig.pluginmanager.get_plugin("harness-transitions")
-        put_known_good_back(procedure, interruption,
-                            transitions.emit if transitions is not None else None)
+        emit = transitions.emit if transitions is not None else None
+        if deployment.guard is not None and not deployment.guard.owns():
+            taken_over(run_record, deployment, emit)  # the guard acts, this harness does not
+        else:
+            put_known_good_back(procedure, interruption, emit)
+            if run_record.proven() == "known_good":
+                deployment.proven("known_good", run_settings.known_good.version)
+
+
+def taken_over(record: RunRecord, gateway: Gateway, emit: Callable[..., Any] | None) -> None:
+    """This harness stalled past its lease and the guard took the gateway over: it does not
+    act; it waits for the guard's result and reports it as the interruption's restore."""
+    result = gateway.taken_over() or {}
+    record.facts.setdefault("interruption", {})["guard"] = result
+    if emit is not None:
+        emit("interrupted", "taken_over", summary="the lease was lost: the guard acted, "
+             f"this harness did not ({result.get('summary', 'no result from the guard')})")

@@ -1,21 +1,25 @@
 """The harness's side of the detached guard (the guard itself is `harness/guardian.py`).
 
-An updater that stops its gateway and then dies leaves the seed's "bad middle state": nothing
-is running and nothing will start it (Restart=always ignores an intentional stop). So before
-every stop the harness arms a guard that does not depend on the harness being alive:
+An updater that stops its gateway and then dies (or stalls) leaves the seed's "bad middle
+state", or worse, an unsoaked candidate serving. So from the first change until the run has
+proven a version, a guard that does not depend on the harness being alive is armed, and one
+owner acts on the gateway at a time:
 
-    prepare()  once, while the known-good serves: snapshot its config (and, under systemd, its
-               unit as written for the known-good) into <deployment>/guard/, start a heartbeat
-               thread that touches <deployment>/guard/heartbeat every second
-    arm()      before a stop: write state.json (armed) and start the guardian, detached
-               (systemd: `systemd-run --user`, a transient unit of the user's manager;
-               local: a double-forked daemon)
-    disarm()   once the gateway is ready again (the candidate, or the restored known-good)
-    close()    at the end of the run: disarm, stop the heartbeat, and end the guardian by its
-               unit name or PID
+    prepare()  once, while the known-good serves: note its prefix and state, take the lease
+               (<deployment>/guard/lease.json: owner, PID, expiry) and renew it every second
+               from a thread
+    arm()      before the first stop: snapshot the known-good's config, credentials and
+               sessions (and, under systemd, its unit), write state.json (armed) and start the
+               guardian, detached (systemd: `systemd-run --user`; local: a double-forked
+               daemon). Later stops find it armed.
+    disarm()   once the run has proven a version (the candidate passed the soak, or the
+               known-good its watches), and at the end of the run
+    close()    at the end of the run: disarm, stop renewing, end the guardian
 
-If the harness is killed while armed, its heartbeat stops; after `stale_s` the guardian
-switches `current` back to the known-good prefix, restores the snapshot and starts the gateway.
+If the lease lapses (the harness died, or stalled past `lease_s`) the guardian takes it and
+puts the known-good back. A harness that wakes to find its lease taken stops acting on the
+gateway (`owns()` is false, `on_lost` is called once) and reports it; `wait_trip()` gives the
+guard's result once it is done.
 The folder must be visible at the same path to the harness and the target (the harness runs on
 the staging host, or, in the container tests, the deployment folder is shared at its path).
 """
@@ -30,12 +34,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import commands
 from harness.errors import InfrastructureError
+from harness.guardian import lapsed, lease_locked, manifest, pid_namespace
 
 GUARDIAN = Path(__file__).with_name("guardian.py")
 
@@ -48,76 +54,121 @@ class GuardEvent:
 
 
 class Guard:
-    def __init__(self, folder: Path, *, current: Path, health_url: str, mode: str,
+    def __init__(self, folder: Path, *, current: Path, api: dict[str, Any], mode: str,
                  systemd_driver: Any = None, local_spec: dict[str, Any] | None = None,
-                 stale_s: float = 15.0, max_down_s: float = 2400.0,
-                 heartbeat_s: float = 1.0) -> None:
+                 lease_s: float = 15.0, max_down_s: float = 2400.0, renew_s: float = 1.0,
+                 run: dict[str, Any] | None = None) -> None:
         if mode not in ("systemd", "local"):
             raise InfrastructureError(f"guard mode {mode!r}: expected systemd or local")
         self.folder = folder
         self.current = current
-        self.health_url = health_url
+        self.api = api  # base_url, live, ready, chat, token, headers, model_prefix, agent
         self.mode = mode
         self.driver = systemd_driver
         self.local_spec = local_spec
-        self.stale_s = stale_s
+        self.lease_s = lease_s
         self.max_down_s = max_down_s
-        self.heartbeat_s = heartbeat_s
+        self.renew_s = renew_s
+        self.run = run or {}  # what the guard needs to end a run whose harness died
         self.state_path = folder / "state.json"
-        self.heartbeat = folder / "heartbeat"
+        self.lease_path = folder / "lease.json"
+        self.lease_lock = folder / "lease.lock"
         self.known_good: dict[str, str] | None = None
-        self.files: list[tuple[str, str]] = []
+        self.state_spec: dict[str, Any] | None = None
         self.armed = False
+        self.armed_at = 0.0
         self.unit: str | None = None  # the guardian's transient unit (systemd)
         self.pid: int | None = None  # the guardian's PID
         self.events: list[GuardEvent] = []
+        self.lost: dict[str, Any] | None = None  # the lease, as found taken
+        self.proven: dict[str, str] | None = None  # the version the run proved, once it did
+        self.on_lost: Callable[[str], None] | None = None
         self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
 
     # -- setup ---------------------------------------------------------------------------
-    def prepare(self, prefix: Path, version: str, files: list[Path]) -> None:
-        """Snapshot what the known-good needs to come back; start the heartbeat."""
-        snap = self.folder / "known-good"
-        snap.mkdir(parents=True, exist_ok=True)
-        self.files = []
-        for path in files:
-            saved = snap / path.name
-            shutil.copy2(path, saved)
-            self.files.append((str(saved), str(path)))
-        if self.mode == "systemd":
-            (snap / "unit").write_text(self.driver.unit_text())
+    def prepare(self, prefix: Path, version: str, state_dir: Path, globs: list[str]) -> None:
+        """The known-good, while it serves: where it is and which state is its own; the lease
+        taken and renewed from now on."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(GUARDIAN, self.folder / "guardian.py")
         self.known_good = {"prefix": str(prefix), "version": version}
-        self._touch()
+        self.state_spec = {"dir": str(state_dir), "globs": list(globs),
+                           "saved": str(self.folder / "known-good" / "state"), "manifest": {}}
+        fd = os.open(self.lease_lock, os.O_RDWR | os.O_CREAT, 0o666)
+        os.close(fd)
+        os.chmod(self.lease_lock, 0o666)
+        self._renew()
         if self.mode == "systemd":
             self.driver.hand_over(self.folder)
-        self._beat = threading.Thread(target=self._beating, name="guard-heartbeat", daemon=True)
-        self._beat.start()
-        self._event("prepared", known_good=version, files=[d for _, d in self.files])
+        self._renewer = threading.Thread(target=self._renewing, name="guard-lease", daemon=True)
+        self._renewer.start()
+        self._event("prepared", known_good=version, lease_s=self.lease_s)
 
-    def _touch(self) -> None:
-        self.heartbeat.touch()
-        os.utime(self.heartbeat)
+    def _lease(self) -> dict[str, Any]:
+        now = time.time()
+        return {"owner": "harness", "pid": os.getpid(), "start_time": commands.start_time(
+            os.getpid()), "pid_ns": pid_namespace(), "renewed": now,
+                "expires": now + self.lease_s, "lease_s": self.lease_s}
 
-    def _beating(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
+    def _renew(self) -> bool:
+        """Extend the lease if it is still this harness's; else it is lost (once)."""
+        if self.lost is not None:
+            return False
+        with lease_locked(self.lease_lock):
+            held = _read(self.lease_path)
+            if held is not None and not (held.get("owner") == "harness" and
+                                         held.get("pid") == os.getpid()):
+                self.lost = held
+            else:
+                _write(self.lease_path, self._lease())
+                return True
+        why = str(held.get("why") or f"taken by {held.get('owner')}")
+        self._event("lease lost", holder=held.get("owner"), why=why)
+        if self.on_lost is not None:
+            self.on_lost(why)
+        return False
+
+    def _renewing(self) -> None:
+        while not self._stop.wait(self.renew_s):
             try:
-                self._touch()
+                if not self._renew():
+                    return
             except OSError:
                 pass
+
+    def owns(self) -> bool:
+        """Whether this harness may act on the gateway (its lease holds)."""
+        return self.lost is None
 
     def _event(self, what: str, **details: Any) -> None:
         self.events.append(GuardEvent(time.time(), what, details))
 
     # -- arming --------------------------------------------------------------------------
+    def _snapshot(self) -> None:
+        """The known-good's state as it is right before the first stop (the refreshed
+        pre-upgrade backup holds the same): what the guard gives back."""
+        assert self.state_spec is not None, "prepare() first"
+        live, saved = Path(self.state_spec["dir"]), Path(self.state_spec["saved"])
+        if saved.exists():
+            shutil.rmtree(saved)
+        files = manifest(live, self.state_spec["globs"])
+        for rel in files:
+            (saved / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(live / rel, saved / rel)
+        self.state_spec["manifest"] = files
+        if self.mode == "systemd":
+            (self.folder / "known-good" / "unit").write_text(self.driver.unit_text())
+
     def state(self, armed: bool, reason: str) -> dict[str, Any]:
         assert self.known_good is not None, "prepare() first"
         state: dict[str, Any] = {
-            "armed": armed, "reason": reason, "armed_at": time.time(), "mode": self.mode,
-            "stale_s": self.stale_s, "max_down_s": self.max_down_s, "poll_s": 1.0,
-            "heartbeat": str(self.heartbeat), "current": str(self.current),
-            "known_good": self.known_good, "files": self.files,
-            "health_url": self.health_url, "health_timeout_s": 120,
+            "armed": armed, "reason": reason, "armed_at": self.armed_at, "mode": self.mode,
+            "lease": str(self.lease_path), "lease_lock": str(self.lease_lock),
+            "lease_s": self.lease_s, "max_down_s": self.max_down_s, "poll_s": 0.5,
+            "current": str(self.current), "known_good": self.known_good,
+            "state": self.state_spec, "api": self.api, "ready_timeout_s": 120,
+            "proof_timeout_s": 90, "run": self.run, "proven": self.proven,
         }
         if self.mode == "systemd":
             state["systemd"] = {"unit": self.driver.unit, "unit_path": self.driver.unit_path,
@@ -129,7 +180,7 @@ class Guard:
     def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.state_path.with_name("state.json.tmp")
         tmp.write_text(json.dumps(state, indent=2))
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, 0o600)  # it holds the gateway's token
         if self.mode == "systemd":
             self.driver.hand_over(tmp)
         os.replace(tmp, self.state_path)
@@ -142,9 +193,13 @@ class Guard:
         self.collect_trip()  # a trip of the guardian before this one is evidence: keep it
         (self.folder / "result.json").unlink(missing_ok=True)
         (self.folder / "guard.pid").unlink(missing_ok=True)  # each guardian writes its own
-        self._touch()
+        if not self.armed and not (self.state_spec or {}).get("manifest"):
+            self._snapshot()
+        self.armed_at = time.time()
+        self._renew()
         self._write_state(self.state(True, reason))
         if self.mode == "systemd":
+            self.driver.hand_over(self.folder)
             self.unit = f"grh-guard-{secrets.token_hex(4)}.service"
             guardian = str(self.folder / "guardian.py")
             done = self.driver._as_user(  # noqa: SLF001 - the driver's user, env and runner
@@ -163,8 +218,8 @@ class Guard:
             self.pid = self._wait_pid()
         self.armed = True
         evidence = {"guard": "armed", "reason": reason, "mode": self.mode, "unit": self.unit,
-                    "pid": self.pid, "stale_s": self.stale_s,
-                    "restores": self.known_good}
+                    "pid": self.pid, "lease_s": self.lease_s, "restores": self.known_good,
+                    "state_files": len((self.state_spec or {}).get("manifest") or {})}
         self._event("armed", **evidence)
         return evidence
 
@@ -186,8 +241,19 @@ class Guard:
             return done.stdout.strip() in ("active", "activating")
         return self.pid is not None and commands.alive(self.pid)
 
+    def stand_down(self, which: str, version: str) -> None:
+        """The run proved `version` (`which`: candidate or known_good): from now on the guard
+        restores nothing; it only witnesses: should the harness die before its verdict, the
+        guard observes what serves, writes the verdict and ends an embedded run."""
+        if not self.armed or not self.owns() or self.proven is not None:
+            return
+        self.proven = {"which": which, "version": version}
+        self._write_state(self.state(True, f"{which} {version} proven"))
+        self._event("standing down", **self.proven)
+
     def disarm(self, reason: str, wait_s: float = 10.0) -> None:
-        if not self.armed:
+        """The run ends on its own feet: the guardian exits."""
+        if not self.armed or not self.owns():
             return
         self._write_state(self.state(False, reason))
         deadline = time.monotonic() + wait_s
@@ -196,10 +262,26 @@ class Guard:
         self.armed = False
         self._event("disarmed", reason=reason)
 
+    def wait_trip(self, timeout_s: float = 240.0) -> dict[str, Any] | None:
+        """After the lease was lost: the guard's result once it has one (or its guardian
+        ended without one)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            result = self.collect_trip() or self._tripped()
+            if result is not None:
+                return result
+            if not self.running():
+                return self.collect_trip() or self._tripped()
+            time.sleep(0.5)
+        return None
+
+    def _tripped(self) -> dict[str, Any] | None:
+        return next((e.details for e in reversed(self.events) if e.what == "tripped"), None)
+
     def collect_trip(self) -> dict[str, Any] | None:
-        """The guardian's result.json, once: it tripped (the harness's heartbeat went stale,
-        or the gateway stayed down too long) and put the known-good back. Kept as a
-        `tripped` event for the verdict and transitions.jsonl."""
+        """The guardian's result.json, once: it took over (the lease lapsed, or the gateway
+        stayed unproven too long) and put the known-good back. Kept as a `tripped` event for
+        the verdict."""
         result = self.result()
         if result is None or any(e.what == "tripped" and e.details.get("tripped_at") ==
                                  result.get("tripped_at") for e in self.events):
@@ -209,25 +291,41 @@ class Guard:
 
     def close(self) -> None:
         """End of the run: nothing of the guard is left running."""
+        if self.lost is not None and self.running():
+            self.wait_trip()  # never end a guardian in the middle of its restore
         self.collect_trip()
         if self.known_good is not None and self.armed:
             self.disarm("the run ended")
         self._stop.set()
-        if self._beat is not None:
-            self._beat.join(timeout=5)
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
         if self.mode == "systemd" and self.unit:
             self.driver.systemctl("stop", self.unit, timeout=30)
         elif self.pid is not None and self.running():
             os.kill(self.pid, 15)
 
     def result(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.folder / "result.json").read_text())
-        except (OSError, ValueError):
-            return None
+        return _read(self.folder / "result.json")
 
     def log_tail(self, lines: int = 5) -> str:
         try:
             return " | ".join((self.folder / "guard.log").read_text().splitlines()[-lines:])
         except OSError:
             return "(no guard log)"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.chmod(tmp, 0o666)
+    os.replace(tmp, path)
+
+
+__all__ = ["Guard", "GuardEvent", "lapsed"]

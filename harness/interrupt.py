@@ -44,6 +44,7 @@ class Interruption:
     testing: bool = False  # inside pytest's test loop
     finishing: bool = False  # the session's teardown has begun: a signal is only recorded
     _skippable: int = 0
+    _lease_why: str = ""
     _previous: dict[int, Any] = field(default_factory=dict)
 
     @property
@@ -66,6 +67,7 @@ class Interruption:
             return
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_lease)
 
     def uninstall(self) -> None:
         for sig, previous in self._previous.items():
@@ -74,6 +76,19 @@ class Interruption:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.note(signal.Signals(signum).name)
+
+    def lease_lost(self, why: str) -> None:
+        """Called from the guard's lease thread: this harness stalled past its lease and the
+        guard took the gateway over. The main thread is interrupted as by a signal (SIGUSR1
+        carries it there), and the run ends `interrupted` without acting on the gateway."""
+        self._lease_why = why
+        if threading.current_thread() is threading.main_thread():
+            self.note(f"lease lost ({why})")
+        elif self._previous:  # our handlers are installed: hand it to the main thread
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    def _on_lease(self, signum: int, frame: FrameType | None) -> None:
+        self.note(f"lease lost ({self._lease_why})")
 
     def note(self, what: str) -> None:
         """Record an interruption (a signal's name, or `timeout of <test>`) and act on it."""

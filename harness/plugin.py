@@ -407,6 +407,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
         record.phases.append(PhaseOutcome(family, name, outcome, round(report.duration, 3),
                                           reason))
+        which = record.proven() if record.changed else None
+        if which is not None and record.on_proven is not None:
+            record.on_proven(which)  # the guard restores nothing from now on
     return report
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ class RunRecord:
     halted: tuple[str, ExitCode, str] | None = None
     # SIGINT, SIGTERM or a phase's time limit (harness.interrupt.Interruption.as_dict())
     interruption: dict[str, Any] | None = None
+    # told once the run proves a version (`candidate` or `known_good`): the guard stands down
+    on_proven: Callable[[str], None] | None = field(default=None, repr=False)
 
     def halt(self, outcome: str, code: ExitCode, reason: str) -> None:
         if not self.changed and self.halted is None:
@@ -151,7 +154,8 @@ class RunRecord:
         """Which version this run proved once something changed: `candidate` (it passed every
         phase and the soak), `known_good` (after a rollback, its watches passed; after an
         interruption, the restored one answered a real reply), or None."""
-        if (self.facts.get("interruption") or {}).get("restore", {}).get("proven"):
+        stopped = self.facts.get("interruption") or {}
+        if stopped.get("restore", {}).get("proven") or stopped.get("guard", {}).get("proven"):
             return "known_good"
         ran = {p.name: p.outcome for p in self.phases}
         if self.rollback_started:
@@ -417,9 +421,14 @@ def _interrupted(record: RunRecord, cand: str, good: str) -> str:
     head = (f"Interrupted by {stop.get('by')} during {stop.get('during') or 'the session'}"
             f"{later}: no claim about {cand}.")
     restore = (record.facts.get("interruption") or {}).get("restore")
+    guard = (record.facts.get("interruption") or {}).get("guard")
     proven = record.proven()
     if not record.changed:
         did = f"Nothing had been changed: {good} was left as it was."
+    elif guard is not None:
+        did = ("This harness had stalled past its lease, so its guard took the gateway over "
+               "and the harness stopped acting on it: the guard "
+               f"{guard.get('summary') or 'gave no result'}.")
     elif restore is None:
         which = {"candidate": f"{cand} had passed the soak", "known_good":
                  f"{good} had passed its watches"}.get(proven or "", "no version was proven")

@@ -31,8 +31,12 @@ _PACKAGE_ROOT = str(Path(harness.__file__).resolve().parent.parent)
 
 class ModelLab:
     def __init__(self, models_file: Path | None = None, *, time_scale: float = 1.0,
-                 log_path: Path | None = None, startup_timeout_s: float = 15.0) -> None:
+                 log_path: Path | None = None, startup_timeout_s: float = 15.0,
+                 adoptable_by: Path | None = None) -> None:
         self.models_file = models_file
+        # a run's guard folder: should the harness die, the lab serves on while that guard
+        # runs (it proves the known-good with a real reply, then stops the lab)
+        self.adoptable_by = adoptable_by
         self.time_scale = time_scale
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
@@ -68,6 +72,8 @@ class ModelLab:
                 "--time-scale", repr(float(self.time_scale))]
         if self.models_file is not None:
             argv += ["--models", str(Path(self.models_file).resolve())]
+        if self.adoptable_by is not None:
+            argv += ["--adoptable-by", str(Path(self.adoptable_by).resolve())]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
                                             if p)
@@ -80,7 +86,10 @@ class ModelLab:
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=log, env=env, start_new_session=True,
-                                          preexec_fn=die_with_parent())  # even after SIGKILL
+                                          # even after SIGKILL; SIGHUP when a guard may adopt it
+                                          preexec_fn=die_with_parent(
+                                              signal.SIGHUP if self.adoptable_by
+                                              else signal.SIGTERM))
         except OSError as exc:
             raise InfrastructureError(f"cannot start the model lab: {exc}") from None
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import commands
-from harness.errors import InputError
+from harness.errors import InputError, LeaseLostError
 from harness.target.client import GatewayEndpoint
 from harness.target.local import LocalProcessDriver
 from harness.target.profile import TargetProfile
@@ -103,9 +103,6 @@ class Gateway:
         except (OSError, KeyError, json.JSONDecodeError):
             return None
 
-    def activate(self, install: Installation) -> None:
-        self.driver.activate(install)
-
     # -- lifecycle ----------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
@@ -115,18 +112,40 @@ class Gateway:
     def log_path(self) -> Path | None:
         return self.driver.log_path
 
+    def _acting(self, what: str) -> None:
+        """One owner of the gateway at a time: once the guard took it over (this harness
+        stalled past its lease), the harness does nothing to it."""
+        if self.guard is not None and not self.guard.owns():
+            raise LeaseLostError(f"not {what}: the guard took the gateway over "
+                                 f"({(self.guard.lost or {}).get('why', 'lease lost')})")
+
+    def activate(self, install: Installation) -> None:
+        self._acting(f"switching to {install.release.version}")
+        self.driver.activate(install)
+
     def start(self) -> int:
+        self._acting("starting the gateway")
         return self.driver.start()
 
     def stop(self) -> bool:
-        """Every stop of a prepared deployment is guarded (harness.guard)."""
+        """Every stop of a prepared deployment is guarded (harness.guard): the guard is armed
+        from the first stop until the run proves a version."""
+        self._acting(f"stopping PID {self.pid}")
         if self.guard is not None:
             self.guard_evidence.append(self.guard.arm(f"before stopping PID {self.pid}"))
         return self.driver.stop(self.profile.gateway.stop_timeout_s)
 
-    def keep_known_good(self, installation: Installation) -> None:
+    def proven(self, which: str, version: str) -> None:
+        """The run proved a version: the guard restores nothing from now on (it only writes
+        the verdict, should the harness die before it does)."""
+        if self.guard is not None:
+            self.guard.stand_down(which, version)
+
+    def keep_known_good(self, installation: Installation,
+                        run: dict[str, Any] | None = None) -> None:
         """While the known-good serves: prepare the detached guard that brings it back if the
-        harness dies between a stop and a ready gateway."""
+        harness dies or stalls before the run has proven a version. `run` is what the guard
+        needs to end the run itself when the harness died (harness.guardian.finish_run)."""
         from harness.guard import Guard
 
         deployment = Path(self.driver.deployment)
@@ -138,13 +157,17 @@ class Gateway:
                 "env": {**os.environ, **self.driver.env, "PATH": self.node.path_env()},
                 "cwd": str(deployment), "log": str(self.driver.log_path),
                 "pid_file": str(self.driver.pid_path)}
+        api = self.profile.api
         self.guard = Guard(deployment / "guard", current=deployment / "current",
-                           health_url=self.endpoint.base_url + self.profile.api.live,
+                           api={"base_url": self.endpoint.base_url, "live": api.live,
+                                "ready": api.ready, "chat": api.chat,
+                                "token": self.endpoint.token, "headers": dict(api.headers),
+                                "model_prefix": api.model_prefix, "agent": api.health_agent},
                            mode="local" if local_spec else "systemd",
                            systemd_driver=None if local_spec else self.driver,
-                           local_spec=local_spec)
-        self.guard.prepare(installation.prefix, installation.release.version,
-                           [self.state_dir / self.profile.state.config])
+                           local_spec=local_spec, run=run)
+        self.guard.prepare(installation.prefix, installation.release.version, self.state_dir,
+                           list(self.profile.state.restore))
 
     def shutdown(self) -> list[dict[str, Any]]:
         """End of the run: the guard ends first (it must not restart what we stop), then the
@@ -155,9 +178,20 @@ class Gateway:
         if self.guard is not None:
             self.guard.close()
             events = [e.__dict__ for e in self.guard.events]
+            if any(e["what"] == "tripped" for e in events):
+                self.driver.forget_child()  # the guard's gateway runs now: stop that one
             self.guard = None
         self.driver.stop(self.profile.gateway.stop_timeout_s)
         return events
+
+    def taken_over(self) -> dict[str, Any] | None:
+        """After the lease was lost: the guard's result, once it has one; the driver then
+        follows the gateway the guard started (its PID file), not the one this harness did."""
+        if self.guard is None or self.guard.owns():
+            return None
+        result = self.guard.wait_trip()
+        self.driver.forget_child()
+        return result
 
     def is_running(self) -> bool:
         return self.driver.is_running()
@@ -177,6 +211,9 @@ class Gateway:
         live: tuple[int | None, str] = (None, "not probed")
         ready: tuple[int | None, str] = (None, "not probed")
         while time.monotonic() - started < limit:
+            if self.guard is not None and not self.guard.owns():
+                return Readiness(False, time.monotonic() - started, live, ready,
+                                 "the guard took the gateway over: this harness stopped acting")
             if not self.driver.is_running():
                 code = self.driver.exit_code()
                 return Readiness(False, time.monotonic() - started, live, ready,
@@ -185,11 +222,25 @@ class Gateway:
             if live[0] == 200:
                 ready = self.endpoint.probe(self.profile.api.ready, timeout=2)
                 if ready[0] == 200:
-                    if self.guard is not None and self.guard.armed:
-                        self.guard.disarm(f"{self.active_version()} ready")
-                    return Readiness(True, time.monotonic() - started, live, ready)
+                    owner = self._holds_port()
+                    if owner is None:
+                        return Readiness(True, time.monotonic() - started, live, ready)
+                    ready = (None, owner)  # someone else answers the port: not ours
             time.sleep(0.25)
         return Readiness(False, limit, live, ready, f"not ready within {limit:g} s")
+
+    def _holds_port(self) -> str | None:
+        """None when the process this harness started holds the gateway's port (or this host
+        cannot tell: another host or PID namespace); else who does. Readiness is that of the
+        PID the owner started, never of whoever answers the port."""
+        if not isinstance(self.driver, LocalProcessDriver) or self.pid is None:
+            return None
+        from harness.guardian import holds_port, port_holders
+
+        port = int(self.endpoint.base_url.rsplit(":", 1)[1])
+        if holds_port(self.pid, port) is False:
+            return f"port {port} is held by PID {sorted(port_holders(port))}, not by {self.pid}"
+        return None
 
     def log_tail(self, lines: int = 20) -> str:
         if isinstance(self.driver, SystemdUserUnit):

@@ -118,6 +118,13 @@ class LocalProcessDriver:
         except PermissionError:
             os.kill(pid, sig)
 
+    def forget_child(self) -> None:
+        """The gateway this driver started is no longer the one to follow (the guard took over
+        and started its own, whose PID is in the PID file now): reap ours, keep the file."""
+        if self._proc is not None and self._proc.poll() is None:
+            return  # still ours and running: the guard has not replaced it
+        self._proc = None
+
     def _forget(self) -> None:
         if self._proc is not None:
             try:

@@ -291,6 +291,9 @@ class SystemdUserDriver(SystemdUserUnit):
         self._systemctl_ok("stop", self.unit, timeout=timeout_s + 30)
         return was_up
 
+    def forget_child(self) -> None:
+        """Nothing to forget: the unit's MainPID is read from systemd each time."""
+
     def restart(self) -> int:
         self.write_unit()
         self._systemctl_ok("restart", self.unit, timeout=self.stop_timeout_s + 30)
