@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="who approves (default: $USER)")
     approve.add_argument("--deny", action="store_true", help="refuse the restart instead")
     approve.add_argument("--reason", default="", help="why (recorded with the decision)")
+    stat = commands.add_parser(
+        "status", help="what happened to a run (one that died too: its guard's steps and "
+        "verdict) and what serves now")
+    stat.add_argument("run_dir", type=Path, help="the run folder")
     sup = commands.add_parser("supervisor", help="the external update supervisor: a systemd "
                               "timer and oneshot service that run the acceptance suite")
     sup.add_argument("action", choices=("install", "remove", "status", "show", "alert"),
@@ -97,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             return _groundtruth(args)
         if args.command == "approve":
             return _approve(args)
+        if args.command == "status":
+            from harness.status import status
+
+            sys.stdout.write(status(args.run_dir.resolve()))
+            return 0
         run_dir = args.run_dir or latest_run(Path("reports"))
         index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
     except HarnessError as exc:

@@ -24,6 +24,7 @@ from harness.phases import Procedure, attach_json, one_reply
 from harness.soak.driver import check
 
 PROOF_TIMEOUT_S = 90.0
+ALONE_READY_S = 30.0
 Emit = Callable[..., Any]
 
 
@@ -44,14 +45,23 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
          f"(active: {was}): putting {good.version} back")
     with allure.step(f"interrupted before a version was proven: put {good.label} back"):
         try:
-            prepared = procedure.prepared.get("known_good")
-            installation = prepared.installation if prepared else procedure.runtime.install(
-                good, procedure.node, settings.target.package.install_env)  # its kept prefix
-            restored = procedure.restore_known_good(installation)
-            outcome.update(restored=restored.ok, restore=restored.summary,
-                           state_diff=restored.details.get("state_diff"))
-            gateway.start()
-            ready = gateway.wait_ready()
+            if was == good.version and gateway.is_running():
+                # the rollback had restored and started it (it starts only a restored one):
+                # leave it alone, as the guard does, and prove it
+                ready = gateway.wait_ready(ALONE_READY_S)
+                outcome.update(restored=True, left_alone=True, state_diff=None,
+                               restore=f"{good.label} was already back and running (the "
+                               "rollback had restored it): left alone, not restarted")
+            else:
+                prepared = procedure.prepared.get("known_good")
+                installation = prepared.installation if prepared else \
+                    procedure.runtime.install(good, procedure.node,
+                                              settings.target.package.install_env)
+                restored = procedure.restore_known_good(installation)
+                outcome.update(restored=restored.ok, restore=restored.summary,
+                               state_diff=restored.details.get("state_diff"))
+                gateway.start()
+                ready = gateway.wait_ready()
             outcome.update(ready=ready.ready, ready_s=round(ready.seconds, 2),
                            ready_reason=ready.reason)
             if ready.ready:

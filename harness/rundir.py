@@ -68,8 +68,9 @@ class RunDirOwner:
                 os.close(fd)
                 raise RunDirError(
                     f"--run-dir {run_dir}: run {previous.get('run_id')} (PID "
-                    f"{previous.get('pid')}) died without a verdict{_last_state(run_dir, previous)}"
-                    f" and may have left {_leftovers(previous)} running: rerun with "
+                    f"{previous.get('pid')}) died {_how(run_dir)}{_last_state(run_dir, previous)}"
+                    f" and may have left {_leftovers(previous)} running (`harness status "
+                    f"{run_dir}` says what serves): rerun with "
                     "--resume-cleanup to stop what it left and start fresh, or give another "
                     "--run-dir", ExitCode.RUN_DIR_DEAD)
             cleanup = {"run_id": previous.get("run_id"), "pid": previous.get("pid"),
@@ -112,6 +113,23 @@ class RunDirOwner:
 def _read(run_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((run_dir / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _how(run_dir: Path) -> str:
+    """A run that died left no verdict of its own; its guard may have written one."""
+    verdict = _read_json(run_dir / "verdict.json") or {}
+    if verdict.get("written_by") == "guard":
+        final = verdict.get("final_state") or {}
+        return (f"(its guard wrote the verdict: {verdict.get('outcome')}, "
+                f"{final.get('version')} {'proven' if final.get('proven') else 'not proven'})")
+    return "without a verdict"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 

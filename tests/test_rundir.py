@@ -154,3 +154,16 @@ def test_an_install_through_a_linked_cache_records_its_integrity(tmp_path: Path)
     release = runtime.registry.resolve("is-number", "7.0.0", "test")
     installation = runtime.install(release, node=None)
     assert installed_integrity(installation)["matches"], installed_integrity(installation)
+
+
+def test_a_dead_run_whose_guard_wrote_the_verdict_is_said_so(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "dead", "pid": 999999,
+                                                   "ended": None}))
+    (tmp_path / "verdict.json").write_text(json.dumps({
+        "outcome": "interrupted", "written_by": "guard",
+        "final_state": {"version": "2026.3.28", "proven": True}}))
+    with pytest.raises(RunDirError) as dead:
+        RunDirOwner.take(tmp_path, "next")
+    assert dead.value.exit_code == ExitCode.RUN_DIR_DEAD
+    assert "died (its guard wrote the verdict: interrupted, 2026.3.28 proven)" in \
+        str(dead.value) and "harness status" in str(dead.value)
