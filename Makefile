@@ -10,7 +10,7 @@ BASELINE ?= 60
 LATE_WATCH_DELAY ?= 20
 ARGS ?=
 
-.PHONY: acceptance report test unit bench lint clean
+.PHONY: acceptance report test unit bench drill lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.rollback $(ARGS)
+
+# Fault injections on the real gateway: SIGKILL, SIGTERM and SIGINT at 8 boundaries of real
+# runs (each a minute or more, one soak slot at a time), then a table: time to a proven version
+# serving, the verdict, orphans. ARGS="--only during_soak --signals KILL" runs a subset.
+drill: $(STAMP)
+	$(BIN)/python -m bench.drill $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness scenarios tests bench conftest.py

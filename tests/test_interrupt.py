@@ -134,3 +134,32 @@ def test_the_claim_of_a_run_interrupted_before_its_lock_says_nothing_was_started
     assert _claim("interrupted", None, rec) == (
         "Interrupted by SIGTERM before the run had locked its review: no claim, and nothing "
         "had been started or changed.")
+
+
+def test_a_lost_lease_interrupts_the_main_thread_and_the_guard_proof_counts() -> None:
+    """The guard took the gateway over while this harness stalled: the lease thread hands it
+    to the main thread as an interruption, and the guard's proof is the run's."""
+    import threading
+
+    interruption = Interruption()
+    interruption.install()
+    interruption.testing = True
+    try:
+        caught = None
+        try:
+            threading.Thread(target=interruption.lease_lost,
+                             args=("the harness's lease expired 3 s ago",)).start()
+            time.sleep(5)
+        except KeyboardInterrupt as exc:
+            caught = str(exc)
+        assert caught is not None and "lease lost (the harness's lease expired" in caught
+        assert interruption.as_dict()["by"].startswith("lease lost")
+    finally:
+        interruption.uninstall()
+    rec = record(("upgrade", "start", "passed"))
+    assert rec.proven() is None
+    rec.facts["interruption"] = {"guard": {"proven": True, "summary": "restored: ..."}}
+    assert rec.proven() == "known_good"
+    rec.interruption = interruption.as_dict()
+    claim = _claim("interrupted", LOCK, rec)
+    assert "stalled past its lease" in claim and "the guard restored: ..." in claim

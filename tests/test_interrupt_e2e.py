@@ -11,8 +11,10 @@ after the harness restored and proved the known-good, and then the run stops it 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 from harness.commands import alive
 from harness.errors import ExitCode
-from tests.test_safety_e2e import CANDIDATE, KNOWN_GOOD, finish, start_suite
+from tests.test_safety_e2e import CANDIDATE, KNOWN_GOOD, ROOT, finish, start_suite
 
 pytestmark = pytest.mark.e2e
 SHORT = ("--soak", "60", "--baseline", "0", "--watch", "20", "--late-watch", "0")
@@ -117,3 +119,110 @@ def test_an_interrupted_upgrade_ends_interrupted_with_the_known_good_back_and_pr
         assert not alive(recorded["pid"]), f"{recorded['role']} PID {recorded['pid']} left"
     for deployment in owner["deployments"]:
         assert processes_in(Path(deployment)) == []
+
+
+def kill_and_reap(proc: subprocess.Popen[str]) -> None:
+    proc.kill()  # SIGKILL: no teardown, no verdict of its own
+    proc.communicate(timeout=60)
+
+
+def wait_file(path: Path, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.25)
+    raise AssertionError(f"no {path.name} within {timeout:g} s")
+
+
+@pytest.mark.soaks
+def test_a_run_killed_in_its_soak_is_ended_by_its_guard(tmp_path: Path) -> None:
+    """SIGKILL of the harness while the unproven candidate serves the soak: the guard takes
+    the lapsed lease, puts the known-good back with its state, proves it with a real reply,
+    writes the verdict (the last one alive) and, embedded, stops everything of the run."""
+    run_dir = tmp_path / "run"
+    proc = start_suite(run_dir, *SHORT)
+    try:
+        wait_for(run_dir, "health", "passed", proc)
+        wait_for(run_dir, "soak", "enter", proc)
+        time.sleep(8)
+        owner = json.loads((run_dir / "run.json").read_text())
+        kill_and_reap(proc)
+        killed = time.time()
+        verdict = wait_file(run_dir / "verdict.json", timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill_and_reap(proc)
+    assert verdict["outcome"] == "interrupted" and verdict["exit_code"] == 17
+    assert verdict["written_by"] == "guard"
+    trip = verdict["guard_trips"][0]
+    assert "the harness (PID" in trip["why"] and "is gone" in trip["why"], trip
+    assert trip["action"] == "restored" and trip["proven"] is True, trip
+    assert trip["state_diff"] == {"missing": [], "added": [], "changed": []}
+    final = verdict["final_state"]
+    assert final["version"] == KNOWN_GOOD and final["serving"] and final["proven"], final
+    assert verdict["interruption"]["during"].startswith("soak"), verdict["interruption"]
+    assert f"no claim about {CANDIDATE}" in verdict["claim"]
+    records = [json.loads(line) for line in
+               (run_dir / "transitions.jsonl").read_text().splitlines()]
+    guard = [(r["state"], r["event"]) for r in records if r.get("by") == "guard"]
+    assert guard[:5] == [("guard", "took_over"), ("guard", "restore"), ("guard", "proven"),
+                         ("guard", "stopped"), ("outcome", "interrupted")], guard
+    proven = next(r for r in records if (r["state"], r["event"]) == ("guard", "proven"))
+    print(f"\n[guard] {KNOWN_GOOD} proven {proven['ts'] - killed:.1f} s after SIGKILL")
+    assert proven["ts"] - killed < 60
+    # nothing of the run is left: the guard stopped the gateway and the model lab it kept
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(p["pid"]) for p in owner["processes"]):
+        time.sleep(0.5)
+    for recorded in owner["processes"]:
+        assert not alive(recorded["pid"]), f"{recorded['role']} PID {recorded['pid']} left"
+    for deployment in owner["deployments"]:
+        assert processes_in(Path(deployment)) == []
+    status = subprocess.run([sys.executable, "-m", "harness.cli", "status", str(run_dir)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert "DIED without ending" in status.stdout and "written by its guard" in status.stdout
+    assert "nothing serving" in status.stdout, status.stdout
+
+
+def test_resume_cleanup_after_a_real_kill_stops_what_the_dead_run_left(tmp_path: Path) -> None:
+    """SIGKILL before the first change (no guard is armed yet): the known-good gateway the run
+    started is left running. The next run into the dir is refused in one line (exit 19); with
+    --resume-cleanup it stops that gateway by the PID the dead run recorded, moves the dead
+    run's files aside and starts fresh."""
+    run_dir = tmp_path / "run"
+    proc = start_suite(run_dir, *SHORT)
+    try:
+        wait_for(run_dir, "backup", "enter", proc)
+        owner = json.loads((run_dir / "run.json").read_text())
+        deployment = Path(owner["deployments"][0])
+        gateway = int((deployment / "gateway.pid").read_text())
+        kill_and_reap(proc)
+    finally:
+        if proc.poll() is None:
+            kill_and_reap(proc)
+    assert alive(gateway)  # left behind: nothing guards the deployment before a change
+    try:
+        refused = subprocess.run([sys.executable, "-m", "pytest", "scenarios", "-q",
+                                  "--run-dir", str(run_dir), *SHORT], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == ExitCode.RUN_DIR_DEAD, refused.stdout + refused.stderr
+        line = refused.stderr.strip().splitlines()
+        assert len(line) == 1 and "died without a verdict" in line[0], refused.stderr
+        assert alive(gateway)  # a refusal touches nothing
+        resumed = subprocess.run([sys.executable, "-m", "pytest", "scenarios", "-q",
+                                  "--collect-only", "--run-dir", str(run_dir),
+                                  "--resume-cleanup", *SHORT], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"gateway PID {gateway} (SIGTERM)" in resumed.stderr, resumed.stderr
+        assert not alive(gateway)
+        aside = run_dir / f"dead-{owner['run_id']}"
+        assert (aside / "run.json").exists() and (aside / "transitions.jsonl").exists()
+        fresh = json.loads((run_dir / "run.json").read_text())
+        assert fresh["run_id"] != owner["run_id"]
+        assert fresh["resumed_cleanup"]["run_id"] == owner["run_id"]
+    finally:
+        if alive(gateway):
+            os.killpg(gateway, signal.SIGKILL)

@@ -200,11 +200,15 @@ def test_upgrade_under_systemd_soaks_from_the_journal_and_rolls_back(
                 and e["HARNESS_EVENT"] == "passed")
     assert json.loads(stop["HARNESS_RECORD"])["step"] == "stop"
 
-    # the guard was armed before each stop and disarmed once the gateway was ready
+    # the guard was armed at the first stop and stayed armed through the rollback's stop
+    # until the known-good's watch proved it; then it only witnessed, disarmed at the end
     guard = verdict["guard"]
     armed = [e for e in guard if e["what"] == "armed"]
-    assert len(armed) == 2 and all(e["details"]["unit"].startswith("grh-guard-") for e in armed)
-    assert sum(e["what"] == "disarmed" for e in guard) == 2
+    assert len(armed) == 1 and armed[0]["details"]["unit"].startswith("grh-guard-"), guard
+    assert any(e["what"] == "still armed" for e in guard), guard
+    assert [e["details"]["which"] for e in guard if e["what"] == "standing down"] == \
+        ["known_good"], guard
+    assert sum(e["what"] == "disarmed" for e in guard) == 1
 
     # the alert hook fired on the rollback and on the outcome: command and webhook
     sent = [json.loads(line) for line in alert_log.read_text().splitlines() if line.strip()]
@@ -267,7 +271,8 @@ def test_a_harness_killed_after_stop_leaves_the_known_good_serving(
         assert "ActiveState=active" in shown and f"OPENCLAW_SERVICE_VERSION={KNOWN_GOOD}" in shown
         result = json.loads((deployment / "guard" / "result.json").read_text())
         assert result["healthy"] is True and result["restored"]["version"] == KNOWN_GOOD
-        assert "heartbeat" in result["why"]
+        # the harness ran outside the container's PID namespace: its lease expired
+        assert "lease expired" in result["why"], result
         # the guard was no child of the harness: its parent is the user's systemd manager
         log = [json.loads(line) for line in
                (deployment / "guard" / "guard.log").read_text().splitlines()]
