@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,7 +151,7 @@ def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
             _fatal(run_record, error)
             raise error
         # from now on every stop is guarded, until the run proves a version
-        gateway.keep_known_good(installation, run=_guard_run(s, model_lab))
+        gateway.keep_known_good(installation, run=_guard_run(s, run_record, model_lab))
         releases = {"candidate": s.candidate, "known_good": s.known_good}
         run_record.on_proven = lambda which: gateway.proven(which, releases[which].version)
         interruption = pytestconfig.stash.get(INTERRUPTION, None)
@@ -172,14 +171,14 @@ def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
 
 
-def _guard_run(settings: RunSettings, lab: ModelLab) -> dict[str, Any]:
+def _guard_run(settings: RunSettings, record: RunRecord, lab: ModelLab) -> dict[str, Any]:
     """What the guard needs to end the run itself should the harness die: where its records
     go, the versions, the alert hook, and (embedded) the model lab to stop."""
     from harness.commands import start_time
 
     alert = settings.target.alert
     return {"run_id": settings.run_id, "run_dir": str(settings.run_dir),
-            "started": round(time.time(), 3), "target": settings.target.name,
+            "started": round(record.started, 3), "target": settings.target.name,
             "known_good": settings.known_good.version if settings.known_good else None,
             "candidate": settings.candidate.version if settings.candidate else None,
             "embedded": settings.target.driver == "local",
