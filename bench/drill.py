@@ -100,22 +100,22 @@ class Row:
 
 @contextmanager
 def soak_slot(slots: int = os.cpu_count() or 2) -> Iterator[None]:
-    """One of the machine-wide soak slots the e2e tests share (tests/conftest.py)."""
+    """One of the machine-wide soak slots the e2e tests share (tests/conftest.py): a free one,
+    else a place in the queue of the last one (manual runs queue on the first)."""
     SLOT_DIR.mkdir(parents=True, exist_ok=True)
-    while True:
-        for index in range(slots):
-            handle = open(SLOT_DIR / f"soak-{index}.lock", "w")  # noqa: SIM115
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            try:
-                yield
-            finally:
-                handle.close()
-            return
-        time.sleep(1.0)
+    for index in range(slots):
+        handle = open(SLOT_DIR / f"soak-{index}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if index < slots - 1 else 0))
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield
+        finally:
+            handle.close()
+        return
+    raise RuntimeError("no soak slot")
 
 
 def records(run_dir: Path) -> list[dict]:
