@@ -25,7 +25,7 @@ does) and reports per case:
     orphans     processes of the run left once it ended: in its deployment folder, its model
                 lab, its guard
 
-Each case holds a machine-wide soak slot (like the e2e tests). Run: `make drill`, or
+The drill holds one machine-wide soak slot (like the e2e tests) for all its cases. Run: `make drill`, or
 `python -m bench.drill --only during_soak --signals KILL` for a subset; `--json FILE` keeps
 the rows.
 """
@@ -274,16 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="drill-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
-    for boundary in args.only:
-        for sig_name in args.signals:
-            with soak_slot():
+    with soak_slot():  # one slot for the whole drill: its cases run one at a time
+        for boundary in args.only:
+            for sig_name in args.signals:
                 row = run_case(boundary, sig_name, work)
-            rows.append(row)
-            print(f"  {row.boundary} {row.signal}: {row.outcome}, to proven "
-                  f"{row.to_proven_s} s, orphans {len(row.orphans)}"
-                  + (f" ({row.note[:160]})" if row.note else ""), flush=True)
-            if args.json:
-                args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+                rows.append(row)
+                print(f"  {row.boundary} {row.signal}: {row.outcome}, to proven "
+                      f"{row.to_proven_s} s, orphans {len(row.orphans)}"
+                      + (f" ({row.note[:160]})" if row.note else ""), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     print(table(rows))
     return 0 if all(r.ok for r in rows) else 1
 
