@@ -25,9 +25,9 @@ does) and reports per case:
     orphans     processes of the run left once it ended: in its deployment folder, its model
                 lab, its guard
 
-The drill holds one machine-wide soak slot (like the e2e tests) for all its cases. Run: `make drill`, or
-`python -m bench.drill --only during_soak --signals KILL` for a subset; `--json FILE` keeps
-the rows.
+The drill holds one machine-wide soak slot (like the e2e tests) for all its cases. Run:
+`make drill`, or `python -m bench.drill --only during_soak --signals KILL` for a subset;
+`--json FILE` keeps the rows.
 """
 
 from __future__ import annotations
