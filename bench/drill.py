@@ -275,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     with soak_slot():  # one slot for the whole drill: its cases run one at a time
-        for boundary in args.only:
-            for sig_name in args.signals:
+        for sig_name in args.signals:  # every boundary once before the next signal
+            for boundary in args.only:
                 row = run_case(boundary, sig_name, work)
                 rows.append(row)
                 print(f"  {row.boundary} {row.signal}: {row.outcome}, to proven "

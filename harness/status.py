@@ -128,7 +128,7 @@ def status(run_dir: Path) -> str:
             lines.append(f"  last step of the harness: {r.get('state')} {r.get('event')} at "
                          f"{r.get('at')}")
         for r in (r for r in ours if r.get("by") == "guard" or r.get("state") == "guard"):
-            lines.append(f"  guard {r.get('event')} at {r.get('at')}: "
+            lines.append(f"  {r.get('state')} {r.get('event')} (by the guard) at {r.get('at')}: "
                          f"{str(r.get('summary') or '')[:300]}")
     for folder in map(Path, owner.get("deployments", [])):
         result = _read(folder / "guard" / "result.json")

@@ -65,8 +65,8 @@ def test_status_of_a_dead_run_says_what_its_guard_did_and_what_serves(
     assert "DIED without ending" in out
     assert "verdict: interrupted (exit 17), written by its guard" in out
     assert "last step of the harness: soak enter" in out
-    assert "guard took_over at t2: the harness (PID 999999) is gone" in out
-    assert "guard proven at t3" in out
+    assert "guard took_over (by the guard) at t2: the harness (PID 999999) is gone" in out
+    assert "guard proven (by the guard) at t3" in out
     assert f"2026.3.28 running as PID {server.pid} (/ 200)" in out
     assert "refused (exit 19) unless --resume-cleanup" in out
     # once the gateway is gone, it says so
