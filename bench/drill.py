@@ -12,6 +12,9 @@ model lab) that gets SIGKILL, SIGTERM or SIGINT at one of 8 boundaries of the pr
     during_rollback_start     the known-good starting
     during_watch        the known-good back and serving its watch, not yet proven
 
+`--signals STOP` stalls the harness instead (SIGSTOP, SIGCONT 25 s later): the guard takes the
+lapsed lease over and the harness, awake again, must stop acting and report it.
+
 The upgrade boundaries run 2026.3.28 -> 2026.4.1; the rollback boundaries a candidate that
 never boots (2026.3.28 with 2026.4.1's config change, which 2026.3.28 rejects), so the rollback
 starts at once. After the signal the drill waits for the run to end (SIGINT, SIGTERM: the
@@ -78,7 +81,10 @@ BOUNDARIES: dict[str, tuple[tuple[str, ...], Callable[[dict], bool], float]] = {
     "during_rollback_start": (ROLLBACK, step("rollback_restore", "passed"), 0.0),
     "during_watch": (ROLLBACK, step("rollback_smoke", "passed"), 4.0),
 }
-SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT,
+           "STOP": signal.SIGSTOP}  # STOP: a stall past the lease (SIGCONT after STALL_S)
+DEFAULT_SIGNALS = ("KILL", "TERM", "INT")
+STALL_S = 25.0
 
 
 @dataclass
@@ -214,6 +220,9 @@ def run_case(boundary: str, sig_name: str, work: Path) -> Row:
             raise RuntimeError(f"the run ended ({proc.returncode}) before the signal")
         sent = time.time()
         os.kill(proc.pid, SIGNALS[sig_name])  # the harness alone, as a CI runner or OOM would
+        if sig_name == "STOP":  # the harness wakes after its lease lapsed: it must not act
+            time.sleep(STALL_S)
+            os.kill(proc.pid, signal.SIGCONT)
         proc.wait(timeout=600)
         deadline = time.monotonic() + 180  # after SIGKILL: the guard's verdict
         while not (run_dir / "verdict.json").exists() and time.monotonic() < deadline:
@@ -267,7 +276,10 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drill", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(BOUNDARIES), default=list(BOUNDARIES))
-    parser.add_argument("--signals", nargs="+", choices=list(SIGNALS), default=list(SIGNALS))
+    parser.add_argument("--signals", nargs="+", choices=list(SIGNALS),
+                        default=list(DEFAULT_SIGNALS),
+                        help="KILL, TERM and INT by default; STOP stalls the harness for "
+                        f"{STALL_S:g} s (past its lease) then continues it")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temp dir)")
     args = parser.parse_args(argv)
