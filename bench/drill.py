@@ -96,6 +96,8 @@ class Row:
     matches: bool
     serving: str
     orphans: list[str]
+    action: str = ""  # who put what back: `guard restored`, `harness left alone`, ...
+    during: str = ""  # the step the signal landed in (the run's last transition before it)
     note: str = ""
 
     @property
@@ -151,7 +153,7 @@ def wait_for(run_dir: Path, proc: subprocess.Popen, match: Callable[[dict], bool
                     "start", "health"):  # a rollback case's candidate fails its start
                 raise RuntimeError(f"{record.get('step')} failed before the boundary: "
                                    f"{record.get('summary', '')[:200]}")
-        time.sleep(0.1)
+        time.sleep(0.02)  # a restore of a small state takes well under a second
     raise RuntimeError("the boundary never came")
 
 
@@ -251,16 +253,30 @@ def run_case(boundary: str, sig_name: str, work: Path) -> Row:
                and final.get("proven") is True and final.get("version") == KNOWN_GOOD)
     return Row(boundary, sig_name, None if proven_at is None else round(proven_at - sent, 1),
                verdict.get("outcome", "no verdict"), matches, serving, orphans,
+               action(verdict), str((verdict.get("interruption") or {}).get("during") or ""),
                note or ("" if matches else str(verdict.get("claim", ""))[-200:]))
+
+
+def action(verdict: dict) -> str:
+    """Who put the known-good back, and how: restored, or left alone (it already served)."""
+    stopped = verdict.get("interruption") or {}
+    if verdict.get("written_by") == "guard" or stopped.get("guard"):
+        trip = stopped.get("guard") or (verdict.get("guard_trips") or [{}])[0]
+        return f"guard {trip.get('action', '?')}"
+    restore = stopped.get("restore")
+    if restore is None:
+        return "nothing to do" if verdict else "?"
+    return "harness " + ("left alone" if restore.get("left_alone") else "restored")
 
 
 def table(rows: list[Row]) -> str:
     lines = [f"{'boundary':<26}{'signal':<8}{'to proven':>10}  {'verdict':<13}{'matches':<9}"
-             f"{'serving at the end':<22}orphans"]
+             f"{'serving at the end':<22}{'orphans':<9}by"]
     for r in rows:
         took = f"{r.to_proven_s:.1f} s" if r.to_proven_s is not None else "never"
         lines.append(f"{r.boundary:<26}{r.signal:<8}{took:>10}  {r.outcome:<13}"
-                     f"{'yes' if r.matches else 'NO':<9}{r.serving:<22}{len(r.orphans)}"
+                     f"{'yes' if r.matches else 'NO':<9}{r.serving:<22}{len(r.orphans):<9}"
+                     f"{r.action}"
                      + (f"  ({r.note[:120]})" if r.note and not r.ok else ""))
     good = sum(r.ok for r in rows)
     false_passes = sum(r.outcome == "passed" for r in rows)
@@ -282,7 +298,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"{STALL_S:g} s (past its lease) then continues it")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temp dir)")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="JSON",
+                        help="print the table of rows kept by --json (later files replace a "
+                        "boundary and signal of earlier ones) and run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        kept: dict[tuple[str, str], Row] = {}
+        for path in args.table:
+            for row in json.loads(path.read_text()):
+                kept[(row["boundary"], row["signal"])] = Row(**row)
+        print(table(list(kept.values())))
+        return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="drill-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
