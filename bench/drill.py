@@ -307,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.table:
             for row in json.loads(path.read_text()):
                 kept[(row["boundary"], row["signal"])] = Row(**row)
+        for row in kept.values() if args.work else []:  # rows kept before these columns
+            verdict_path = args.work / f"{row.boundary}-{row.signal.lower()}" / "verdict.json"
+            if not row.action and verdict_path.exists():
+                verdict = json.loads(verdict_path.read_text())
+                row.action = action(verdict)
+                row.during = str((verdict.get("interruption") or {}).get("during") or "")
         print(table(list(kept.values())))
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="drill-"))
