@@ -271,12 +271,12 @@ def action(verdict: dict) -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [f"{'boundary':<26}{'signal':<8}{'to proven':>10}  {'verdict':<13}{'matches':<9}"
-             f"{'serving at the end':<22}{'orphans':<9}by"]
+             f"{'serving at the end':<22}{'orphans':<9}{'by':<20}landed in"]
     for r in rows:
         took = f"{r.to_proven_s:.1f} s" if r.to_proven_s is not None else "never"
         lines.append(f"{r.boundary:<26}{r.signal:<8}{took:>10}  {r.outcome:<13}"
                      f"{'yes' if r.matches else 'NO':<9}{r.serving:<22}{len(r.orphans):<9}"
-                     f"{r.action}"
+                     f"{r.action:<20}{r.during}"
                      + (f"  ({r.note[:120]})" if r.note and not r.ok else ""))
     good = sum(r.ok for r in rows)
     false_passes = sum(r.outcome == "passed" for r in rows)
