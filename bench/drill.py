@@ -36,6 +36,7 @@ The drill holds one machine-wide soak slot (like the e2e tests) for all its case
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -298,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{STALL_S:g} s (past its lease) then continues it")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temp dir)")
+    parser.add_argument("--slot-held", action="store_true",
+                        help="the caller holds a soak slot already (e.g. under flock)")
     parser.add_argument("--table", type=Path, nargs="+", metavar="JSON",
                         help="print the table of rows kept by --json (later files replace a "
                         "boundary and signal of earlier ones) and run nothing")
@@ -318,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="drill-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
-    with soak_slot():  # one slot for the whole drill: its cases run one at a time
+    with contextlib.nullcontext() if args.slot_held else soak_slot():  # one for all cases
         for sig_name in args.signals:  # every boundary once before the next signal
             for boundary in args.only:
                 row = run_case(boundary, sig_name, work)
