@@ -280,7 +280,7 @@ class Guard:
 
     def collect_trip(self) -> dict[str, Any] | None:
         """The guardian's result.json, once: it took over (the lease lapsed, or the gateway
-        stayed unproven too long) and put the known-good back. Kept as a `tripped` event for
+        stayed down too long while armed) and put the known-good back. Kept as a `tripped` event for
         the verdict."""
         result = self.result()
         if result is None or any(e.what == "tripped" and e.details.get("tripped_at") ==

@@ -603,6 +603,7 @@ def watch(state_path: Path) -> int:
     folder = state_path.parent
     (folder / "guard.pid").write_text(str(os.getpid()))
     log(folder, "watching", pid=os.getpid(), ppid=os.getppid())
+    next_probe, down_since = 0.0, None
     while True:
         state = load(state_path)
         if state is None or not state.get("armed"):
@@ -624,8 +625,14 @@ def watch(state_path: Path) -> int:
             time.sleep(state.get("poll_s", 0.5))
             continue
         why = lapsed(lease, now, state["armed_at"], state["lease_s"])
-        if why is None and now - state["armed_at"] > state["max_down_s"]:
-            why = f"armed for more than {state['max_down_s']:g} s without a proven version"
+        if why is None and now >= next_probe:  # a soak may be long: only a gateway down counts
+            next_probe = now + 5.0
+            api = state["api"]
+            up = probe(api["base_url"] + api["live"]) == 200
+            down_since = None if up else (down_since or now)
+        if why is None and down_since is not None and now - down_since > state["max_down_s"]:
+            why = (f"the gateway has been down for more than {state['max_down_s']:g} s while "
+                   "armed")
             with lease_locked(Path(state["lease_lock"])):
                 write_json(Path(state["lease"]), {"owner": "guard", "pid": os.getpid(),
                                                   "why": why, "taken_at": now,

@@ -60,7 +60,8 @@ from harness.guard import Guard
 spec = json.loads(sys.argv[1])
 root = Path(spec["root"])
 guard = Guard(root / "guard", current=root / "current", api=spec["api"], mode="local",
-              local_spec=spec["local"], lease_s=3, run=spec["run"])
+              local_spec=spec["local"], lease_s=3, run=spec["run"],
+              max_down_s=spec.get("max_down_s", 2400))
 guard.on_lost = lambda why: print(f"lease lost: {why}", flush=True)
 guard.prepare(root / "v1", "1", root / "state", ["config.json", "sessions"])
 print(json.dumps(guard.arm("before stopping the test gateway")), flush=True)
@@ -315,3 +316,19 @@ def test_a_lease_lapses_when_it_expires_or_its_owner_is_gone() -> None:
     # another PID namespace (a container's guard): only the expiry counts
     assert lapsed({**me, "pid": gone.pid, "pid_ns": "pid:[1]"}, now, now, 15) is None
     assert lapsed({**me, "owner": "guard"}, now, now, 15) == "the lease is held by guard"
+
+
+def test_a_gateway_down_too_long_trips_a_guard_whose_lease_holds(tmp_path: Path) -> None:
+    """The harness lives and renews its lease, but nothing serves for longer than max_down_s
+    (a hung main thread): the guard takes over; a long soak of a serving gateway never would."""
+    root, spec = layout(tmp_path)
+    harness = harness_side({**spec, "max_down_s": 2}, "serving")
+    try:
+        json.loads(harness.stdout.readline())
+        assert harness.stdout.readline().strip() == "acting"
+        result = wait_file(root / "guard" / "result.json", timeout=60)
+        assert "down for more than 2 s" in result["why"], result
+        assert result["action"] == "restored" and result["proven"], result
+        assert harness.stdout.readline().startswith("lease lost: the gateway has been down")
+    finally:
+        cleanup(root, harness)
