@@ -22,7 +22,7 @@ def test_the_shipped_target_and_scenarios_load() -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "key"), [
-    ('node = "22"', 'node = "lts"', "package.node"),
+    ('node = "auto"', 'node = "lts"', "package.node"),
     ("[versions]", "[versionz]", "versionz"),
     ('health_agent = "quick"', "health_agent = 3", "api.health_agent"),
     ("ready_timeout_s = 90", "ready_timeout_s = -1", "gateway.ready_timeout_s"),

@@ -43,19 +43,25 @@ class CallRecord:
 
 
 def last_user_text(messages: list[Any]) -> str:
-    """Text of the last user message; string content or an array of text parts."""
+    """Text of the user's turn: every user message after the last assistant message, string
+    content or arrays of text parts. A gateway may add a user message of its own after the
+    user's prompt (OpenClaw 2026.9 appends its internal context), so reading only the last one
+    would miss the prompt; reading earlier turns would let an old nonce prove this one."""
+    turn: list[str] = []
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p["text"] for p in content
-                                if isinstance(p, dict) and isinstance(p.get("text"), str))
-            # The last user message decides even when it has no text: never fall back to an
-            # earlier one, or the echo would prove a nonce the gateway did not send this turn.
-            return ""
-    return ""
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant":
+            break
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            turn.append(content)
+        elif isinstance(content, list):
+            turn.append(" ".join(p["text"] for p in content
+                                 if isinstance(p, dict) and isinstance(p.get("text"), str)))
+    return "\n".join(reversed(turn))
 
 
 _WANTS_JSON = re.compile(r"\b(?:as|in) JSON\b", re.IGNORECASE)

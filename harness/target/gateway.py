@@ -135,7 +135,8 @@ class Gateway:
             local_spec = {
                 "argv": [str(self.driver.current / "node_modules" / ".bin" / self.driver.bin_name),
                          *self.driver.start_argv],
-                "env": {**os.environ, **self.driver.env, "PATH": self.node.path_env()},
+                "env": {**os.environ, **self.driver.env,
+                        "PATH": (installation.node or self.node).path_env()},
                 "cwd": str(deployment), "log": str(self.driver.log_path),
                 "pid_file": str(self.driver.pid_path)}
         self.guard = Guard(deployment / "guard", current=deployment / "current",

@@ -25,6 +25,8 @@ from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
 from harness.signals.signatures import CATALOGUES
 
+AUTO_NODE = "auto"  # `package.node`: each version runs on the Node.js its own engines.node names
+
 DRIVERS = ("local", "systemd")
 PROVISION = ("embedded", "attached")
 # tables that only mean something for a deployment the run installs and changes itself
@@ -68,7 +70,7 @@ class UpdaterSpec:
 class PackageSpec:
     name: str  # npm package name
     bin: str  # executable under node_modules/.bin
-    node_major: str  # Node.js major line the package needs, bootstrapped from the registry
+    node_major: str  # "auto" (per version, from its engines.node) or a pinned Node.js major line
     install_env: dict[str, str]
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
@@ -273,14 +275,14 @@ def load_target(path: Path) -> TargetProfile:
     pkg = root.table("package")
     pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns", "updater"})
     package = PackageSpec(
-        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
+        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node", AUTO_NODE),
         install_env=pkg.str_map("install_env"),
         verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
         updater=_updater(pkg.table("updater", required=False)),
     )
-    if not package.node_major.isdigit():
-        raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
-                       f"got {package.node_major!r}")
+    if not (package.node_major.isdigit() or package.node_major == AUTO_NODE):
+        raise pkg.fail("node", f"expected {AUTO_NODE!r} (each version on the Node.js its engines "
+                       f"name) or a major version such as \"22\", got {package.node_major!r}")
 
     versions = root.table("versions")
     versions.reject_unknown({"known_good", "candidate"})
