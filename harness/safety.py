@@ -172,7 +172,8 @@ class Safety:
     def verify_install(self, release: Release, prefix: Path, name: str) -> InstallFindings:
         truth = self.truth(release)
         with allure.step(f"installed files of {release.label} against its package"):
-            findings = check_installed(truth, package_root(prefix, release.package))
+            findings = check_installed(truth, package_root(prefix, release.package),
+                                       self.settings.target.package.install_removes)
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings

@@ -72,6 +72,9 @@ class PackageSpec:
     bin: str  # executable under node_modules/.bin
     node_major: str  # "auto" (per version, from its engines.node) or a pinned Node.js major line
     install_env: dict[str, str]
+    # shipped files the package's own install script deletes (a "lifecycle pending" marker):
+    # missing after an install they are said as such, not counted as corruption
+    install_removes: tuple[str, ...] = ()
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
     updater: UpdaterSpec | None = None  # None: the profile declares no updater of its own
@@ -273,10 +276,12 @@ def load_target(path: Path) -> TargetProfile:
                         "that is running already); this target is embedded")
 
     pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns", "updater"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "install_removes",
+                        "verifier_patterns", "updater"})
     package = PackageSpec(
         name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node", AUTO_NODE),
         install_env=pkg.str_map("install_env"),
+        install_removes=tuple(pkg.str_list("install_removes", [], non_empty=False)),
         verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
         updater=_updater(pkg.table("updater", required=False)),
     )
