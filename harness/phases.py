@@ -141,6 +141,9 @@ class Procedure:
             except HarnessError as exc:
                 node = f"none ({exc.message})"
             fits = node[0].isdigit() and semver.satisfies(node, engine)
+            self.record.facts.setdefault("node", {})[role] = {
+                "version": release.version, "engines_node": release.node_engine,
+                "node": node, "satisfies": fits}
             note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
                  f"{release.label} engines.node {engine!r}", fits, node, engine)
         free = shutil.disk_usage(s.cache_dir).free
