@@ -18,8 +18,8 @@ A reply is good only if it passes its checks: it ended whole (`ChatOutcome.unfin
 stream cut by an in-band error or without `[DONE]`, a reply truncated at its token limit are
 bad), the nonces of its request (a gateway that times out answers HTTP 200 with an apology, so
 status codes alone prove nothing), any `contains` and `json_keys`, and the step's latency
-budget. Every request is recorded: start, first byte,
-end, status, check result, scenario, step.
+budget. Every request is recorded: start, first byte, end, status, how it ended (finish reason,
+`[DONE]`), check result, scenario, step.
 """
 
 from __future__ import annotations
