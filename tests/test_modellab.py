@@ -156,8 +156,9 @@ def test_reply_echoes_exactly_the_nonces_of_the_last_user_message(
         assert completion["object"] == "chat.completion"
         assert completion["usage"]["completion_tokens"] > 0
         reply = completion["choices"][0]["message"]["content"]
-    assert reply.startswith(f"Ack {first} {second}. ")
-    assert len(reply.split()) == 3 + 3  # the ack (3 words) and reply_words filler words
+    # the nonces come last, where the prompts ask for them: a cut reply lacks them
+    assert reply.startswith("Ack. ") and reply.endswith(f". Reference {first} {second}.")
+    assert len(reply.split()) == 1 + 3 + 3  # "Ack.", reply_words filler, "Reference" + nonces
     assert find_nonces(reply) == [first, second]
     assert record_of(lab, first)["nonces"] == [first, second]
 

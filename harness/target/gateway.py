@@ -79,6 +79,7 @@ class Gateway:
         endpoint = GatewayEndpoint(
             base_url=f"http://127.0.0.1:{port}", token=token, headers=profile.api.headers,
             chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
+            stream_finish_reason=profile.api.stream_finish_reason,
         )
         return cls(profile, runtime, node, driver, endpoint, state_dir)
 

@@ -124,6 +124,8 @@ class ApiSpec:
     model_prefix: str  # how an agent is addressed in the `model` field
     health_agent: str  # the agent for the one real reply of the health phase
     agents: tuple[str, ...] = ()  # the agents it serves: what scenarios may address
+    # its streams end with a finish reason before [DONE] (OpenClaw's do not: [DONE] alone)
+    stream_finish_reason: bool = True
 
 
 @dataclass(frozen=True)
@@ -396,7 +398,7 @@ def _kind(target: Table) -> str:
 def _api(root: Table) -> ApiSpec:
     table = root.table("api")
     table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
-                          "agents"})
+                          "agents", "stream_finish_reason"})
     if "agents" not in table.data:
         raise table.fail("agents", "missing: list the agents this gateway serves (every "
                          "scenario's agents and health_agent are checked against it)")
@@ -409,6 +411,7 @@ def _api(root: Table) -> ApiSpec:
         live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
         headers=table.str_map("headers"), model_prefix=table.str("model_prefix", ""),
         health_agent=health_agent, agents=agents,
+        stream_finish_reason=table.bool("stream_finish_reason", True),
     )
 
 
