@@ -49,7 +49,8 @@ def runtime(run_settings: RunSettings) -> Runtime:
 
 @pytest.fixture(scope="session")
 def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
-    return runtime.node(run_settings.target.package.node_major)
+    """The known-good's Node.js; every other version gets its own (Safety.node_for)."""
+    return runtime.node_for(run_settings.known_good, run_settings.target.package.node_major)
 
 
 def deployment_dir(settings: RunSettings) -> Path:

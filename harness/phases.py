@@ -136,9 +136,16 @@ class Procedure:
             note(f"{role} {release.label} resolved with its integrity hash",
                  bool(release.integrity), release.integrity or "none", "registry dist.integrity")
             engine = release.node_engine or "*"
-            fits = semver.satisfies(self.node.version, engine)
-            note(f"Node.js {self.node.version} {'satisfies' if fits else 'does not satisfy'} "
-                 f"{release.label} engines.node {engine!r}", fits, self.node.version, engine)
+            try:  # each version on its own Node.js (the profile's pin, or its engines)
+                node = self.safety.node_for(release).version
+            except HarnessError as exc:
+                node = f"none ({exc.message})"
+            fits = node[0].isdigit() and semver.satisfies(node, engine)
+            self.record.facts.setdefault("node", {})[role] = {
+                "version": release.version, "engines_node": release.node_engine,
+                "node": node, "satisfies": fits}
+            note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
+                 f"{release.label} engines.node {engine!r}", fits, node, engine)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")

@@ -55,7 +55,7 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
             else:
                 prepared = procedure.prepared.get("known_good")
                 installation = prepared.installation if prepared else \
-                    procedure.runtime.install(good, procedure.node,
+                    procedure.runtime.install(good, procedure.safety.node_for(good),
                                               settings.target.package.install_env)
                 restored = procedure.restore_known_good(installation)
                 outcome.update(restored=restored.ok, restore=restored.summary,

@@ -79,6 +79,7 @@ class Gateway:
         endpoint = GatewayEndpoint(
             base_url=f"http://127.0.0.1:{port}", token=token, headers=profile.api.headers,
             chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
+            stream_finish_reason=profile.api.stream_finish_reason,
         )
         return cls(profile, runtime, node, driver, endpoint, state_dir)
 
@@ -154,7 +155,8 @@ class Gateway:
             local_spec = {
                 "argv": [str(self.driver.current / "node_modules" / ".bin" / self.driver.bin_name),
                          *self.driver.start_argv],
-                "env": {**os.environ, **self.driver.env, "PATH": self.node.path_env()},
+                "env": {**os.environ, **self.driver.env,
+                        "PATH": (installation.node or self.node).path_env()},
                 "cwd": str(deployment), "log": str(self.driver.log_path),
                 "pid_file": str(self.driver.pid_path)}
         api = self.profile.api

@@ -25,6 +25,8 @@ from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
 from harness.signals.signatures import CATALOGUES
 
+AUTO_NODE = "auto"  # `package.node`: each version runs on the Node.js its own engines.node names
+
 DRIVERS = ("local", "systemd")
 PROVISION = ("embedded", "attached")
 # tables that only mean something for a deployment the run installs and changes itself
@@ -68,8 +70,11 @@ class UpdaterSpec:
 class PackageSpec:
     name: str  # npm package name
     bin: str  # executable under node_modules/.bin
-    node_major: str  # Node.js major line the package needs, bootstrapped from the registry
+    node_major: str  # "auto" (per version, from its engines.node) or a pinned Node.js major line
     install_env: dict[str, str]
+    # shipped files the package's own install script deletes (a "lifecycle pending" marker):
+    # missing after an install they are said as such, not counted as corruption
+    install_removes: tuple[str, ...] = ()
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
     updater: UpdaterSpec | None = None  # None: the profile declares no updater of its own
@@ -119,6 +124,8 @@ class ApiSpec:
     model_prefix: str  # how an agent is addressed in the `model` field
     health_agent: str  # the agent for the one real reply of the health phase
     agents: tuple[str, ...] = ()  # the agents it serves: what scenarios may address
+    # its streams end with a finish reason before [DONE] (OpenClaw's do not: [DONE] alone)
+    stream_finish_reason: bool = True
 
 
 @dataclass(frozen=True)
@@ -271,16 +278,18 @@ def load_target(path: Path) -> TargetProfile:
                         "that is running already); this target is embedded")
 
     pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns", "updater"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "install_removes",
+                        "verifier_patterns", "updater"})
     package = PackageSpec(
-        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node"),
+        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node", AUTO_NODE),
         install_env=pkg.str_map("install_env"),
+        install_removes=tuple(pkg.str_list("install_removes", [], non_empty=False)),
         verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
         updater=_updater(pkg.table("updater", required=False)),
     )
-    if not package.node_major.isdigit():
-        raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
-                       f"got {package.node_major!r}")
+    if not (package.node_major.isdigit() or package.node_major == AUTO_NODE):
+        raise pkg.fail("node", f"expected {AUTO_NODE!r} (each version on the Node.js its engines "
+                       f"name) or a major version such as \"22\", got {package.node_major!r}")
 
     versions = root.table("versions")
     versions.reject_unknown({"known_good", "candidate"})
@@ -389,7 +398,7 @@ def _kind(target: Table) -> str:
 def _api(root: Table) -> ApiSpec:
     table = root.table("api")
     table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
-                          "agents"})
+                          "agents", "stream_finish_reason"})
     if "agents" not in table.data:
         raise table.fail("agents", "missing: list the agents this gateway serves (every "
                          "scenario's agents and health_agent are checked against it)")
@@ -402,6 +411,7 @@ def _api(root: Table) -> ApiSpec:
         live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
         headers=table.str_map("headers"), model_prefix=table.str("model_prefix", ""),
         health_agent=health_agent, agents=agents,
+        stream_finish_reason=table.bool("stream_finish_reason", True),
     )
 
 
