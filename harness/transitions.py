@@ -1,7 +1,8 @@
 """Every state transition of a run as a structured record, and the alert hook.
 
 preflight -> backup -> baseline -> stop -> install -> restart_gate -> start -> health -> soak ->
-verdict -> rollback -> outcome: each step's entry and result is one JSON object per line in
+verdict -> rollback -> outcome (and the guard's steps, state `guard`, written by the guard
+itself: harness.guardian): each step's entry and result is one JSON object per line in
 <run dir>/transitions.jsonl, written as it happens (so a run that is killed leaves the states
 it reached), and, where the target has a journal, one journal entry with the same fields
 (`logger --journald` through the target's command runner: SYSLOG_IDENTIFIER=
