@@ -480,7 +480,11 @@ def restore(folder: Path, state: dict, run: Run) -> dict:
         run.emit("guard", "left_alone", summary=f"{kg['version']} serves on its own (PID {pid}): "
                  "nothing restarted", pid=pid)
         result = {"action": "left alone", "pid": pid, "ready": True, "ready_reason": why_not,
-                  "state_diff": {"missing": [], "added": [], "changed": []}}
+                  # nothing was restored; how its state moved since the first stop (its
+                  # own sessions, say) is recorded, not judged
+                  "state_diff": None, "state_since_first_stop": state_diff(
+                      state["state"]["manifest"],
+                      manifest(Path(state["state"]["dir"]), state["state"]["globs"]))}
     else:
         run.emit("guard", "restore", summary=f"putting {kg['version']} back ({why_not})")
         if mode == "systemd":

@@ -244,6 +244,9 @@ def test_a_known_good_serving_on_its_own_is_left_alone(tmp_path: Path) -> None:
         result = wait_file(root / "guard" / "result.json", timeout=60)
         assert result["action"] == "left alone" and result["pid"] == gateway.pid, result
         assert result["proven"] is True
+        # nothing restored, so no restore's diff is claimed; the state as it moved is recorded
+        assert result["state_diff"] is None
+        assert result["state_since_first_stop"] == {"missing": [], "added": [], "changed": []}
         assert ("guard", "left_alone") in [(r["state"], r["event"])
                                            for r in records(tmp_path / "run")]
     finally:
