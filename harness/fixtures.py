@@ -47,7 +47,10 @@ def runtime(run_settings: RunSettings) -> Runtime:
 
 
 @pytest.fixture(scope="session")
-def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
+def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime | None:
+    """Node.js for an npm target; a PyPI one runs on the Python its virtualenv was made with."""
+    if run_settings.target.package.ecosystem != "npm":
+        return None
     return runtime.node(run_settings.target.package.node_major)
 
 

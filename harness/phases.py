@@ -35,7 +35,6 @@ from harness.soak.judge import Judge
 from harness.soak.recovery import recovery
 from harness.soak.report import report_soak
 from harness.soak.scenarios import Scenario
-from harness.target import semver
 from harness.target.client import ChatOutcome
 from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
@@ -135,10 +134,8 @@ class Procedure:
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             note(f"{role} {release.label} resolved with its integrity hash",
                  bool(release.integrity), release.integrity or "none", "registry dist.integrity")
-            engine = release.node_engine or "*"
-            fits = semver.satisfies(self.node.version, engine)
-            note(f"Node.js {self.node.version} {'satisfies' if fits else 'does not satisfy'} "
-                 f"{release.label} engines.node {engine!r}", fits, self.node.version, engine)
+            engine = self.safety.packages.engine(release, self.node)  # Node.js or Python
+            note(engine.line, engine.ok, engine.observed, engine.expected)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")
@@ -153,9 +150,9 @@ class Procedure:
         prefix = self.gateway.driver.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             try:
-                truth = self.safety.truth(release)
-                note(f"{role} tarball matches the registry's integrity ({len(truth.files)} "
-                     "files)", True, release.integrity, "dist.integrity")
+                truth = self.safety.package_truth(release)
+                note(f"{role} tarball matches the registry's integrity ({truth})", True,
+                     release.integrity, "dist.integrity")
             except HarnessError as exc:
                 note(f"{role} tarball matches the registry's integrity", False, str(exc),
                      "dist.integrity")
@@ -190,7 +187,7 @@ class Procedure:
         release = self.settings.candidate
         prepared = self.safety.prepare(release, "candidate (install)")
         self.prepared["candidate"] = prepared
-        marker = installed_integrity(prepared.installation)
+        marker = self.safety.packages.installed_integrity(prepared.installation)
         ok = prepared.ok and marker["matches"]
         how = {"kept prefix": "existing prefix reused, no download",
                "download": f"downloaded and installed in {prepared.installation.seconds:.0f} s"
