@@ -181,3 +181,30 @@ def test_a_kind_without_a_catalogue_is_refused_at_load(tmp_path: Path) -> None:
     assert done.returncode == 20
     assert done.stdout.startswith(f"{profile}: target.kind: kind 'example' cannot be used: ")
     assert "no log signature catalogue" in done.stdout and done.stdout.count("\n") == 1
+
+
+def test_litellm_yaml_secrets_are_found_for_redaction(tmp_path: Path) -> None:
+    from harness.reporting.redact import kind_config_secrets
+
+    template = LITELLM.parent / "litellm" / "litellm.template.yaml"
+    config = tmp_path / "config.yaml"
+    config.write_text(template.read_text().replace("${token}", "sk-master-123")
+                      .replace("${model_lab}", "http://127.0.0.1:1/v1"))
+    found = set(kind_config_secrets("litellm", config))
+    assert found == {("sk-master-123", "config:master_key"),
+                     ("sk-modellab-local", "config:api_key")}
+    assert kind_config_secrets("litellm", tmp_path / "absent.yaml") == []
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ('credentials = "no database', 'config = "no database', "state.not_applicable.config"),
+    ('sessions = "no database: LiteLLM proxy keeps no sessions or spend logs on disk"',
+     'sessions = " "', "state.not_applicable.sessions"),
+    ('extras = ["proxy"]', 'extras = ["proxy"]\nnode = "22"', "package.node"),
+])
+def test_a_malformed_litellm_profile_names_file_and_key(tmp_path: Path, old: str, new: str,
+                                                        key: str) -> None:
+    path = _variant(tmp_path, LITELLM, old, new)
+    with pytest.raises(InputError) as caught:
+        load_target(path)
+    assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
