@@ -192,11 +192,14 @@ def install(release: Release, prefix: Path, force: bool,
     if _installed(release, prefix) and not force:
         return prefix, True
     remove_dead_partials(prefix)
-    scratch = prefix.with_name(f".{prefix.name}.partial-{os.getpid()}")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    # real paths: a virtualenv names its own (symlinks resolved) in its scripts' #! lines, and
+    # a cache shared by a link would otherwise be named by the link
+    final = prefix.parent.resolve() / prefix.name
+    scratch = final.with_name(f".{prefix.name}.partial-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
-    scratch.parent.mkdir(parents=True, exist_ok=True)
     try:  # pip dies with the harness (commands.run); its half install goes with it
-        build_venv(release, scratch, prefix.parent.resolve() / prefix.name, env=env)
+        build_venv(release, scratch, final, env=env)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -286,4 +289,21 @@ def check_installed(release: Release, prefix: Path) -> InstallFindings:
                 elif _record_hash(path) != row[1][len("sha256="):]:
                     findings.changed.append(rel)
     findings.extra = sorted(f"{n}=={v}" for n, (v, _) in installed.items() if n not in wanted)
+    findings.missing += _dangling_interpreters(prefix)
     return findings
+
+
+def _dangling_interpreters(prefix: Path) -> list[str]:
+    """Console scripts whose `#!` names an interpreter that is not there (a virtualenv moved
+    without its scripts): the binary would not start, whatever RECORD says."""
+    found = []
+    for script in sorted((prefix / "bin").glob("*")) if (prefix / "bin").is_dir() else []:
+        if script.is_symlink() or not script.is_file():
+            continue
+        with open(script, "rb") as handle:
+            head = handle.readline(512)
+        if head.startswith(b"#!/") and b"python" in head:
+            interpreter = Path(head[2:].split()[0].decode(errors="replace"))
+            if not interpreter.exists():
+                found.append(f"bin/{script.name} (its interpreter {interpreter} is not there)")
+    return found
