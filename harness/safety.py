@@ -90,7 +90,8 @@ class Safety:
                                         settings.gate_timeout_s)
         package = settings.target.package
         # where the target's versions live (harness.target.packages): npm, or PyPI
-        self.packages = ecosystem_for(runtime, package.ecosystem, package.extras)
+        self.packages = ecosystem_for(runtime, package.ecosystem, package.extras,
+                                      settings.target.kind)
         self.resolve: Resolver = resolve or self.packages.resolve
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
         self.lock = read_lock(settings.run_dir) or settings.lock()

@@ -138,3 +138,26 @@ def test_a_changed_file_or_a_moved_dependency_is_corrupt(tmp_path: Path) -> None
     assert findings.corrupt
     assert findings.changed == ["lib/python3.11/site-packages/litellm/__init__.py"]
     assert findings.missing == ["httpx==0.28.1 (installed: 0.28.2)"]
+
+
+def test_a_file_the_product_moves_at_start_is_moved_not_missing(tmp_path: Path) -> None:
+    """LiteLLM proxy moves its UI pages (`out/logs.html` -> `out/logs/index.html`) when it
+    starts: found there and identical it is listed; gone or different it is corrupt."""
+    page = b"<html>logs</html>"
+    site = _venv(tmp_path, {"litellm": ("1.80.0", {"litellm/out/logs.html": page,
+                                                   "litellm/out/keys.html": b"k"}),
+                            "httpx": ("0.28.1", {"httpx/__init__.py": b""})})
+    for name in ("logs", "keys"):
+        (site / "litellm" / "out" / name).mkdir()
+        (site / "litellm" / "out" / f"{name}.html").rename(
+            site / "litellm" / "out" / name / "index.html")
+    (site / "litellm" / "out" / "keys" / "index.html").write_bytes(b"tampered")
+    moved = (("litellm/out/*.html", "{parent}/{stem}/index.html"),)
+    findings = check_installed(release(), tmp_path, moved)
+    assert findings.missing == ["lib/python3.11/site-packages/litellm/out/keys.html"]
+    assert findings.extra == ["lib/python3.11/site-packages/litellm/out/logs.html (moved by the "
+                              "product at start to lib/python3.11/site-packages/litellm/out/"
+                              "logs/index.html, identical)"]
+    assert check_installed(release(), tmp_path).missing == [
+        "lib/python3.11/site-packages/litellm/out/keys.html",
+        "lib/python3.11/site-packages/litellm/out/logs.html"]

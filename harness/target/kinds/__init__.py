@@ -46,6 +46,9 @@ class Kind:
     secret_files: tuple[str, ...]  # globs under the state dir
     signatures: tuple[Signature, ...]
     log: LogFormat
+    # files the product itself moves in its own install when it starts: glob (relative to its
+    # site-packages) -> where it puts them ({parent}, {stem}, {name} of the file)
+    moved_at_start: tuple[tuple[str, str], ...] = ()
 
 
 def _signatures(path: Path) -> tuple[Signature, ...]:
@@ -72,7 +75,16 @@ def load_kind(folder: Path) -> Kind:
     if not (folder / "kind.toml").is_file():
         raise InputError(str(folder / "kind.toml"), "", "a kind's folder needs its kind.toml")
     root, _ = load_toml(folder / "kind.toml")
-    root.reject_unknown({"kind", "log"})
+    root.reject_unknown({"kind", "log", "install"})
+    install = root.table("install", required=False)
+    install.reject_unknown({"moved_at_start"})
+    moved = install.str_map("moved_at_start")
+    for glob, where in moved.items():
+        try:
+            where.format(parent="p", stem="s", name="n")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise install.fail(f"moved_at_start.{glob}", f"unknown placeholder {exc} in "
+                               f"{where!r} (known: {{parent}}, {{stem}}, {{name}})") from None
     table = root.table("kind")
     table.reject_unknown({"name", "ecosystem", "config_format", "config_secrets",
                           "secret_files"})
@@ -96,6 +108,7 @@ def load_kind(folder: Path) -> Kind:
         signatures=_signatures(catalogue),
         log=LogFormat(record_start=start, strip_ansi=log.bool("strip_ansi", False),
                       clock=log.str("clock", "iso", choices=CLOCKS)),
+        moved_at_start=tuple(moved.items()),
     )
 
 

@@ -40,11 +40,13 @@ class Pypi:
     name = "pypi"
     needs_node = False
 
-    def __init__(self, runtime: Runtime, extras: tuple[str, ...] = ()) -> None:
+    def __init__(self, runtime: Runtime, extras: tuple[str, ...] = (),
+                 moved_at_start: tuple[tuple[str, str], ...] = ()) -> None:
         from harness.target.packages.pypi import PypiIndex
 
         self.runtime = runtime
         self.index = PypiIndex(extras)
+        self.moved_at_start = moved_at_start  # the kind's: files it moves in its own install
 
     def resolve(self, package: str, spec: str, origin: str) -> Release:
         return self.index.resolve(package, spec, origin)
@@ -78,7 +80,7 @@ class Pypi:
     def verify(self, release: Release, prefix: Path) -> InstallFindings:
         from harness.target.packages.pypi import check_installed
 
-        return check_installed(release, prefix)
+        return check_installed(release, prefix, self.moved_at_start)
 
     def installed_integrity(self, installation: Installation) -> dict[str, Any]:
         """The marker the install wrote names the resolved set it was built from."""
@@ -95,10 +97,17 @@ class Pypi:
                 "matches": recorded == release.integrity, "source": MARKER}
 
 
-def ecosystem_for(runtime: Runtime, name: str, extras: tuple[str, ...] = ()) -> Any:
-    """The ecosystem a profile names (`npm` is the runtime's own registry and installer)."""
+def ecosystem_for(runtime: Runtime, name: str, extras: tuple[str, ...] = (),
+                  kind: str | None = None) -> Any:
+    """The ecosystem a profile names (`npm` is the runtime's own registry and installer);
+    `kind` adds what the product does to its own install (harness.target.kinds)."""
     if name == "pypi":
-        return Pypi(runtime, extras)
+        moved: tuple[tuple[str, str], ...] = ()
+        if kind is not None:
+            from harness.target.kinds import kind as find_kind
+
+            moved = find_kind(kind).moved_at_start
+        return Pypi(runtime, extras, moved)
     from harness.target.packages.npm import Npm
 
     return Npm(runtime)

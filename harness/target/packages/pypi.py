@@ -256,7 +256,8 @@ def _record_hash(path: Path) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
-def check_installed(release: Release, prefix: Path) -> InstallFindings:
+def check_installed(release: Release, prefix: Path,
+                    moved_at_start: tuple[tuple[str, str], ...] = ()) -> InstallFindings:
     """Every distribution of the resolved set installed at its version, and every file its
     wheel's RECORD lists (as pip installed it from a file whose sha256 was checked) present
     and identical. A distribution outside the set is listed as extra (pip and its own
@@ -285,12 +286,33 @@ def check_installed(release: Release, prefix: Path) -> InstallFindings:
                 path = (site / row[0]).resolve()
                 rel = os.path.relpath(path, prefix)
                 if not path.is_file():
-                    findings.missing.append(rel)
+                    moved = _moved(site, row[0], row[1][len("sha256="):], moved_at_start)
+                    if moved is None:
+                        findings.missing.append(rel)
+                    else:  # the product's own doing at start, and the file is intact there
+                        findings.extra.append(f"{rel} (moved by the product at start to "
+                                              f"{os.path.relpath(moved, prefix)}, identical)")
                 elif _record_hash(path) != row[1][len("sha256="):]:
                     findings.changed.append(rel)
-    findings.extra = sorted(f"{n}=={v}" for n, (v, _) in installed.items() if n not in wanted)
+    findings.extra = sorted(findings.extra + [f"{n}=={v}" for n, (v, _) in installed.items()
+                                              if n not in wanted])
     findings.missing += _dangling_interpreters(prefix)
     return findings
+
+
+def _moved(site: Path, rel: str, sha: str,
+           moved_at_start: tuple[tuple[str, str], ...]) -> Path | None:
+    """Where the product put a file it moves at start, if it is there and identical."""
+    from fnmatch import fnmatchcase
+
+    for glob, where in moved_at_start:
+        if fnmatchcase(rel, glob):
+            path = Path(rel)
+            target = site / where.format(parent=path.parent.as_posix(), stem=path.stem,
+                                         name=path.name)
+            if target.is_file() and _record_hash(target) == sha:
+                return target.resolve()
+    return None
 
 
 def _dangling_interpreters(prefix: Path) -> list[str]:
