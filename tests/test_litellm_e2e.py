@@ -31,7 +31,7 @@ def _secrets_are_redacted(run_dir: Path, verdict: dict, output: str) -> None:
 @pytest.mark.soaks
 def test_litellm_stream_timeout_regression_is_caught_and_rolled_back(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, output, verdict = run_suite(run, "--target", TARGET, "--soak", "60", *SHORT,
+    code, output, verdict = run_suite(run, "--target", TARGET, "--soak", "40", *SHORT,
                                       timeout=1200)
     assert code == 10, output[-3000:]
     assert verdict["outcome"] == "rolled_back"
