@@ -149,12 +149,14 @@ class Procedure:
         # the registry's own packages, fetched now so a rollback needs no network later
         prefix = self.gateway.driver.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
+            what = "tarball" if release.ecosystem == "npm" else "resolved set"
             try:
                 truth = self.safety.package_truth(release)
-                note(f"{role} tarball matches the registry's integrity ({truth})", True,
-                     release.integrity, "dist.integrity")
+                note(f"{role} {what} matches the registry's integrity ({truth})", True,
+                     release.integrity, "dist.integrity" if release.ecosystem == "npm"
+                     else "each file's sha256 from the index")
             except HarnessError as exc:
-                note(f"{role} tarball matches the registry's integrity", False, str(exc),
+                note(f"{role} {what} matches the registry's integrity", False, str(exc),
                      "dist.integrity")
         if prefix is not None and active == s.known_good.version:
             findings = self.safety.verify_install(s.known_good, prefix, "known-good (preflight)")
