@@ -208,3 +208,17 @@ def test_a_malformed_litellm_profile_names_file_and_key(tmp_path: Path, old: str
     with pytest.raises(InputError) as caught:
         load_target(path)
     assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
+
+
+def test_a_profile_takes_its_kinds_http_surface_when_it_names_none(tmp_path: Path) -> None:
+    text = LITELLM.read_text()
+    for line in ('live = "/health/liveliness"\n', 'ready = "/health/readiness"\n',
+                 'chat = "/v1/chat/completions"\n'):
+        text = text.replace(line, "")
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    (tmp_path / "litellm").symlink_to(LITELLM.parent / "litellm")
+    api = load_target(path).api
+    assert (api.live, api.ready, api.chat, api.model_prefix) == (
+        "/health/liveliness", "/health/readiness", "/v1/chat/completions", "")
+    assert load_target(OPENCLAW).api.live == "/healthz"  # a profile's own still wins

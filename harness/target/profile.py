@@ -358,7 +358,7 @@ def load_target(path: Path) -> TargetProfile:
         not_applicable=not_applicable,
     )
 
-    api = _api(root)
+    api = _api(root, kind)
 
     logs = root.table("logs")
     logs.reject_unknown({"source", "file"})
@@ -469,7 +469,12 @@ def _scenarios(path: Path, target: Table) -> Path | None:
     return found
 
 
-def _api(root: Table) -> ApiSpec:
+def _api(root: Table, kind: str) -> ApiSpec:
+    """The gateway's HTTP surface; its paths default to what the kind says its product
+    serves (harness.target.kinds: `[api]`)."""
+    from harness.target.kinds import kind as find_kind
+
+    defaults = find_kind(kind).api
     table = root.table("api")
     table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
                           "agents"})
@@ -482,16 +487,22 @@ def _api(root: Table) -> ApiSpec:
         raise table.fail("health_agent", f"no agent {health_agent!r} in api.agents "
                          f"({', '.join(agents)})")
     return ApiSpec(
-        live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
-        headers=table.str_map("headers"), model_prefix=_model_prefix(table),
+        live=_or_default(table, "live", defaults), ready=_or_default(table, "ready", defaults),
+        chat=_or_default(table, "chat", defaults),
+        headers=table.str_map("headers"),
+        model_prefix=_model_prefix(table, defaults.get("model_prefix", "")),
         health_agent=health_agent, agents=agents,
     )
 
 
-def _model_prefix(table: Table) -> str:
+def _or_default(table: Table, name: str, defaults: dict[str, str]) -> str:
+    return table.str(name, defaults[name]) if name in defaults else table.str(name)
+
+
+def _model_prefix(table: Table, default: str = "") -> str:
     """How an agent is named in `model`: empty when the gateway serves models by their own
     names (LiteLLM proxy's model_name)."""
-    value = table.data.get("model_prefix", "")
+    value = table.data.get("model_prefix", default)
     if not isinstance(value, str) or any(c.isspace() for c in value):
         raise table.fail("model_prefix", f"expected a string without spaces, got {value!r}")
     return value
@@ -583,7 +594,7 @@ def _load_attached(path: Path, digest: str, root: Table, target: Table) -> Targe
         gateway=GatewaySpec(start=[], env={}, port=port, token_env="", ready_timeout_s=60.0,
                             stop_timeout_s=20.0, unit=unit, version_env=attached.version_env),
         state=StateSpec(config=config, config_template=None, restore=[]),
-        api=_api(root),
+        api=_api(root, _kind(target)),
         log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
         host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
         alert=_alert(root), attached=attached,

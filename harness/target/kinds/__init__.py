@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -49,6 +49,8 @@ class Kind:
     # files the product itself moves in its own install when it starts: glob (relative to its
     # site-packages) -> where it puts them ({parent}, {stem}, {name} of the file)
     moved_at_start: tuple[tuple[str, str], ...] = ()
+    # its HTTP surface (live, ready, chat, model_prefix): a profile's [api] defaults
+    api: dict[str, str] = field(default_factory=dict)
 
 
 def _signatures(path: Path) -> tuple[Signature, ...]:
@@ -75,7 +77,13 @@ def load_kind(folder: Path) -> Kind:
     if not (folder / "kind.toml").is_file():
         raise InputError(str(folder / "kind.toml"), "", "a kind's folder needs its kind.toml")
     root, _ = load_toml(folder / "kind.toml")
-    root.reject_unknown({"kind", "log", "install"})
+    root.reject_unknown({"kind", "log", "install", "api"})
+    api = root.table("api", required=False)
+    api.reject_unknown({"live", "ready", "chat", "model_prefix"})
+    api_defaults = dict(api.data)
+    for name, value in api_defaults.items():
+        if not isinstance(value, str) or (name != "model_prefix" and not value.startswith("/")):
+            raise api.fail(name, f"expected a path such as \"/health\", got {value!r}")
     install = root.table("install", required=False)
     install.reject_unknown({"moved_at_start"})
     moved = install.str_map("moved_at_start")
@@ -108,7 +116,7 @@ def load_kind(folder: Path) -> Kind:
         signatures=_signatures(catalogue),
         log=LogFormat(record_start=start, strip_ansi=log.bool("strip_ansi", False),
                       clock=log.str("clock", "iso", choices=CLOCKS)),
-        moved_at_start=tuple(moved.items()),
+        moved_at_start=tuple(moved.items()), api=api_defaults,
     )
 
 
