@@ -102,7 +102,6 @@ class Bench:
         self.scenarios = load_scenarios(ROOT / "scenarios" / "soak")
         self.cache = args.cache.resolve()
         self.runtime = Runtime(self.cache / "runtime")
-        self.node: NodeRuntime = self.runtime.node(self.target.package.node_major)
         name = self.target.package.name
         self.known_good: Release = self.runtime.registry.resolve(
             name, args.known_good or self.target.known_good, "--known-good")
@@ -110,9 +109,11 @@ class Bench:
             name, args.candidate or self.target.candidate, "--candidate")
         self.id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.root = self.cache / "bench" / f"rollback-{self.id}"
+        pin = self.target.package.node_major  # each version on its own Node.js
+        self.node: NodeRuntime = self.runtime.node_for(self.known_good, pin)
         env = self.target.package.install_env
         for release in (self.known_good, self.candidate):  # both kept in the shared cache
-            self.runtime.install(release, self.node, env)
+            self.runtime.install(release, self.runtime.node_for(release, pin), env)
 
     def say(self, line: str) -> None:
         print(f"  [bench] {line}", flush=True)

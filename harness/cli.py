@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from harness.errors import HarnessError, InfrastructureError, InputError, exit_c
 from harness.gate import answer, waiting_runs
 from harness.report import latest_run, render
 from harness.reporting.compare import SECTIONS, compare_paths
+from harness.schema import option_seconds
 from harness.target.groundtruth import (
     DEFAULT_PATTERNS,
     GroundTruth,
@@ -71,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                      "gateway-release-harness-update)")
     sup.add_argument("--on-calendar", default=None,
                      help="systemd OnCalendar= of the timer (default: daily)")
-    sup.add_argument("--on-active", type=float, default=None,
+    sup.add_argument("--on-active", default=None, metavar="S",
                      help="run once this many seconds after the timer starts (OnActiveSec=)")
     sup.add_argument("--units-dir", default=None, help="default: /etc/systemd/system")
     sup.add_argument("--project", type=Path, default=None,
                      help="the folder with scenarios/ the runs start in (default: the current "
                           "folder if it has one, else this harness's checkout)")
-    sup.add_argument("--timeout", type=float, default=6 * 3600, metavar="S",
+    sup.add_argument("--timeout", default=str(6 * 3600), metavar="S",
                      help="TimeoutStartSec= of one run, in seconds (default 21600: 6 h); a run "
                      "that takes longer is stopped and its failure unit alerts")
     sup.add_argument("--env", action="append", default=[], metavar="K=V",
@@ -114,20 +116,50 @@ def _project(given: Path | None) -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def _check_unit_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]+", name) or name.startswith(("-", ".")):
+        raise InputError("--name", "", "expected a systemd unit name (letters, digits, "
+                         f"'_', '.', '@', '-'), got {name!r}")
+
+
+def _unit_value(option: str, value: str | None) -> str | None:
+    """A value written into a unit file: one line, no control characters (a newline would
+    add a directive of the user's choosing to the unit)."""
+    if value is not None and (not value.strip() or any(ord(c) < 32 for c in value)):
+        raise InputError(option, "", f"expected one line of text, got {value!r}")
+    return value
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise InputError("--env", "", f"expected NAME=VALUE, got {pair!r}")
+        env[key] = _unit_value("--env", value) if value else value
+    return env
+
+
 def _supervisor(args: argparse.Namespace) -> int:
     from harness import supervisor
 
     name = args.name or supervisor.DEFAULT_NAME
     units_dir = args.units_dir or supervisor.UNITS_DIR
     try:
+        _check_unit_name(name)
         if args.action in ("install", "show"):
             if args.target is None:
-                raise InfrastructureError("supervisor install needs --target FILE")
-            calendar = args.on_calendar or (None if args.on_active is not None else "daily")
+                raise InputError("--target", "", "supervisor install and show need the target "
+                                 "profile FILE the runs use")
+            load_target(args.target)  # a profile the runs cannot load fails here, not nightly
+            on_active = option_seconds("--on-active", args.on_active)
+            timeout = option_seconds("--timeout", args.timeout, minimum=0, exclusive=True)
+            assert timeout is not None
+            calendar = args.on_calendar or (None if on_active is not None else "daily")
             units = supervisor.render(args.target.resolve(), _project(args.project), name=name,
-                                      on_calendar=calendar, on_active_s=args.on_active,
-                                      pytest_args=args.pytest_args, timeout_s=args.timeout,
-                                      env=dict(e.split("=", 1) for e in args.env))
+                                      on_calendar=_unit_value("--on-calendar", calendar),
+                                      on_active_s=on_active, pytest_args=args.pytest_args,
+                                      timeout_s=timeout, env=_env_pairs(args.env))
             if args.action == "show":
                 for filename, text in units.files().items():
                     print(f"# {units_dir}/{filename}\n{text}")

@@ -35,6 +35,7 @@ from harness.soak.judge import Judge
 from harness.soak.recovery import recovery
 from harness.soak.report import report_soak
 from harness.soak.scenarios import Scenario
+from harness.target import semver
 from harness.target.client import ChatOutcome
 from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
@@ -134,8 +135,21 @@ class Procedure:
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             note(f"{role} {release.label} resolved with its integrity hash",
                  bool(release.integrity), release.integrity or "none", "registry dist.integrity")
-            engine = self.safety.packages.engine(release, self.node)  # Node.js or Python
-            note(engine.line, engine.ok, engine.observed, engine.expected)
+            if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
+                engine = self.safety.packages.engine(release, None)
+                note(engine.line, engine.ok, engine.observed, engine.expected)
+                continue
+            engine = release.node_engine or "*"
+            try:  # each version on its own Node.js (the profile's pin, or its engines)
+                node = self.safety.node_for(release).version
+            except HarnessError as exc:
+                node = f"none ({exc.message})"
+            fits = node[0].isdigit() and semver.satisfies(node, engine)
+            self.record.facts.setdefault("node", {})[role] = {
+                "version": release.version, "engines_node": release.node_engine,
+                "node": node, "satisfies": fits}
+            note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
+                 f"{release.label} engines.node {engine!r}", fits, node, engine)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")

@@ -46,7 +46,8 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
         try:
             prepared = procedure.prepared.get("known_good")
             installation = prepared.installation if prepared else procedure.runtime.install(
-                good, procedure.node, settings.target.package.install_env)  # its kept prefix
+                good, procedure.safety.node_for(good),  # its kept prefix
+                settings.target.package.install_env)
             restored = procedure.restore_known_good(installation)
             outcome.update(restored=restored.ok, restore=restored.summary,
                            state_diff=restored.details.get("state_diff"))

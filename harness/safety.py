@@ -190,23 +190,31 @@ class Safety:
         else:
             truth = self.truth(release)
             with allure.step(f"installed files of {release.label} against its package"):
-                findings = check_installed(truth, package_root(prefix, release.package))
+                findings = check_installed(truth, package_root(prefix, release.package),
+                                           self.settings.target.package.install_removes)
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings
+
+    def node_for(self, release: Release) -> NodeRuntime | None:
+        """The Node.js `release` runs on (the profile's pin, or its own engines.node); none for
+        a PyPI package (its virtualenv has its Python)."""
+        if release.ecosystem != "npm":
+            return None
+        return self.runtime.node_for(release, self.settings.target.package.node_major)
 
     def prepare(self, release: Release, name: str) -> Prepared:
         """Make `release` ready in its own prefix beside the active one, verified against the
         registry's package; a kept prefix found damaged is reinstalled from the registry."""
         env = self.settings.target.package.install_env
         with allure.step(f"{release.label} into its own prefix (kept if there, else download)"):
-            installation = self.runtime.install(release, self.node, env)
+            installation = self.runtime.install(release, self.node_for(release), env)
         findings = self.verify_install(release, installation.prefix, name)
         path = "kept prefix" if installation.reused else "download"
         if not findings.corrupt or not installation.reused:
             return Prepared(installation, findings, path)
         with allure.step(f"the kept prefix of {release.label} is damaged: reinstall it"):
-            again = self.runtime.install(release, self.node, env, force=True)
+            again = self.runtime.install(release, self.node_for(release), env, force=True)
         return Prepared(again, self.verify_install(release, again.prefix, name),
                         "reinstall over a damaged prefix", findings)
 
@@ -222,7 +230,8 @@ class Safety:
         try:
             with allure.step(f"{candidate.release.label}'s own updater takes a copy of its "
                              f"install to {release.version}"):
-                run = run_updater(candidate, release, package, self.node, work,
+                run = run_updater(candidate, release, package,
+                                  candidate.node or self.node_for(candidate.release), work,
                                   self.runtime.npm_env())
                 allure.attach(run.stdout or "(nothing)", name="updater stdout",
                               attachment_type=allure.attachment_type.TEXT)
@@ -242,7 +251,8 @@ class Safety:
                 **run.as_dict(), "verifier": judged.as_dict(),
                 "ground_truth": findings.as_dict(), "used": usable,
                 "summary": updater_summary(run, judged, findings, release)}
-            installation = as_installation(run, release, package) if usable else None
+            installation = (as_installation(run, release, package, self.node_for(release))
+                            if usable else None)
         except (HarnessError, OSError) as exc:
             installation = None
             evidence = {"used": False, "error": f"{type(exc).__name__}: {exc}",

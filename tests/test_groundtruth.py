@@ -81,6 +81,34 @@ def test_missing_or_altered_shipped_files_are_corrupt_and_extras_are_listed(
     assert "1 shipped file(s) missing (dist/extensions/chat/runtime-api.js)" in findings.summary()
 
 
+def test_a_marker_the_packages_own_install_script_deletes_is_no_corruption_when_declared(
+        tmp_path: Path) -> None:
+    """OpenClaw 2026.8+ ships `.openclaw-lifecycle-pending`, which its postinstall deletes:
+    declared by the profile, it is said as removed; undeclared, it is corrupt as before; any
+    other missing file is still corrupt."""
+    _, truth, root = build(tmp_path)
+    (root / "dist/index.js").unlink()  # as if the install script had deleted it
+    declared = check_installed(truth, root, removed_by_install=["dist/index.js"])
+    assert declared.verdict == "intact", declared.summary()
+    assert declared.removed_by_install == ["dist/index.js"] and declared.missing == []
+    assert "all 2 files" in declared.summary()
+    assert "dist/index.js removed by its own install script, as declared" in declared.summary()
+    assert declared.as_dict()["removed_by_install"]["count"] == 1
+    assert check_installed(truth, root).missing == ["dist/index.js"]  # undeclared: corrupt
+    (root / "dist/extensions/chat/runtime-api.js").unlink()
+    other = check_installed(truth, root, removed_by_install=["dist/index.js"])
+    assert other.verdict == "corrupt" and other.missing == ["dist/extensions/chat/runtime-api.js"]
+    (root / "dist/index.js").write_text("changed by the script\n")  # present: judged as usual
+    assert check_installed(truth, root, removed_by_install=["dist/index.js"]).changed == [
+        "dist/index.js"]
+
+
+def test_the_default_profile_declares_openclaws_lifecycle_marker() -> None:
+    target = load_target(ROOT / "scenarios" / "targets" / "local-openclaw.toml")
+    assert target.package.install_removes == (".openclaw-lifecycle-pending",)
+    assert target.package.node_major == "auto"
+
+
 def test_a_different_version_in_place_is_corrupt(tmp_path: Path) -> None:
     _, truth, root = build(tmp_path)
     (root / "package.json").write_text(json.dumps({"name": "gw", "version": "0.9.0"}))

@@ -156,10 +156,26 @@ def test_reply_echoes_exactly_the_nonces_of_the_last_user_message(
         assert completion["object"] == "chat.completion"
         assert completion["usage"]["completion_tokens"] > 0
         reply = completion["choices"][0]["message"]["content"]
-    assert reply.startswith(f"Ack {first} {second}. ")
-    assert len(reply.split()) == 3 + 3  # the ack (3 words) and reply_words filler words
+    # the nonces come last, where the prompts ask for them: a cut reply lacks them
+    assert reply.startswith("Ack. ") and reply.endswith(f". Reference {first} {second}.")
+    assert len(reply.split()) == 1 + 3 + 3  # "Ack.", reply_words filler, "Reference" + nonces
     assert find_nonces(reply) == [first, second]
     assert record_of(lab, first)["nonces"] == [first, second]
+
+
+def test_a_user_message_the_gateway_appends_after_the_prompt_does_not_hide_its_nonce(
+        lab: ModelLab) -> None:
+    """OpenClaw 2026.9 sends its internal context as a second user message after the user's
+    prompt: the lab reads the user's whole turn, and still never an earlier turn's nonce."""
+    old, nonce = new_nonce(), new_nonce()
+    history = [{"role": "user", "content": f"earlier {old}"},
+               {"role": "assistant", "content": f"Ack {old}."},
+               {"role": "user", "content": f"please echo {nonce}"}]
+    appended = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>> runtime notes <<<END>>>"
+    _, events = chat(lab, body("echo", appended, False, history))
+    (completion,) = events
+    assert find_nonces(completion["choices"][0]["message"]["content"]) == [nonce]
+    assert record_of(lab, nonce)["nonces"] == [nonce]
 
 
 def test_reply_without_nonce_is_a_plain_ack(lab: ModelLab) -> None:

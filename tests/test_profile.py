@@ -21,11 +21,19 @@ def test_the_shipped_target_and_scenarios_load() -> None:
     assert "panel-3-reviewers" in scenarios.ids()
 
 
+def test_openclaws_profiles_say_its_streams_carry_no_finish_reason() -> None:
+    # 2026.3.28 and 2026.4.1 end every stream with [DONE] alone (seen on the real gateways)
+    for name in ("local-openclaw", "systemd-openclaw", "staging-systemd-openclaw"):
+        profile = load_target(TARGET.parent / f"{name}.toml")
+        assert profile.api.stream_finish_reason is False, name
+
+
 @pytest.mark.parametrize(("old", "new", "key"), [
-    ('node = "22"', 'node = "lts"', "package.node"),
+    ('node = "auto"', 'node = "lts"', "package.node"),
     ("[versions]", "[versionz]", "versionz"),
     ('health_agent = "quick"', "health_agent = 3", "api.health_agent"),
     ("ready_timeout_s = 90", "ready_timeout_s = -1", "gateway.ready_timeout_s"),
+    ("stream_finish_reason = false", 'stream_finish_reason = "no"', "api.stream_finish_reason"),
 ])
 def test_a_malformed_target_names_file_and_key(tmp_path: Path, old: str, new: str,
                                                key: str) -> None:

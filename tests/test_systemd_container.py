@@ -89,7 +89,8 @@ def profile() -> TargetProfile:
 
 @pytest.fixture(scope="session")
 def node(runtime: Runtime, profile: TargetProfile) -> NodeRuntime:
-    return runtime.node(profile.package.node_major)
+    release = runtime.registry.resolve(profile.package.name, VERSION, "test")
+    return runtime.node_for(release, profile.package.node_major)
 
 
 @pytest.fixture(scope="session")

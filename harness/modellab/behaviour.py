@@ -8,6 +8,24 @@ exactly what its file says:
     token_interval_s = 0.02
 
 Unspecified fields take the defaults of `ModelBehaviour`.
+
+Faults are what an upstream (or a gateway in front of it) does wrong. Besides HTTP errors and a
+hang, the endings in `ENDINGS` answer HTTP 200 and then end the reply in a way a client must
+not take for a whole reply:
+
+    no_done            a stream with its finish reason, closed without `data: [DONE]`
+    no_finish_reason   a stream that says `[DONE]` without any finish reason (a plain reply:
+                       `finish_reason: null`)
+    length             the reply cut after `cut_after_words` words, `finish_reason: "length"`
+                       (the model hit its token limit)
+    error_event        `cut_after_words` words, then an in-band `data: {"error": ...}` and a clean
+                       close without `[DONE]` (LiteLLM 1.80.0 when its stream_timeout fires)
+    error_then_done    the same, then `data: [DONE]` (vLLM's way of ending a failed stream)
+    error_after_done   the whole reply and `[DONE]`, then an error event
+    drop               `cut_after_words` words, then the connection closed mid-body (a plain
+                       reply: closed before any response)
+
+A plain (non-streamed) call with an error ending gets HTTP 200 with an `{"error": ...}` body.
 """
 
 from __future__ import annotations
@@ -19,7 +37,9 @@ from pathlib import Path
 from harness.errors import InputError
 from harness.schema import Table, load_toml
 
-FAULTS = ("none", "http500", "http429", "hang")
+ENDINGS = ("no_done", "no_finish_reason", "length", "error_event", "error_then_done",
+           "error_after_done", "drop")
+FAULTS = ("none", "http500", "http429", "hang", *ENDINGS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,7 @@ class ModelBehaviour:
     reasoning_interval_s: float | None = None
     fault: str = "none"  # one of FAULTS
     fault_every: int = 0  # 0: every request faults (when fault != none); N: every Nth request
+    cut_after_words: int = 3  # where an ending that cuts the reply (length, error_*, drop) cuts
 
     def scaled(self, scale: float) -> ModelBehaviour:
         """The same model with every delay multiplied by `scale` (tests run "70 s" in 0.7 s)."""
@@ -101,6 +122,7 @@ def load_models(path: Path) -> dict[str, ModelBehaviour]:
             reasoning_interval_s=interval,
             fault=fault,
             fault_every=spec.int("fault_every", _DEFAULTS.fault_every),
+            cut_after_words=spec.int("cut_after_words", _DEFAULTS.cut_after_words, minimum=0),
         )
     if not models:
         raise InputError(str(path), "models", "declare at least one [models.<id>] table")

@@ -5,7 +5,11 @@ it was answered is recorded as `client_aborted`: that is how a gateway's idle ti
 up on a model that is still thinking) looks from the model's side.
 
 Record outcomes: `in_flight` (still running), `hang` (deliberately never answering, client
-still there), then one of `completed`, `client_aborted`, `fault_500`, `fault_429`.
+still there), then one of `completed`, `client_aborted`, `fault_500`, `fault_429`, or
+`fault_<ending>` for a reply ended by one of the endings of `behaviour.ENDINGS`.
+
+Replies put the nonces they echo at their very end, where the scenarios' prompts ask for them:
+a reply cut anywhere lacks them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from harness.modellab.behaviour import ModelBehaviour
+from harness.modellab.behaviour import ENDINGS, ModelBehaviour
 from harness.nonce import find_nonces
 
 FILLER = ("steady", "careful", "upgrade", "review", "window", "signal", "gateway", "release",
@@ -43,32 +47,50 @@ class CallRecord:
 
 
 def last_user_text(messages: list[Any]) -> str:
-    """Text of the last user message; string content or an array of text parts."""
+    """Text of the user's turn: every user message after the last assistant message, string
+    content or arrays of text parts. A gateway may add a user message of its own after the
+    user's prompt (OpenClaw 2026.9 appends its internal context), so reading only the last one
+    would miss the prompt; reading earlier turns would let an old nonce prove this one."""
+    turn: list[str] = []
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p["text"] for p in content
-                                if isinstance(p, dict) and isinstance(p.get("text"), str))
-            # The last user message decides even when it has no text: never fall back to an
-            # earlier one, or the echo would prove a nonce the gateway did not send this turn.
-            return ""
-    return ""
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant":
+            break
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            turn.append(content)
+        elif isinstance(content, list):
+            turn.append(" ".join(p["text"] for p in content
+                                 if isinstance(p, dict) and isinstance(p.get("text"), str)))
+    return "\n".join(reversed(turn))
 
 
 _WANTS_JSON = re.compile(r"\b(?:as|in) JSON\b", re.IGNORECASE)
 
 
 def reply_text(nonces: list[str], reply_words: int, prompt: str = "") -> str:
-    """The echo of the prompt's nonces and some filler; a JSON object when the prompt asks for
-    JSON ("reply as JSON"), as an instruction-following model would."""
-    ack = f"Ack {' '.join(nonces)}." if nonces else "Ack."
-    text = " ".join([ack, *(FILLER[i % len(FILLER)] for i in range(reply_words))])
+    """Some filler, then the echo of the prompt's nonces at the very end; a JSON object (its
+    tags last) when the prompt asks for JSON ("reply as JSON"), as an instruction-following
+    model would."""
+    text = " ".join(["Ack.", *(FILLER[i % len(FILLER)] for i in range(reply_words))])
+    if nonces:
+        text += f". Reference {' '.join(nonces)}."
     if _WANTS_JSON.search(prompt):
-        return json.dumps({"tags": nonces, "summary": text})
+        return json.dumps({"summary": text, "tags": nonces})
     return text
+
+
+def _error_body(ending: str) -> dict[str, Any]:
+    # the shape OpenAI (and LiteLLM, vLLM) give an error that happens after HTTP 200 went out
+    return {"error": {"message": f"modellab injected {ending}: the upstream timed out "
+                                 "mid-reply", "type": "server_error", "param": None,
+                      "code": "503"}}
+
+
+CUTS = ("length", "error_event", "error_then_done", "drop")  # endings that cut the words
 
 
 def _error(status: int, message: str, kind: str, **extra: Any) -> web.Response:
@@ -161,13 +183,15 @@ class Lab:
                 response.headers["Retry-After"] = "1"
                 return response
             text = reply_text(nonces, behaviour.reply_words, prompt)
+            ending = fault if fault in ENDINGS else None
             if stream:
                 options = body.get("stream_options")
                 usage = isinstance(options, dict) and options.get("include_usage") is True
                 return await self._stream(request, behaviour, record, text, fault == "hang",
-                                          _prompt_tokens(body["messages"]) if usage else None)
-            return await self._plain(behaviour, record, text, fault == "hang",
-                                     _prompt_tokens(body["messages"]))
+                                          _prompt_tokens(body["messages"]) if usage else None,
+                                          ending)
+            return await self._plain(request, behaviour, record, text, fault == "hang",
+                                     _prompt_tokens(body["messages"]), ending)
         finally:
             # The server runs with handler_cancellation: a client that goes away cancels this
             # handler (CancelledError passes through here), so a call that did not finish was
@@ -184,25 +208,36 @@ class Lab:
             return "none"
         return behaviour.fault
 
-    async def _plain(self, behaviour: ModelBehaviour, record: CallRecord, text: str,
-                     hang: bool, prompt_tokens: int) -> web.Response:
+    async def _plain(self, request: web.Request, behaviour: ModelBehaviour, record: CallRecord,
+                     text: str, hang: bool, prompt_tokens: int,
+                     ending: str | None) -> web.StreamResponse:
+        if ending == "no_done":  # a plain reply has no [DONE] to leave out
+            ending = record.fault = None
         words = text.split(" ")
+        if ending in CUTS:
+            words = words[:behaviour.cut_after_words]
         if hang:
             record.outcome = "hang"
             await asyncio.get_running_loop().create_future()  # until the client goes away
         await asyncio.sleep(behaviour.first_chunk_delay_s + behaviour.token_interval_s * len(words))
         record.first_byte = time.time()
-        record.outcome = "completed"
+        record.outcome = "completed" if ending is None else f"fault_{ending}"
+        if ending == "drop":
+            return _drop(request, None)
+        if ending is not None and ending.startswith("error_"):
+            return web.json_response(_error_body(ending))
+        finish = {"length": "length", "no_finish_reason": None}.get(ending or "", "stop")
         return web.json_response({
             "id": f"chatcmpl-lab-{record.id}", "object": "chat.completion",
             "created": int(record.started), "model": behaviour.id,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": " ".join(words)}}],
             "usage": _usage(prompt_tokens, len(words)),
         })
 
     async def _stream(self, request: web.Request, behaviour: ModelBehaviour, record: CallRecord,
-                      text: str, hang: bool, prompt_tokens: int | None) -> web.StreamResponse:
+                      text: str, hang: bool, prompt_tokens: int | None,
+                      ending: str | None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
@@ -227,6 +262,9 @@ class Lab:
                 record.first_byte = time.time()
 
         words = text.split(" ")
+        if ending in CUTS:
+            words = words[:behaviour.cut_after_words]
+        error = f"data: {json.dumps(_error_body(ending or ''))}\n\n".encode()
         try:
             if hang:
                 record.outcome = "hang"
@@ -238,16 +276,25 @@ class Lab:
                 # The first content chunk carries the role, as OpenAI's does.
                 await send(chunk({"role": "assistant", "content": word} if i == 0
                                  else {"content": " " + word}))
-            await send(chunk({}, "stop"))
-            if prompt_tokens is not None:  # stream_options.include_usage, as OpenAI sends it
-                await send(chunk(None, usage=_usage(prompt_tokens, len(words))))
-            await send(b"data: [DONE]\n\n")
+            if ending == "drop":
+                record.outcome = "fault_drop"
+                return _drop(request, response)
+            if ending in ("error_event", "error_then_done"):
+                await send(error)
+            elif ending != "no_finish_reason":
+                await send(chunk({}, "length" if ending == "length" else "stop"))
+                if prompt_tokens is not None:  # stream_options.include_usage, as OpenAI's
+                    await send(chunk(None, usage=_usage(prompt_tokens, len(words))))
+            if ending not in ("no_done", "error_event"):
+                await send(b"data: [DONE]\n\n")
+            if ending == "error_after_done":
+                await send(error)
             await response.write_eof()
         except ConnectionResetError:
             # The client left between two writes. Returning (not raising) keeps aiohttp from
             # logging a traceback; chat() records the call as client_aborted.
             return response
-        record.outcome = "completed"
+        record.outcome = "completed" if ending is None else f"fault_{ending}"
         return response
 
     @staticmethod
@@ -268,6 +315,14 @@ class Lab:
             await send(chunk(delta))
             step += 1
         await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+def _drop(request: web.Request, response: web.StreamResponse | None) -> web.StreamResponse:
+    """Close the connection where it stands: mid-body for a stream, before any response for a
+    plain call (a gateway that crashed, a proxy that reset the connection)."""
+    if request.transport is not None:
+        request.transport.close()
+    return response or web.Response()
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -14,10 +14,12 @@ the grace (a request that was going to fail is the evidence of the path it was o
 with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
 from the start, and traffic starts only when the delay is over.
 
-A reply is good only if it passes its checks: the nonces of its request (a gateway that times
-out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
-`json_keys`, and the step's latency budget. Every request is recorded: start, first byte,
-end, status, check result, scenario, step.
+A reply is good only if it passes its checks: it ended whole (`ChatOutcome.unfinished`: a
+stream cut by an in-band error or without `[DONE]`, a reply truncated at its token limit are
+bad), the nonces of its request (a gateway that times out answers HTTP 200 with an apology, so
+status codes alone prove nothing), any `contains` and `json_keys`, and the step's latency
+budget. Every request is recorded: start, first byte, end, status, how it ended (finish reason,
+`[DONE]`), check result, scenario, step.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Exchange:
                 "started": round(o.started, 3), "first_byte": o.first_byte and round(
                     o.first_byte, 3), "ended": round(o.ended, 3), "seconds": round(o.seconds, 3),
                 "verdict": self.verdict, "reason": self.reason, "expected": list(self.expected),
+                "finish_reason": o.finish_reason, "done": o.done if o.stream else None,
                 "excerpt": o.content[:160]}
 
 
@@ -189,7 +192,11 @@ def known_durations(baseline: SoakRun) -> dict[str, float]:
 
 def check(outcome: ChatOutcome, expected: Sequence[str], step: Step | None = None
           ) -> tuple[str, str]:
-    """Judge one reply: transport, status, nonce echo, then the step's own checks."""
+    """Judge one reply: ended whole, transport, status, nonce echo, then the step's own
+    checks."""
+    unfinished = outcome.unfinished()
+    if unfinished:
+        return "bad", unfinished
     if outcome.error:
         return "bad", f"transport error after {outcome.seconds:.1f} s: {outcome.error}"
     if outcome.status != 200:

@@ -15,7 +15,8 @@ order; a single file works too). Each file holds one or more `[[scenarios]]`:
     timeout_s = 240             # per request, client side
     latency_budget_s = 200      # a correct reply slower than this is still a bad one
     min_samples = 2             # fewer finished iterations: the path is inconclusive
-    prompt = "... {nonce} ..."  # optional; {nonce} is replaced by a fresh nonce
+    prompt = "... {nonce}."    # optional; {nonce} is replaced by a fresh nonce (ask for it
+                                # at the end of the reply, so a cut reply lacks it)
     contains = ["Ack"]          # content checks, on top of the nonce echo
     json_keys = ["tags"]        # the reply must be a JSON object with these keys
 
@@ -46,12 +47,13 @@ MAX_IN_FLIGHT = 1000
 MAX_RATE_PER_MIN = 6000.0  # 100 iterations a second
 MAX_REQUEST_S = 86400.0
 
-REPLY_PROMPT = ("Answer in one short sentence and quote the reference tag {nonce} verbatim. "
-                "What is a good habit before upgrading a service?")
-REVIEW_PROMPT = ("Review this change and quote the reference tag {nonce} verbatim: "
-                 "raise the gateway's idle-stream timeout to 60 seconds.")
-SYNTHESIS_PROMPT = ("Synthesise these reviews into one verdict. Quote every reference tag, and "
-                    "the tag {nonce}.\n\n{previous}")
+# Each asks for the nonce at the very end of the reply: a reply cut anywhere lacks it.
+REPLY_PROMPT = ("What is a good habit before upgrading a service? Answer in one short sentence, "
+                "then end your reply with the reference tag {nonce}, verbatim.")
+REVIEW_PROMPT = ("Review this change: raise the gateway's idle-stream timeout to 60 seconds. "
+                 "End your review with the reference tag {nonce}, verbatim.")
+SYNTHESIS_PROMPT = ("Synthesise these reviews into one verdict.\n\n{previous}\n\nEnd your verdict "
+                    "with every reference tag of the reviews, then the tag {nonce}, verbatim.")
 
 _CHECK_KEYS = {"prompt", "contains", "json_keys", "nonce", "stream", "timeout_s",
                "latency_budget_s"}

@@ -257,7 +257,8 @@ def attach(profile: TargetProfile) -> Attached:
             f"{where} is {found.active}/{found.sub}, not running: nothing to soak (the harness "
             f"starts nothing it attaches to); last log line: {unit.log_tail(1)!r}")
     endpoint = GatewayEndpoint(base_url=spec.url, token=token, headers=profile.api.headers,
-                               chat_path=profile.api.chat, model_prefix=profile.api.model_prefix)
+                               chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
+                               stream_finish_reason=profile.api.stream_finish_reason)
     status, reason = endpoint.probe(profile.api.live, timeout=5)
     if status != 200:
         raise GatewayUnreachableError(

@@ -79,6 +79,7 @@ class Gateway:
         endpoint = GatewayEndpoint(
             base_url=f"http://127.0.0.1:{port}", token=token, headers=profile.api.headers,
             chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
+            stream_finish_reason=profile.api.stream_finish_reason,
         )
         return cls(profile, runtime, node, driver, endpoint, state_dir)
 
@@ -134,7 +135,9 @@ class Gateway:
         if isinstance(self.driver, LocalProcessDriver):
             local_spec = {
                 "argv": [str(self.driver.executable()), *self.driver.start_argv],
-                "env": {**os.environ, **self.driver.env, "PATH": self.driver.path_env()},
+                "env": {**os.environ, **self.driver.env,
+                        "PATH": node.path_env() if (node := installation.node or self.node)
+                        else self.driver.path_env()},
                 "cwd": str(deployment), "log": str(self.driver.log_path),
                 "pid_file": str(self.driver.pid_path)}
         self.guard = Guard(deployment / "guard", current=deployment / "current",

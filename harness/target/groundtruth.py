@@ -163,6 +163,8 @@ class InstallFindings:
     missing: list[str] = field(default_factory=list)  # shipped, not installed: corrupt
     changed: list[str] = field(default_factory=list)  # shipped, different content: corrupt
     extra: list[str] = field(default_factory=list)  # installed, not shipped: listed
+    # shipped, not installed, and declared as removed by the package's own install scripts
+    removed_by_install: list[str] = field(default_factory=list)
     dependency_dirs: list[str] = field(default_factory=list)  # nested node_modules, not judged
 
     @property
@@ -177,8 +179,11 @@ class InstallFindings:
         label = f"{self.package}@{self.version}"
         if not self.corrupt:
             extra = f"; {len(self.extra)} extra file(s) not in the package" if self.extra else ""
-            return (f"{label} intact: all {self.files_shipped} files the registry's package "
-                    f"ships are installed and identical{extra}")
+            removed = (f"; {_few(self.removed_by_install)} removed by its own install script, "
+                       "as declared" if self.removed_by_install else "")
+            kept = self.files_shipped - len(self.removed_by_install)
+            return (f"{label} intact: all {kept} files the registry's package ships are "
+                    f"installed and identical{removed}{extra}")
         parts = []
         if self.installed_version != self.version:
             parts.append(f"installed package.json says {self.installed_version or 'nothing'}")
@@ -196,7 +201,8 @@ class InstallFindings:
             "installed_version": self.installed_version, "files_shipped": self.files_shipped,
             **{name: {"count": len(paths), "paths": paths[:LISTED]}
                for name, paths in (("missing", self.missing), ("changed", self.changed),
-                                   ("extra", self.extra))},
+                                   ("extra", self.extra),
+                                   ("removed_by_install", self.removed_by_install))},
             "dependency_dirs": len(self.dependency_dirs),
         }
 
@@ -243,8 +249,12 @@ def installed_files(root: Path, truth: PackageTruth) -> tuple[list[str], list[st
     return sorted(files), sorted(deps)
 
 
-def check_installed(truth: PackageTruth, root: Path) -> InstallFindings:
-    """Compare the tree at `root` (`node_modules/<package>`) with the package, file by file."""
+def check_installed(truth: PackageTruth, root: Path,
+                    removed_by_install: Sequence[str] = ()) -> InstallFindings:
+    """Compare the tree at `root` (`node_modules/<package>`) with the package, file by file.
+    `removed_by_install`: shipped files the package's own install script deletes (a marker that
+    says its lifecycle is pending); missing, they are listed as such, present, they are judged
+    like every other file."""
     try:
         version = json.loads((root / "package.json").read_text()).get("version")
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -258,7 +268,8 @@ def check_installed(truth: PackageTruth, root: Path) -> InstallFindings:
     present_set = set(present)
     for path, (size, sha) in sorted(truth.files.items()):
         if path not in present_set:
-            findings.missing.append(path)
+            (findings.removed_by_install if path in removed_by_install
+             else findings.missing).append(path)
             continue
         target = root / path
         if target.stat().st_size != size or _sha256(target) != sha:

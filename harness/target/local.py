@@ -51,6 +51,8 @@ class LocalProcessDriver:
             staging.unlink()
         staging.symlink_to(install.prefix)
         os.replace(staging, self.current)
+        if install.node is not None:  # the next start runs on the Node.js this version asks for
+            self.node = install.node
 
     # -- process lifecycle --------------------------------------------------------------
     @property

@@ -24,6 +24,8 @@ from harness.errors import InputError
 from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
 
+AUTO_NODE = "auto"  # `package.node`: each version runs on the Node.js its own engines.node names
+
 DRIVERS = ("local", "systemd")
 PROVISION = ("embedded", "attached")
 # tables that only mean something for a deployment the run installs and changes itself
@@ -67,8 +69,12 @@ class UpdaterSpec:
 class PackageSpec:
     name: str  # the package's name in its ecosystem
     bin: str  # its executable: under node_modules/.bin (npm), a virtualenv's bin/ (pypi)
-    node_major: str  # npm: Node.js major line the package needs, bootstrapped from the registry
+    # npm: "auto" (per version, from its engines.node) or a pinned Node.js major line
+    node_major: str
     install_env: dict[str, str]
+    # shipped files the package's own install script deletes (a "lifecycle pending" marker):
+    # missing after an install they are said as such, not counted as corruption
+    install_removes: tuple[str, ...] = ()
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
     updater: UpdaterSpec | None = None  # None: the profile declares no updater of its own
@@ -131,6 +137,8 @@ class ApiSpec:
     model_prefix: str  # how an agent is addressed in the `model` field
     health_agent: str  # the agent for the one real reply of the health phase
     agents: tuple[str, ...] = ()  # the agents it serves: what scenarios may address
+    # its streams end with a finish reason before [DONE] (OpenClaw's do not: [DONE] alone)
+    stream_finish_reason: bool = True
 
 
 @dataclass(frozen=True)
@@ -424,8 +432,8 @@ def _package(pkg: Table, kind: str) -> PackageSpec:
     from harness.target import kinds
     from harness.target.packages import ECOSYSTEMS
 
-    pkg.reject_unknown({"name", "bin", "node", "install_env", "verifier_patterns", "updater",
-                        "ecosystem", "extras"})
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "install_removes",
+                        "verifier_patterns", "updater", "ecosystem", "extras"})
     ecosystem = pkg.str("ecosystem", "npm", choices=ECOSYSTEMS)
     published = kinds.kind(kind).ecosystem
     if ecosystem != published:
@@ -434,10 +442,10 @@ def _package(pkg: Table, kind: str) -> PackageSpec:
     if ecosystem == "npm":
         if "extras" in pkg.data:
             raise pkg.fail("extras", "only for ecosystem = \"pypi\"")
-        node_major = pkg.str("node")
-        if not node_major.isdigit():
-            raise pkg.fail("node", "expected a Node.js major version such as \"22\", "
-                           f"got {node_major!r}")
+        node_major = pkg.str("node", AUTO_NODE)
+        if not (node_major.isdigit() or node_major == AUTO_NODE):
+            raise pkg.fail("node", f"expected {AUTO_NODE!r} (each version on the Node.js its "
+                           f"engines name) or a major version such as \"22\", got {node_major!r}")
     else:
         if "node" in pkg.data:
             raise pkg.fail("node", f"a {ecosystem} package runs on the Python it asks for "
@@ -452,6 +460,7 @@ def _package(pkg: Table, kind: str) -> PackageSpec:
     return PackageSpec(
         name=pkg.str("name"), bin=pkg.str("bin"), node_major=node_major,
         install_env=pkg.str_map("install_env"),
+        install_removes=tuple(pkg.str_list("install_removes", [], non_empty=False)),
         verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
         updater=_updater(pkg.table("updater", required=False)),
         ecosystem=ecosystem, extras=extras,
@@ -477,7 +486,7 @@ def _api(root: Table, kind: str) -> ApiSpec:
     defaults = find_kind(kind).api
     table = root.table("api")
     table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
-                          "agents"})
+                          "agents", "stream_finish_reason"})
     if "agents" not in table.data:
         raise table.fail("agents", "missing: list the agents this gateway serves (every "
                          "scenario's agents and health_agent are checked against it)")
@@ -492,6 +501,7 @@ def _api(root: Table, kind: str) -> ApiSpec:
         headers=table.str_map("headers"),
         model_prefix=_model_prefix(table, defaults.get("model_prefix", "")),
         health_agent=health_agent, agents=agents,
+        stream_finish_reason=table.bool("stream_finish_reason", True),
     )
 
 

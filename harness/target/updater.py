@@ -148,7 +148,8 @@ def run_updater(candidate: Installation, to: Release, package: PackageSpec, node
                       copied_s=copied)
 
 
-def as_installation(run: UpdaterRun, release: Release, package: PackageSpec) -> Installation:
+def as_installation(run: UpdaterRun, release: Release, package: PackageSpec,
+                    node: NodeRuntime | None = None) -> Installation:
     """The updater's result as an install prefix the gateway can switch to: the global
     layout's `lib/` holds `node_modules/<package>`; its binary is npm's own global link."""
     lib = run.prefix / "lib"
@@ -163,4 +164,4 @@ def as_installation(run: UpdaterRun, release: Release, package: PackageSpec) -> 
     (lib / MARKER).write_text(json.dumps({**release.as_dict(),
                                           "installed_by": "the target's own updater",
                                           "command": run.argv}, indent=2))
-    return Installation(release, lib, False, run.seconds + run.copied_s)
+    return Installation(release, lib, False, run.seconds + run.copied_s, node)
