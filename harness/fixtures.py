@@ -48,8 +48,11 @@ def runtime(run_settings: RunSettings) -> Runtime:
 
 
 @pytest.fixture(scope="session")
-def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime:
-    """The known-good's Node.js; every other version gets its own (Safety.node_for)."""
+def node(runtime: Runtime, run_settings: RunSettings) -> NodeRuntime | None:
+    """The known-good's Node.js (every other version gets its own: Safety.node_for); a PyPI
+    target runs on the Python its virtualenvs were made with."""
+    if run_settings.target.package.ecosystem != "npm":
+        return None
     return runtime.node_for(run_settings.known_good, run_settings.target.package.node_major)
 
 

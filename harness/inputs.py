@@ -38,11 +38,13 @@ def check_signatures(policy: Policy, known: tuple[Signature, ...], kind: str) ->
                 raise InputError(str(policy.path), f"triggers[{i}].signatures",
                                  f"no signature {name!r} in the {kind!r} catalogue or the "
                                  f"policy's [[signatures]] (known: {', '.join(sorted(names))})")
-        for klass in trigger.classes:
-            if klass not in classes:
-                raise InputError(str(policy.path), f"triggers[{i}].classes",
-                                 f"no signature of class {klass!r} in the {kind!r} catalogue "
-                                 "or the policy's [[signatures]]: this trigger could never fire")
+        # a trigger over several classes fires on any of them: one kind's catalogue may have
+        # no failover class (LiteLLM proxy's), another's no fallback one
+        if trigger.classes and not any(klass in classes for klass in trigger.classes):
+            raise InputError(str(policy.path), f"triggers[{i}].classes",
+                             f"no signature of class {' or '.join(map(repr, trigger.classes))} "
+                             f"in the {kind!r} catalogue or the policy's [[signatures]]: this "
+                             "trigger could never fire")
 
 
 def check_inputs(target: TargetProfile, policy: Policy, scenarios: ScenarioSet) -> None:
@@ -63,11 +65,17 @@ def option_version(option: str, value: str | None) -> str | None:
     return value.strip()
 
 
-def load_inputs(target: Path, policy: Path, scenarios: Path, target_host: str | None = None,
-                on_target: Callable[[TargetProfile], None] | None = None) -> Inputs:
+def load_inputs(target: Path, policy: Path, scenarios: Path | None,
+                target_host: str | None = None,
+                on_target: Callable[[TargetProfile], None] | None = None,
+                default_scenarios: Path | None = None) -> Inputs:
     """Load the target, policy and scenario files and check them against each other.
-    `on_target` gets the target as soon as it is valid (its alert hooks hear of a bad policy)."""
+    `on_target` gets the target as soon as it is valid (its alert hooks hear of a bad policy).
+    Without `scenarios` the target's own (`target.scenarios`) are soaked, else the default."""
     profile = load_target(target)
+    scenarios = scenarios or profile.scenarios or default_scenarios
+    if scenarios is None:
+        raise InputError(str(target), "target.scenarios", "no soak scenarios named")
     if target_host:
         profile = with_host(profile, target_host)
     if on_target is not None:

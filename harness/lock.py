@@ -54,6 +54,21 @@ def _release(entry: dict[str, Any]) -> str:
     return f"{entry['package']}@{entry['version']} ({str(entry.get('integrity'))[:23]}...)"
 
 
+def _moved_distributions(locked: dict[str, Any], now: Release) -> str:
+    """A PyPI release's resolved set: which distributions moved since the lock."""
+    if "resolved" not in locked or not now.resolved:
+        return ""
+    was = {d["name"]: (d["version"], d["sha256"]) for d in locked["resolved"]}
+    found = {name: (version, sha) for name, version, sha in now.resolved}
+    moved = [f"{name} {was[name][0]} -> {found[name][0]}" if name in was and name in found
+             else f"{name} {'added' if name in found else 'dropped'}"
+             for name in sorted(set(was) | set(found)) if was.get(name) != found.get(name)]
+    if not moved:
+        return ""
+    more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+    return f" (its resolved set moved: {', '.join(moved[:5])}{more})"
+
+
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between the review of `old` and `new`, one phrase each."""
     found = []
@@ -136,5 +151,5 @@ def recheck(lock: dict[str, Any], resolve: Resolver, before: str) -> LockCheck:
         if (now.version, now.integrity) != (locked["version"], locked["integrity"]):
             check.moved.append(f"{role} {locked['package']}@{locked['spec']} now resolves to "
                                f"{_release(now.as_dict())}, not the locked "
-                               f"{_release(locked)}")
+                               f"{_release(locked)}{_moved_distributions(locked, now)}")
     return check

@@ -135,6 +135,10 @@ class Procedure:
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             note(f"{role} {release.label} resolved with its integrity hash",
                  bool(release.integrity), release.integrity or "none", "registry dist.integrity")
+            if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
+                engine = self.safety.packages.engine(release, None)
+                note(engine.line, engine.ok, engine.observed, engine.expected)
+                continue
             engine = release.node_engine or "*"
             try:  # each version on its own Node.js (the profile's pin, or its engines)
                 node = self.safety.node_for(release).version
@@ -159,12 +163,14 @@ class Procedure:
         # the registry's own packages, fetched now so a rollback needs no network later
         prefix = self.gateway.driver.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
+            what = "tarball" if release.ecosystem == "npm" else "resolved set"
             try:
-                truth = self.safety.truth(release)
-                note(f"{role} tarball matches the registry's integrity ({len(truth.files)} "
-                     "files)", True, release.integrity, "dist.integrity")
+                truth = self.safety.package_truth(release)
+                note(f"{role} {what} matches the registry's integrity ({truth})", True,
+                     release.integrity, "dist.integrity" if release.ecosystem == "npm"
+                     else "each file's sha256 from the index")
             except HarnessError as exc:
-                note(f"{role} tarball matches the registry's integrity", False, str(exc),
+                note(f"{role} {what} matches the registry's integrity", False, str(exc),
                      "dist.integrity")
         if prefix is not None and active == s.known_good.version:
             findings = self.safety.verify_install(s.known_good, prefix, "known-good (preflight)")
@@ -197,7 +203,7 @@ class Procedure:
         release = self.settings.candidate
         prepared = self.safety.prepare(release, "candidate (install)")
         self.prepared["candidate"] = prepared
-        marker = installed_integrity(prepared.installation)
+        marker = self.safety.packages.installed_integrity(prepared.installation)
         ok = prepared.ok and marker["matches"]
         how = {"kept prefix": "existing prefix reused, no download",
                "download": f"downloaded and installed in {prepared.installation.seconds:.0f} s"

@@ -45,6 +45,8 @@ from harness.rundir import RUN_DIR_OWNER, RunDirOwner
 from harness.schema import option_seconds
 from harness.target.attached import Attached, attach
 from harness.target.config import load_json_patch
+from harness.target.packages import ecosystem_for
+from harness.target.profile import TargetProfile
 from harness.target.registry import Release
 from harness.target.runtime import Runtime
 from harness.transitions import Transitions
@@ -227,6 +229,15 @@ def _say_resolved(config: pytest.Config, *releases: tuple[str, Release]) -> None
                 sys.stderr.write(line + "\n")
 
 
+def _allowed(target: TargetProfile, release: Release, origin: str) -> Release:
+    """A version on the target's deny list is refused at lock, before anything is installed."""
+    denied = target.denied(release.version)
+    if denied is not None:
+        raise InputError(str(target.path), "versions.deny", f"{origin} resolves to "
+                         f"{release.label}, which is denied: {denied.reason}")
+    return release
+
+
 def settings_for(config: pytest.Config) -> RunSettings:
     """Load, validate and resolve everything a run needs, once."""
     if SETTINGS in config.stash:
@@ -236,8 +247,10 @@ def settings_for(config: pytest.Config) -> RunSettings:
         transitions = config.pluginmanager.get_plugin("harness-transitions")
         inputs = load_inputs(  # alerts reach the target's hooks even for a bad policy
             _path(config, "target", "harness_target"), _path(config, "policy", "harness_policy"),
-            _path(config, "scenarios", "harness_scenarios"), config.getoption("target_host"),
-            on_target=transitions.use if transitions is not None else None)
+            _path(config, "scenarios", "harness_scenarios") if config.getoption("scenarios")
+            else None, config.getoption("target_host"),
+            on_target=transitions.use if transitions is not None else None,
+            default_scenarios=_path(config, None, "harness_scenarios"))
         target, policy, scenarios = inputs.target, inputs.policy, inputs.scenarios
         cache = _path(config, None, "harness_cache")
         runtime = Runtime(cache / "runtime")
@@ -271,8 +284,12 @@ def settings_for(config: pytest.Config) -> RunSettings:
             cand_origin = "--candidate" if cand_given else f"{target.path}: versions.candidate"
             if config.getoption("candidate_config"):
                 candidate_config = load_json_patch(Path(config.getoption("candidate_config")))
-            known_good = runtime.registry.resolve(target.package.name, known_spec, known_origin)
-            candidate = runtime.registry.resolve(target.package.name, cand_spec, cand_origin)
+            # the ecosystem the target names: npm's registry, or pip against its own index
+            packages = ecosystem_for(runtime, target.package.ecosystem, target.package.extras)
+            known_good = _allowed(target, packages.resolve(target.package.name, known_spec,
+                                                           known_origin), known_origin)
+            candidate = _allowed(target, packages.resolve(target.package.name, cand_spec,
+                                                          cand_origin), cand_origin)
             _say_resolved(config, (known_origin, known_good), (cand_origin, candidate))
     except HarnessError as exc:
         _fail_input(config, exc)

@@ -97,6 +97,9 @@ class Assessment:
             head += f" ({self.reason})"
             if self.go:
                 head += f"; accepted up front by --accept-backup-posture {self.accepted}"
+        not_kept = [kind for kind, c in self.coverage.items() if c.get("applies") is False]
+        if not_kept:
+            head += f"; not applicable (the target keeps none): {', '.join(not_kept)}"
         return head
 
     def no_go(self) -> str:
@@ -227,6 +230,11 @@ class BackupTaker:
         coverage: dict[str, dict[str, Any]] = {}
         for kind in STATE_KINDS:
             globs = self.spec.paths.get(kind)
+            if kind in self.spec.not_applicable:  # the gateway keeps none: nothing to lose
+                coverage[kind] = {"declared": [], "covered": True, "applies": False, "files": 0,
+                                  "archived": 0, "why": "does not apply: "
+                                  + self.spec.not_applicable[kind]}
+                continue
             if not globs:
                 coverage[kind] = {"declared": [], "covered": False, "files": 0, "archived": 0,
                                   "why": "is not declared in the target profile ([state.paths])"}
@@ -246,7 +254,7 @@ class BackupTaker:
                               "not_archived": missing[:20]}
         if scope == "config-only":
             for kind, entry in coverage.items():
-                if kind != "config":
+                if kind != "config" and entry.get("applies", True):
                     entry.update(covered=False, why="was left out (a config-only backup)")
         return coverage
 

@@ -39,6 +39,7 @@ from harness.target.groundtruth import (
     judge_report,
     package_root,
 )
+from harness.target.packages import ecosystem_for
 from harness.target.registry import Release
 from harness.target.runtime import Installation, NodeRuntime, Runtime
 from harness.target.updater import UpdaterRun, as_installation, run_updater
@@ -87,7 +88,11 @@ class Safety:
         self.gateway = gateway
         self.gate = gate or RestartGate(settings.restart_gate, settings.run_dir,
                                         settings.gate_timeout_s)
-        self.resolve: Resolver = resolve or runtime.registry.resolve
+        package = settings.target.package
+        # where the target's versions live (harness.target.packages): npm, or PyPI
+        self.packages = ecosystem_for(runtime, package.ecosystem, package.extras,
+                                      settings.target.kind)
+        self.resolve: Resolver = resolve or self.packages.resolve
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
         self.lock = read_lock(settings.run_dir) or settings.lock()
         self.taker = BackupTaker(settings.target.state, gateway.state_dir, backup_dir,
@@ -169,17 +174,33 @@ class Safety:
                          f"{release.integrity[:16]}...)"):
             return self.truths.truth(release)
 
+    def package_truth(self, release: Release) -> str:
+        """The registry's own account of `release`, fetched before anything changes: npm's
+        tarball checked against its integrity (cached, so a rollback needs no network), or
+        the set pip resolved, each distribution with its file's sha256."""
+        if release.ecosystem == "npm":
+            return f"{len(self.truth(release).files)} files"
+        return f"{len(release.resolved)} distributions, each with its file's sha256"
+
     def verify_install(self, release: Release, prefix: Path, name: str) -> InstallFindings:
-        truth = self.truth(release)
-        with allure.step(f"installed files of {release.label} against its package"):
-            findings = check_installed(truth, package_root(prefix, release.package),
-                                       self.settings.target.package.install_removes)
+        if release.ecosystem != "npm":
+            with allure.step(f"installed distributions of {release.label} against the resolved "
+                             "set and each wheel's RECORD"):
+                findings = self.packages.verify(release, prefix)
+        else:
+            truth = self.truth(release)
+            with allure.step(f"installed files of {release.label} against its package"):
+                findings = check_installed(truth, package_root(prefix, release.package),
+                                           self.settings.target.package.install_removes)
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings
 
-    def node_for(self, release: Release) -> NodeRuntime:
-        """The Node.js `release` runs on (the profile's pin, or its own engines.node)."""
+    def node_for(self, release: Release) -> NodeRuntime | None:
+        """The Node.js `release` runs on (the profile's pin, or its own engines.node); none for
+        a PyPI package (its virtualenv has its Python)."""
+        if release.ecosystem != "npm":
+            return None
         return self.runtime.node_for(release, self.settings.target.package.node_major)
 
     def prepare(self, release: Release, name: str) -> Prepared:

@@ -131,7 +131,8 @@ def required_cases() -> Iterator[Case]:
         "target": [("target", "name"), ("target", "kind"), ("target", "driver"),
                    ("package", "name"), ("package", "bin"), ("versions", "candidate"),
                    ("gateway", "start"), ("gateway", "token_env"), ("state", "config"),
-                   ("api", "chat"), ("api", "health_agent"), ("api", "agents")],
+                   # api.live, ready and chat default to the kind's (harness.target.kinds)
+                   ("versions", "known_good"), ("api", "health_agent"), ("api", "agents")],
         "policy": [("policy", "name"), ("soak", "window_s"), ("watch", "drain_s"),
                    ("triggers", 0, "name"), ("triggers", 0, "kind")],
         "scenario": [("scenarios", 0, "id"), ("scenarios", 0, "kind"),

@@ -115,3 +115,17 @@ def test_a_dist_tag_that_moved_since_the_lock_is_refused(tmp_path: Path) -> None
     assert done.returncode == 14, done.stdout + done.stderr
     assert "candidate was openclaw@2026.4.1" in done.stderr
     assert "this run names 'latest' = openclaw@2026." in done.stderr
+
+
+def test_a_moved_dependency_of_a_pypi_release_makes_the_review_stale() -> None:
+    from harness.target.packages.pypi import set_digest
+
+    locked_set = (("httpx", "0.28.1", "a" * 64), ("litellm", "1.80.0", "b" * 64))
+    moved_set = (("httpx", "0.28.2", "c" * 64), ("litellm", "1.80.0", "b" * 64))
+    locked = Release("litellm", "1.80.0", "1.80.0", set_digest(locked_set), None, "pypi",
+                     locked_set)
+    now = replace(locked, integrity=set_digest(moved_set), resolved=moved_set)
+    check = recheck(lock_doc(locked), registry(**{"1.80.0": now, "2026.3.28": KNOWN}), "stop")
+    assert not check.ok
+    assert check.moved[0].startswith("candidate litellm@1.80.0 now resolves to litellm@1.80.0 ")
+    assert check.moved[0].endswith("(its resolved set moved: httpx 0.28.1 -> 0.28.2)")

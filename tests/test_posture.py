@@ -94,6 +94,30 @@ def test_state_the_profile_does_not_declare_makes_it_config_only(tmp_path: Path)
     assert BackupTaker(spec, state, tmp_path / "b3", None).take("x", "none").go
 
 
+def test_a_gateway_that_keeps_only_its_config_can_be_full(tmp_path: Path) -> None:
+    """LiteLLM proxy without a database: the config is its whole state; the kinds it does not
+    keep are named, not globbed for."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "config.yaml").write_text("general_settings: {master_key: sk-x}\n")
+    why = {"credentials": "no database: no virtual keys on disk",
+           "sessions": "no database: no sessions on disk", "state": "no database"}
+    spec = StateSpec("config.yaml", None, ["config.yaml"], {"config": ["config.yaml"]},
+                     not_applicable=why)
+    assessed = BackupTaker(spec, state, tmp_path / "backups", None).take("pre-upgrade")
+    assert assessed.posture == "full" and assessed.go
+    assert assessed.line() == ("backup posture full: harness archive, 1 file, every SHA-256 "
+                               "matched by a test restore; not applicable (the target keeps "
+                               "none): credentials, sessions, state")
+    assert assessed.coverage["sessions"]["applies"] is False
+    assert assessed.coverage["sessions"]["why"] == \
+        "does not apply: no database: no sessions on disk"
+    # the same profile without saying so: the undeclared kinds keep it config-only
+    bare = BackupTaker(replace(spec, not_applicable={}), state, tmp_path / "b2",
+                       None).take("pre-upgrade")
+    assert bare.posture == "config-only" and not bare.go
+
+
 def test_the_targets_own_command_is_used_and_its_archive_checked(tmp_path: Path) -> None:
     state = make_state(tmp_path)
     spec = replace(SPEC, backup=COMMANDS)

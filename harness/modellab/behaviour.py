@@ -75,6 +75,10 @@ DEFAULT_MODELS: dict[str, ModelBehaviour] = {m.id: m for m in (
     ModelBehaviour("slow-thinker-streaming", first_chunk_delay_s=70.0, token_interval_s=0.02,
                    reasoning_interval_s=10.0),
     ModelBehaviour("flaky", fault="http500", fault_every=5),
+    # A long answer: speaks at once, then streams for about 8 s (a gateway that bounds the
+    # whole stream by a first-chunk timeout cuts it: LiteLLM 1.80.0's stream_timeout).
+    ModelBehaviour("long-answer", first_chunk_delay_s=0.5, token_interval_s=0.1,
+                   reply_words=75),
     ModelBehaviour("hang", fault="hang"),
 )}
 

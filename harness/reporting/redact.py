@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 MIN_SECRET_LEN = 8  # shorter values ("1", "token") are not secrets and would shred the text
 SECRET_NAME = re.compile(r"token|secret|passw|api_?key|apikey|access_?key|private_?key|"
                          r"credential|(^|_)key$|^key", re.IGNORECASE)
@@ -240,6 +242,51 @@ def state_dir_secrets(state_dir: Path, config_name: str = "openclaw.json") -> li
     return found
 
 
+def _dotted(pattern: str) -> re.Pattern[str]:
+    """`general_settings.master_key`, `**.api_key`: `*` one key, `**` any depth."""
+    parts = [".*" if part == "**" else "[^.]+" if part == "*" else re.escape(part)
+             for part in pattern.split(".")]
+    return re.compile("^" + r"\.".join(parts).replace(r".*\.", r"(?:.*\.)?") + "$")
+
+
+def kind_config_secrets(kind_name: str | None, config: Path) -> list[tuple[str, str]]:
+    """The secrets a kind says its config holds (harness.target.kinds: `config_secrets`), in
+    its own format: LiteLLM proxy's YAML `master_key` and every model's `api_key`."""
+    if not kind_name:
+        return []
+    from harness.target.kinds import kind
+
+    try:
+        found_kind = kind(kind_name)
+    except (KeyError, HarnessError):
+        return []
+    try:
+        text = config.read_text()
+    except OSError:
+        return []
+    if found_kind.config_format == "yaml":
+        import yaml
+
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return []
+    else:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return []
+    patterns = [_dotted(p) for p in found_kind.config_secrets]
+
+    def label(path: list[str]) -> str | None:
+        dotted = ".".join(path)
+        if any(p.match(dotted) for p in patterns):
+            return f"config:{path[-1]}"
+        return _config_label(path)
+
+    return secrets_in_json(document, label)
+
+
 def env_secrets(env: Mapping[str, str]) -> list[tuple[str, str]]:
     return [(value, f"env:{name}") for name, value in env.items() if SECRET_NAME.search(name)]
 
@@ -257,6 +304,8 @@ def gateway_secrets(gateway: Any) -> Callable[[], list[tuple[str, str]]]:
         state_dir = getattr(gateway, "state_dir", None)
         if state_dir is not None:
             found += state_dir_secrets(Path(state_dir), config_name)
+            found += kind_config_secrets(getattr(profile, "kind", None),
+                                         Path(state_dir) / config_name)
         document = getattr(gateway, "config_document", None)  # read on an attached target
         if document is not None:
             found += secrets_in_json(document, _config_label)

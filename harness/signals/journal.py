@@ -96,6 +96,8 @@ class JournalWatcher(Following):
                     stamp = _realtime(entry)
                     for line in message_text(entry.get("MESSAGE")).splitlines() or [""]:
                         self._add(line, stamp, now)
+                if not entries:  # quiet for a poll: a folded record (a traceback) is whole
+                    self._flush_records()
             return entries
 
     def _add(self, line: str, stamp: float | None, now: float) -> None:

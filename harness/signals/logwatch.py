@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.signals.records import RecordReader
 from harness.signals.signatures import (
     Signature,
     classify,
@@ -79,6 +80,7 @@ class Following:
     poll_s: float
     thread_name = "logwatch"
     join_s = 5.0
+    records: RecordReader | None = None  # the kind's way of reading lines (None: as they are)
 
     def _following(self) -> None:
         self._lock = threading.RLock()  # guards what poll() adds and readers read
@@ -99,13 +101,29 @@ class Following:
         if self._thread is not None:
             self._thread.join(timeout=self.join_s)
         self.poll()  # whatever was logged up to the stop is part of the watch
+        with self._lock:
+            self._flush_records()
 
     def _follow(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.poll()
 
     def _take(self, line: str, now: float, logged: str | None = None) -> None:
-        """One line read (the lock held): keep it, and its match if it has one."""
+        """One line read (the lock held): through the kind's record reader, if it has one
+        (a record is kept when the next one starts, or when the log goes quiet)."""
+        if self.records is None:
+            self._keep(line, now, logged)
+            return
+        for text, stamp, arrived in self.records.feed(line, now):
+            self._keep(text, arrived, stamp or logged)
+
+    def _flush_records(self) -> None:
+        if self.records is not None:
+            for text, stamp, arrived in self.records.flush():
+                self._keep(text, arrived, stamp)
+
+    def _keep(self, line: str, now: float, logged: str | None = None) -> None:
+        """One record (the lock held): keep it, and its match if it has one."""
         self.lines.append(line)
         signature = classify(line, self.signatures)
         if signature is not None:
@@ -161,6 +179,8 @@ class LogWatcher(Following):
         except FileNotFoundError:
             return
         if not chunk:
+            with self._lock:  # quiet for a poll: a record's traceback has all come
+                self._flush_records()
             return
         with self._lock:
             now = time.time()

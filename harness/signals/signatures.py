@@ -2,7 +2,8 @@
 
 Each signature has a name and a class (timeout, failover, fallback, error, warning); policies
 count classes or names. A line matches at most one signature (the first in catalogue order), so
-one log line is never counted twice. Catalogues are per target kind.
+one log line is never counted twice. Catalogues are per target kind, each a data file
+of the kind (harness.target.kinds: `signatures.toml`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from harness.patterns import Pattern, compile_pattern
+from harness.patterns import Pattern
 
 CLASSES = ("timeout", "failover", "fallback", "error", "warning")
 
@@ -33,32 +34,19 @@ class Signature:
         return self.pattern.search(line) is not None
 
 
-def _sig(name: str, klass: str, pattern: str) -> Signature:
-    return Signature(name, klass, compile_pattern(pattern))
-
-
-# Read from the real gateway's console output (2026.3.28 and 2026.4.1 share the format).
-# Look-alike noise is deliberately not matched: 2026.3.28 logs
-# "[xai-auth] bootstrap config fallback: no config-backed key found" on every request.
-OPENCLAW = (
-    _sig("embedded-run-timeout", "timeout", r"embedded run timeout: runId="),
-    _sig("profile-timeout", "timeout", r"Profile \S+ timed out\. Trying next account"),
-    _sig("failover-decision", "failover", r"embedded run failover decision: .*decision=\w+"),
-    _sig("model-fallback-failed", "fallback",
-         r"model fallback decision: decision=candidate_failed"),
-    _sig("lane-task-timeout", "timeout", r"lane task error: .*(?:timed out|FailoverError)"),
-    _sig("run-error", "error", r"embedded run agent end: .*isError=true"),
-    # seen on 2026.4.1: concurrent first requests race on the agent's workspace-state file
-    _sig("chat-completion-failed", "error", r"\[openai-compat\] .*chat completion failed"),
-    _sig("plugin-load-failure", "warning", r"\[plugins\] \S+ failed to load"),
-    _sig("http-stage-threw", "warning", r"\[gateway-http\] stage \"[^\"]+\" threw"),
-)
-
-CATALOGUES: dict[str, tuple[Signature, ...]] = {"openclaw": OPENCLAW}
-
-
 def catalogue(kind: str) -> tuple[Signature, ...]:
-    return CATALOGUES.get(kind, ())
+    """The signature catalogue of a gateway kind: a data file in the kind's folder
+    (harness.target.kinds). KeyError for a kind nobody registered."""
+    from harness.target.kinds import kind as find_kind
+
+    return find_kind(kind).signatures
+
+
+def __getattr__(name: str) -> tuple[Signature, ...]:
+    """`OPENCLAW`: the built-in OpenClaw catalogue, read from its kind's folder."""
+    if name == "OPENCLAW":
+        return catalogue("openclaw")
+    raise AttributeError(name)
 
 
 def classify(line: str, signatures: tuple[Signature, ...]) -> Signature | None:

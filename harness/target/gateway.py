@@ -58,7 +58,7 @@ class Gateway:
                  deployment: Path, model_lab_url: str) -> Gateway:
         """A fresh deployment owned by this run: own state dir, port and token, on loopback."""
         port = profile.gateway.port or _free_port()
-        token = secrets.token_urlsafe(24)
+        token = profile.gateway.token_prefix + secrets.token_urlsafe(24)
         state_dir = deployment / "state"
         values = {"port": str(port), "state_dir": str(state_dir), "home": str(deployment / "home"),
                   "deployment": str(deployment), "model_lab": model_lab_url, "token": token}
@@ -153,10 +153,10 @@ class Gateway:
         local_spec = None
         if isinstance(self.driver, LocalProcessDriver):
             local_spec = {
-                "argv": [str(self.driver.current / "node_modules" / ".bin" / self.driver.bin_name),
-                         *self.driver.start_argv],
+                "argv": [str(self.driver.executable()), *self.driver.start_argv],
                 "env": {**os.environ, **self.driver.env,
-                        "PATH": (installation.node or self.node).path_env()},
+                        "PATH": node.path_env() if (node := installation.node or self.node)
+                        else self.driver.path_env()},
                 "cwd": str(deployment), "log": str(self.driver.log_path),
                 "pid_file": str(self.driver.pid_path)}
         api = self.profile.api
@@ -278,7 +278,8 @@ class Gateway:
 def _driver(profile: TargetProfile, deployment: Path, argv: list[str], env: dict[str, str],
             node: NodeRuntime) -> LocalProcessDriver | SystemdUserDriver:
     if profile.driver == "local":
-        return LocalProcessDriver(deployment, profile.package.bin, argv, env, node)
+        return LocalProcessDriver(deployment, profile.package.bin, argv, env, node,
+                                  profile.package.ecosystem)
     from harness.target.runner import runner_for
 
     assert profile.systemd is not None

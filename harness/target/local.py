@@ -20,17 +20,19 @@ from pathlib import Path
 
 from harness import commands
 from harness.errors import InfrastructureError
+from harness.target.packages import bin_path
 from harness.target.runtime import Installation, NodeRuntime
 
 
 class LocalProcessDriver:
     def __init__(self, deployment: Path, bin_name: str, start_argv: list[str],
-                 env: dict[str, str], node: NodeRuntime) -> None:
+                 env: dict[str, str], node: NodeRuntime | None, ecosystem: str = "npm") -> None:
         self.deployment = deployment
         self.bin_name = bin_name
         self.start_argv = start_argv
         self.env = env
         self.node = node
+        self.ecosystem = ecosystem
         self.current = deployment / "current"
         self.log_path = deployment / "logs" / "gateway.log"
         self.pid_path = deployment / "gateway.pid"
@@ -73,9 +75,8 @@ class LocalProcessDriver:
             raise InfrastructureError(f"gateway already running as PID {self.pid}")
         if self.active_prefix() is None:
             raise InfrastructureError(f"{self.deployment}: no active install to start")
-        executable = self.current / "node_modules" / ".bin" / self.bin_name
-        argv = [str(executable), *self.start_argv]
-        env = {**os.environ, **self.env, "PATH": self.node.path_env()}
+        argv = [str(self.executable()), *self.start_argv]
+        env = {**os.environ, **self.env, "PATH": self.path_env()}
         with open(self.log_path, "ab") as log:
             log.write(f"--- harness: starting {' '.join(argv[1:])} at {time.time():.3f}\n".encode())
             log.flush()
@@ -88,9 +89,15 @@ class LocalProcessDriver:
 
     def run_cli(self, args: list[str], timeout_s: float) -> commands.Completed:
         """Run the active install's own CLI with the gateway's environment (its state dir)."""
-        executable = self.current / "node_modules" / ".bin" / self.bin_name
-        return commands.run([str(executable), *args], env={**self.env,
-                            "PATH": self.node.path_env()}, cwd=self.deployment, timeout=timeout_s)
+        return commands.run([str(self.executable()), *args], env={**self.env,
+                            "PATH": self.path_env()}, cwd=self.deployment, timeout=timeout_s)
+
+    def executable(self) -> Path:
+        """The active install's binary, through `current` (a rollback switches it)."""
+        return bin_path(self.current, self.ecosystem, self.bin_name)
+
+    def path_env(self) -> str:
+        return self.node.path_env() if self.node is not None else os.environ.get("PATH", "")
 
     def exit_code(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None

@@ -19,6 +19,8 @@ from typing import Any
 
 from harness.signals.journal import JournalWatcher, file_log_staleness
 from harness.signals.logwatch import LogWatcher
+from harness.signals.records import RecordReader
+from harness.target.kinds import kind
 from harness.target.profile import TargetProfile
 from harness.target.systemd import SystemdUserUnit
 
@@ -26,6 +28,20 @@ MAX_LAG_S = 30.0
 
 
 def watcher_for(gateway: Any, signatures: tuple) -> LogWatcher | JournalWatcher:
+    watcher = _watcher(gateway, signatures)
+    watcher.records = records_for(gateway.profile.kind)
+    return watcher
+
+
+def records_for(kind_name: str) -> RecordReader | None:
+    """How the kind's log lines read as records (colours, tracebacks, a clock-only time)."""
+    log = kind(kind_name).log
+    if log.record_start is None and not log.strip_ansi and log.clock == "iso":
+        return None  # one line, one record, as it always was
+    return RecordReader(log.record_start, log.strip_ansi, log.clock)
+
+
+def _watcher(gateway: Any, signatures: tuple) -> LogWatcher | JournalWatcher:
     source = gateway.profile.log_source
     if source == "journal":
         return gateway.driver.journal(signatures, poll_s=0.5)

@@ -23,7 +23,6 @@ from typing import Any
 from harness.errors import InputError
 from harness.patterns import PatternError, compile_pattern
 from harness.schema import Table, load_toml
-from harness.signals.signatures import CATALOGUES
 
 AUTO_NODE = "auto"  # `package.node`: each version runs on the Node.js its own engines.node names
 
@@ -68,9 +67,10 @@ class UpdaterSpec:
 
 @dataclass(frozen=True)
 class PackageSpec:
-    name: str  # npm package name
-    bin: str  # executable under node_modules/.bin
-    node_major: str  # "auto" (per version, from its engines.node) or a pinned Node.js major line
+    name: str  # the package's name in its ecosystem
+    bin: str  # its executable: under node_modules/.bin (npm), a virtualenv's bin/ (pypi)
+    # npm: "auto" (per version, from its engines.node) or a pinned Node.js major line
+    node_major: str
     install_env: dict[str, str]
     # shipped files the package's own install script deletes (a "lifecycle pending" marker):
     # missing after an install they are said as such, not counted as corruption
@@ -78,6 +78,15 @@ class PackageSpec:
     # regexes with a group `path`: how the target's own updater names files it finds missing
     verifier_patterns: tuple[str, ...] = ()
     updater: UpdaterSpec | None = None  # None: the profile declares no updater of its own
+    ecosystem: str = "npm"  # harness.target.packages: npm or pypi
+    extras: tuple[str, ...] = ()  # pypi: the extras installed with it (`litellm[proxy]`)
+
+
+@dataclass(frozen=True)
+class DeniedVersion:
+    """A version never to be installed, and why (a compromised release, say)."""
+    version: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class GatewaySpec:
     stop_timeout_s: float
     unit: str = ""  # the systemd user unit the systemd driver writes ("<bin>-gateway.service")
     version_env: str = ""  # env var in that unit naming the active version ("": none)
+    token_prefix: str = ""  # what the gateway insists its key starts with (LiteLLM: "sk-")
 
 
 STATE_KINDS = ("config", "credentials", "sessions", "state")  # what a full backup holds
@@ -113,6 +123,9 @@ class StateSpec:
     # globs by kind (config, credentials, sessions, state): what a full backup must hold
     paths: dict[str, list[str]] = field(default_factory=dict)
     backup: BackupCommands = field(default_factory=BackupCommands)
+    # state kinds this gateway does not keep, and why (LiteLLM without a database keeps no
+    # credentials or sessions on disk): the posture names them instead of globs that match nothing
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,11 @@ class TargetProfile:
     alert: AlertSpec = field(default_factory=AlertSpec)
     config_lint: tuple[ConfigLint, ...] = ()
     attached: AttachedSpec | None = None  # provision = "attached": what is running already
+    deny: tuple[DeniedVersion, ...] = ()  # [[versions.deny]]: refused at lock
+    scenarios: Path | None = None  # target.scenarios: its own soak scenarios by default
+
+    def denied(self, version: str) -> DeniedVersion | None:
+        return next((d for d in self.deny if d.version == version), None)
 
     def agent_model(self, agent: str) -> str:
         return f"{self.api.model_prefix}{agent}"
@@ -268,7 +286,7 @@ def _updater(table: Table) -> UpdaterSpec | None:
 def load_target(path: Path) -> TargetProfile:
     root, digest = load_toml(path)
     target = root.table("target")
-    target.reject_unknown({"name", "kind", "driver", "provision", "host"})
+    target.reject_unknown({"name", "kind", "driver", "provision", "host", "scenarios"})
     if target.str("provision", "embedded", choices=PROVISION) == "attached":
         return _load_attached(path, digest, root, target)
     root.reject_unknown({"target", "package", "versions", "gateway", "state", "api", "logs",
@@ -277,26 +295,19 @@ def load_target(path: Path) -> TargetProfile:
         raise root.fail("attached", "only for target.provision = \"attached\" (a deployment "
                         "that is running already); this target is embedded")
 
-    pkg = root.table("package")
-    pkg.reject_unknown({"name", "bin", "node", "install_env", "install_removes",
-                        "verifier_patterns", "updater"})
-    package = PackageSpec(
-        name=pkg.str("name"), bin=pkg.str("bin"), node_major=pkg.str("node", AUTO_NODE),
-        install_env=pkg.str_map("install_env"),
-        install_removes=tuple(pkg.str_list("install_removes", [], non_empty=False)),
-        verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
-        updater=_updater(pkg.table("updater", required=False)),
-    )
-    if not (package.node_major.isdigit() or package.node_major == AUTO_NODE):
-        raise pkg.fail("node", f"expected {AUTO_NODE!r} (each version on the Node.js its engines "
-                       f"name) or a major version such as \"22\", got {package.node_major!r}")
+    kind = _kind(target)
+    package = _package(root.table("package"), kind)
 
     versions = root.table("versions")
-    versions.reject_unknown({"known_good", "candidate"})
+    versions.reject_unknown({"known_good", "candidate", "deny"})
+    deny = []
+    for row in versions.tables("deny"):
+        row.reject_unknown({"version", "reason"})
+        deny.append(DeniedVersion(row.str("version"), row.str("reason")))
 
     gw = root.table("gateway")
     gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s",
-                       "unit", "version_env"})
+                       "unit", "version_env", "token_prefix"})
     gateway = GatewaySpec(
         start=gw.str_list("start"), env=gw.str_map("env"), port=gw.int("port", 0, maximum=65535),
         token_env=gw.str("token_env"),
@@ -304,6 +315,7 @@ def load_target(path: Path) -> TargetProfile:
         stop_timeout_s=gw.seconds("stop_timeout_s", 20, minimum=0, exclusive=True),
         unit=gw.str("unit", f"{package.bin}-gateway.service"),
         version_env=gw.opt_str("version_env") or "",
+        token_prefix=gw.opt_str("token_prefix") or "",
     )
     _placeholders(gw, "start", gateway.start, GATEWAY_PLACEHOLDERS)
     _placeholders(gw, "env", gateway.env, GATEWAY_PLACEHOLDERS)
@@ -313,7 +325,8 @@ def load_target(path: Path) -> TargetProfile:
         raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
 
     st = root.table("state")
-    st.reject_unknown({"config", "config_template", "restore", "paths", "backup"})
+    st.reject_unknown({"config", "config_template", "restore", "paths", "backup",
+                       "not_applicable"})
     template = st.opt_str("config_template")
     template_path = (path.parent / template) if template else None
     if template_path is not None and not template_path.is_file():
@@ -324,6 +337,16 @@ def load_target(path: Path) -> TargetProfile:
     # without declared paths a backup can only be shown to hold the config file
     paths = {kind: paths_table.str_list(kind) for kind in STATE_KINDS
              if kind in paths_table.data} if paths_table.data else {"config": [config_file]}
+    not_applicable = st.str_map("not_applicable")
+    for name, why in not_applicable.items():
+        if name not in STATE_KINDS or name == "config":
+            raise st.fail(f"not_applicable.{name}", "expected a state kind a gateway may not "
+                          f"keep ({', '.join(k for k in STATE_KINDS if k != 'config')})")
+        if name in paths:
+            raise st.fail(f"not_applicable.{name}", f"state.paths.{name} declares it: a kind "
+                          "is kept or not applicable, not both")
+        if not why.strip():
+            raise st.fail(f"not_applicable.{name}", "say why it does not apply")
     bk = st.table("backup", required=False)
     bk.reject_unknown({"full", "config_only", "timeout_s"})
     commands = BackupCommands(
@@ -340,9 +363,10 @@ def load_target(path: Path) -> TargetProfile:
     state = StateSpec(
         config=config_file, config_template=template_path,
         restore=st.str_list("restore"), paths=paths, backup=commands,
+        not_applicable=not_applicable,
     )
 
-    api = _api(root)
+    api = _api(root, kind)
 
     logs = root.table("logs")
     logs.reject_unknown({"source", "file"})
@@ -368,7 +392,7 @@ def load_target(path: Path) -> TargetProfile:
 
     profile = TargetProfile(
         path=path, sha256=digest,
-        name=target.str("name"), kind=_kind(target),
+        name=target.str("name"), kind=kind,
         driver=driver,
         provision=target.str("provision", choices=PROVISION),
         package=package,
@@ -377,7 +401,8 @@ def load_target(path: Path) -> TargetProfile:
         log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
         candidate_config=root.table("candidate_config", required=False).data,
         host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
-        alert=alert, config_lint=tuple(lints),
+        alert=alert, config_lint=tuple(lints), deny=tuple(deny),
+        scenarios=_scenarios(path, target),
     )
     _check_logs(profile, logs)
     if profile.provision == "embedded" and profile.state.config_template is None:
@@ -386,16 +411,79 @@ def load_target(path: Path) -> TargetProfile:
 
 
 def _kind(target: Table) -> str:
-    """The kind names the log signature catalogue: an unknown one would watch for nothing."""
-    kind = target.str("kind")
-    if kind not in CATALOGUES:
-        raise target.fail("kind", f"no log signature catalogue for {kind!r} (known: "
-                          f"{', '.join(sorted(CATALOGUES))}): its log would be watched for "
-                          "nothing")
-    return kind
+    """The kind names what is the product's own (harness.target.kinds), its log signature
+    catalogue first: an unknown kind, or one without a catalogue, would watch for nothing."""
+    from harness.target import kinds
+
+    name = target.str("kind")
+    if name not in kinds.registered():
+        raise target.fail("kind", f"no gateway kind {name!r} is registered (known: "
+                          f"{', '.join(kinds.known())}): its log would be watched for nothing")
+    try:
+        kinds.kind(name)
+    except InputError as exc:
+        raise target.fail("kind", f"kind {name!r} cannot be used: {exc.message}") from None
+    return name
 
 
-def _api(root: Table) -> ApiSpec:
+def _package(pkg: Table, kind: str) -> PackageSpec:
+    """What is installed, from which ecosystem: the kind says where its product is published
+    (LiteLLM proxy on PyPI; npm's `litellm` is another product)."""
+    from harness.target import kinds
+    from harness.target.packages import ECOSYSTEMS
+
+    pkg.reject_unknown({"name", "bin", "node", "install_env", "install_removes",
+                        "verifier_patterns", "updater", "ecosystem", "extras"})
+    ecosystem = pkg.str("ecosystem", "npm", choices=ECOSYSTEMS)
+    published = kinds.kind(kind).ecosystem
+    if ecosystem != published:
+        raise pkg.fail("ecosystem", f"{ecosystem!r}, but kind {kind!r} is published on "
+                       f"{published!r}: the same name there may be another product")
+    if ecosystem == "npm":
+        if "extras" in pkg.data:
+            raise pkg.fail("extras", "only for ecosystem = \"pypi\"")
+        node_major = pkg.str("node", AUTO_NODE)
+        if not (node_major.isdigit() or node_major == AUTO_NODE):
+            raise pkg.fail("node", f"expected {AUTO_NODE!r} (each version on the Node.js its "
+                           f"engines name) or a major version such as \"22\", got {node_major!r}")
+    else:
+        if "node" in pkg.data:
+            raise pkg.fail("node", f"a {ecosystem} package runs on the Python it asks for "
+                           "(Requires-Python), not Node.js")
+        if "updater" in pkg.data:
+            raise pkg.fail("updater", "only npm packages' own updaters are supported")
+        node_major = ""
+    extras = tuple(pkg.str_list("extras", [], non_empty=False))
+    for i, extra in enumerate(extras):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", extra):
+            raise pkg.fail(f"extras[{i}]", f"not an extra's name: {extra!r}")
+    return PackageSpec(
+        name=pkg.str("name"), bin=pkg.str("bin"), node_major=node_major,
+        install_env=pkg.str_map("install_env"),
+        install_removes=tuple(pkg.str_list("install_removes", [], non_empty=False)),
+        verifier_patterns=tuple(_patterns(pkg, "verifier_patterns")),
+        updater=_updater(pkg.table("updater", required=False)),
+        ecosystem=ecosystem, extras=extras,
+    )
+
+
+def _scenarios(path: Path, target: Table) -> Path | None:
+    """The target's own soak scenarios (used when the run names none): a file or folder
+    relative to the profile."""
+    if "scenarios" not in target.data:
+        return None
+    found = path.parent / target.str("scenarios")
+    if not found.exists():
+        raise target.fail("scenarios", f"not found: {found}")
+    return found
+
+
+def _api(root: Table, kind: str) -> ApiSpec:
+    """The gateway's HTTP surface; its paths default to what the kind says its product
+    serves (harness.target.kinds: `[api]`)."""
+    from harness.target.kinds import kind as find_kind
+
+    defaults = find_kind(kind).api
     table = root.table("api")
     table.reject_unknown({"live", "ready", "chat", "headers", "model_prefix", "health_agent",
                           "agents", "stream_finish_reason"})
@@ -408,11 +496,26 @@ def _api(root: Table) -> ApiSpec:
         raise table.fail("health_agent", f"no agent {health_agent!r} in api.agents "
                          f"({', '.join(agents)})")
     return ApiSpec(
-        live=table.str("live"), ready=table.str("ready"), chat=table.str("chat"),
-        headers=table.str_map("headers"), model_prefix=table.str("model_prefix", ""),
+        live=_or_default(table, "live", defaults), ready=_or_default(table, "ready", defaults),
+        chat=_or_default(table, "chat", defaults),
+        headers=table.str_map("headers"),
+        model_prefix=_model_prefix(table, defaults.get("model_prefix", "")),
         health_agent=health_agent, agents=agents,
         stream_finish_reason=table.bool("stream_finish_reason", True),
     )
+
+
+def _or_default(table: Table, name: str, defaults: dict[str, str]) -> str:
+    return table.str(name, defaults[name]) if name in defaults else table.str(name)
+
+
+def _model_prefix(table: Table, default: str = "") -> str:
+    """How an agent is named in `model`: empty when the gateway serves models by their own
+    names (LiteLLM proxy's model_name)."""
+    value = table.data.get("model_prefix", default)
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        raise table.fail("model_prefix", f"expected a string without spaces, got {value!r}")
+    return value
 
 
 def _alert(root: Table) -> AlertSpec:
@@ -501,7 +604,7 @@ def _load_attached(path: Path, digest: str, root: Table, target: Table) -> Targe
         gateway=GatewaySpec(start=[], env={}, port=port, token_env="", ready_timeout_s=60.0,
                             stop_timeout_s=20.0, unit=unit, version_env=attached.version_env),
         state=StateSpec(config=config, config_template=None, restore=[]),
-        api=_api(root),
+        api=_api(root, _kind(target)),
         log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
         host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
         alert=_alert(root), attached=attached,

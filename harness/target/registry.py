@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from harness import commands
 from harness.errors import InfrastructureError, UnknownVersionError
@@ -21,14 +22,25 @@ class Release:
     version: str  # what the registry resolved it to
     integrity: str  # the registry's dist.integrity (SRI, usually sha512)
     node_engine: str | None  # the package's engines.node range, if any
+    ecosystem: str = "npm"  # harness.target.packages: where it was resolved
+    # PyPI: the whole resolved set, (name, version, sha256 of the file) per distribution, and
+    # the package's Requires-Python (its engine)
+    resolved: tuple[tuple[str, str, str], ...] = ()
+    python_requires: str | None = None
 
     @property
     def label(self) -> str:
         return f"{self.package}@{self.version}"
 
-    def as_dict(self) -> dict[str, str | None]:
-        return {"package": self.package, "spec": self.spec, "version": self.version,
-                "integrity": self.integrity, "node_engine": self.node_engine}
+    def as_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"package": self.package, "spec": self.spec,
+                                 "version": self.version, "integrity": self.integrity,
+                                 "node_engine": self.node_engine}
+        if self.ecosystem != "npm":  # npm's lock entries stay as they were
+            found.update(ecosystem=self.ecosystem, python_requires=self.python_requires,
+                         resolved=[{"name": n, "version": v, "sha256": h}
+                                   for n, v, h in self.resolved])
+        return found
 
 
 class NpmRegistry:

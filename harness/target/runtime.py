@@ -52,7 +52,9 @@ class Installation:
     node: NodeRuntime | None = None  # the Node.js this version runs on (npm packages)
 
     def bin(self, name: str) -> Path:
-        return self.prefix / "node_modules" / ".bin" / name
+        from harness.target.packages import bin_path
+
+        return bin_path(self.prefix, self.release.ecosystem, name)
 
 
 class Runtime:
@@ -106,6 +108,10 @@ class Runtime:
         `force` reinstalls from the registry even over a prefix that claims to be the release
         (its files were found damaged); the old prefix is moved aside, not deleted, so a process
         still running from it keeps its files and the damage can be looked at."""
+        if release.ecosystem != "npm":  # harness.target.packages: a virtualenv, say
+            from harness.target.packages import ecosystem_for
+
+            return ecosystem_for(self, release.ecosystem).install(release, extra_env, force)
         prefix = self.prefix_for(release)
         started = time.monotonic()
         with _locked(prefix.with_name(prefix.name + ".lock")):

@@ -1,0 +1,51 @@
+"""npm: the runtime's own registry and installer, and the registry's tarball as ground truth
+(harness.target.registry, harness.target.runtime, harness.target.groundtruth)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.target import semver
+from harness.target.groundtruth import GroundTruth, InstallFindings, check_installed, package_root
+from harness.target.packages import EngineCheck
+from harness.target.registry import Release
+
+if TYPE_CHECKING:
+    from harness.target.runtime import Installation, NodeRuntime, Runtime
+
+
+class Npm:
+    name = "npm"
+    needs_node = True
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.truths = GroundTruth(runtime.root, runtime.npm_env())
+
+    def resolve(self, package: str, spec: str, origin: str) -> Release:
+        return self.runtime.registry.resolve(package, spec, origin)
+
+    def engine(self, release: Release, node: NodeRuntime | None) -> EngineCheck:
+        version = node.version if node is not None else "none"
+        engine = release.node_engine or "*"
+        fits = node is not None and semver.satisfies(version, engine)
+        return EngineCheck(fits, f"Node.js {version} {'satisfies' if fits else 'does not satisfy'}"
+                           f" {release.label} engines.node {engine!r}", version, engine)
+
+    def verify(self, release: Release, prefix: Path) -> InstallFindings:
+        return check_installed(self.truths.truth(release), package_root(prefix, release.package))
+
+    def installed_integrity(self, installation: Installation) -> dict[str, Any]:
+        """Compare the installed package's recorded integrity with the registry's."""
+        release = installation.release
+        lock = installation.prefix / "node_modules" / ".package-lock.json"
+        recorded = None
+        try:
+            packages = json.loads(lock.read_text()).get("packages", {})
+            recorded = packages.get(f"node_modules/{release.package}", {}).get("integrity")
+        except (OSError, json.JSONDecodeError):
+            pass
+        return {"registry": release.integrity, "installed": recorded,
+                "matches": recorded == release.integrity, "source": str(Path(lock).name)}

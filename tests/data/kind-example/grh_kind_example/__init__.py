@@ -1,0 +1,1 @@
+"""An example gateway kind: kind.toml and signatures.toml beside this file."""
