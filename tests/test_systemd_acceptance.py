@@ -269,7 +269,13 @@ def test_a_harness_killed_after_stop_leaves_the_known_good_serving(
         shown = box.exec_as_user(["systemctl", "--user", "show", "openclaw-gateway",
                                   "-p", "ActiveState", "-p", "Environment"]).stdout
         assert "ActiveState=active" in shown and f"OPENCLAW_SERVICE_VERSION={KNOWN_GOOD}" in shown
-        result = json.loads((deployment / "guard" / "result.json").read_text())
+        # the guard writes its result after it proved the known-good with a real reply,
+        # which comes after the port answers
+        result_path = deployment / "guard" / "result.json"
+        while not result_path.exists() and time.monotonic() - killed_at < 120:
+            time.sleep(0.5)
+        assert result_path.exists(), (deployment / "guard" / "guard.log").read_text()
+        result = json.loads(result_path.read_text())
         assert result["healthy"] is True and result["restored"]["version"] == KNOWN_GOOD
         # the harness ran outside the container's PID namespace: its lease expired
         assert "lease expired" in result["why"], result
