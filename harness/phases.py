@@ -14,7 +14,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import allure
@@ -515,17 +514,3 @@ def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0)
             return await gateway.endpoint.chat(client, agent, prompt, False, timeout)
 
     return asyncio.run(go())
-
-
-def installed_integrity(installation: Installation) -> dict[str, Any]:
-    """Compare the installed package's recorded integrity with the registry's."""
-    release = installation.release
-    lock = installation.prefix / "node_modules" / ".package-lock.json"
-    recorded = None
-    try:
-        packages = json.loads(lock.read_text()).get("packages", {})
-        recorded = packages.get(f"node_modules/{release.package}", {}).get("integrity")
-    except (OSError, json.JSONDecodeError):
-        pass
-    return {"registry": release.integrity, "installed": recorded,
-            "matches": recorded == release.integrity, "source": str(Path(lock).name)}

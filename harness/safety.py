@@ -35,9 +35,7 @@ from harness.target.groundtruth import (
     InstallFindings,
     PackageTruth,
     ReportJudgement,
-    check_installed,
     judge_report,
-    package_root,
 )
 from harness.target.packages import ecosystem_for
 from harness.target.registry import Release
@@ -91,7 +89,7 @@ class Safety:
         package = settings.target.package
         # where the target's versions live (harness.target.packages): npm, or PyPI
         self.packages = ecosystem_for(runtime, package.ecosystem, package.extras,
-                                      settings.target.kind)
+                                      settings.target.kind, package.install_removes)
         self.resolve: Resolver = resolve or self.packages.resolve
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
         self.lock = read_lock(settings.run_dir) or settings.lock()
@@ -183,15 +181,10 @@ class Safety:
         return f"{len(release.resolved)} distributions, each with its file's sha256"
 
     def verify_install(self, release: Release, prefix: Path, name: str) -> InstallFindings:
-        if release.ecosystem != "npm":
-            with allure.step(f"installed distributions of {release.label} against the resolved "
-                             "set and each wheel's RECORD"):
-                findings = self.packages.verify(release, prefix)
-        else:
-            truth = self.truth(release)
-            with allure.step(f"installed files of {release.label} against its package"):
-                findings = check_installed(truth, package_root(prefix, release.package),
-                                           self.settings.target.package.install_removes)
+        against = ("its package" if release.ecosystem == "npm"
+                   else "the resolved set and each wheel's RECORD")
+        with allure.step(f"installed files of {release.label} against {against}"):
+            findings = self.packages.verify(release, prefix)
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings

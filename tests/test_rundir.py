@@ -145,7 +145,7 @@ def test_an_install_through_a_linked_cache_records_its_integrity(tmp_path: Path)
     """A cache shared by a symlink (as worktrees share one): npm must be given the real path,
     or its lock file is keyed '../../.../.partial-PID/node_modules/x' and the install's
     recorded integrity is not found (every `install` phase then fails)."""
-    from harness.phases import installed_integrity
+    from harness.target.packages.npm import installed_integrity
     from harness.target.runtime import Runtime
 
     (tmp_path / "real").mkdir()

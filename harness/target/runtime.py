@@ -140,12 +140,7 @@ class Runtime:
             if done.returncode != 0:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise InfrastructureError(f"npm install {release.label} failed: {done.tail(3)}")
-            (scratch / MARKER).write_text(json.dumps(release.as_dict(), indent=2))
-            if force and prefix.exists():
-                prefix.rename(prefix.with_name(f".{prefix.name}.replaced-{int(time.time())}"))
-            elif prefix.exists():
-                shutil.rmtree(prefix)
-            scratch.rename(prefix)
+            put_in_place(scratch, prefix, release, force)
         return Installation(release, prefix, False, time.monotonic() - started, node)
 
 
@@ -171,6 +166,18 @@ def choose_node(versions: list[str], engine: str | None, label: str) -> str:
 def _plain(version: str) -> bool:
     """A release, not a pre-release (`24.0.0-rc.1`)."""
     return all(part.isdigit() for part in version.split("."))
+
+
+def put_in_place(scratch: Path, prefix: Path, release: Release, force: bool) -> None:
+    """A finished install in `scratch` becomes `release`'s prefix with one rename, its marker
+    written first. Forced (the old prefix was found damaged), the old one is moved aside, not
+    deleted: a process still running from it keeps its files, and the damage can be looked at."""
+    (scratch / MARKER).write_text(json.dumps(release.as_dict(), indent=2))
+    if force and prefix.exists():
+        prefix.rename(prefix.with_name(f".{prefix.name}.replaced-{int(time.time())}"))
+    elif prefix.exists():
+        shutil.rmtree(prefix)
+    scratch.rename(prefix)
 
 
 def remove_dead_partials(prefix: Path) -> list[Path]:

@@ -98,9 +98,10 @@ class Pypi:
 
 
 def ecosystem_for(runtime: Runtime, name: str, extras: tuple[str, ...] = (),
-                  kind: str | None = None) -> Any:
+                  kind: str | None = None, install_removes: tuple[str, ...] = ()) -> Any:
     """The ecosystem a profile names (`npm` is the runtime's own registry and installer);
-    `kind` adds what the product does to its own install (harness.target.kinds)."""
+    `kind` adds what the product does to its own install (harness.target.kinds), and
+    `install_removes` the shipped files an npm package's own install script deletes."""
     if name == "pypi":
         moved: tuple[tuple[str, str], ...] = ()
         if kind is not None:
@@ -110,4 +111,4 @@ def ecosystem_for(runtime: Runtime, name: str, extras: tuple[str, ...] = (),
         return Pypi(runtime, extras, moved)
     from harness.target.packages.npm import Npm
 
-    return Npm(runtime)
+    return Npm(runtime, install_removes)

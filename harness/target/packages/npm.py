@@ -20,8 +20,9 @@ class Npm:
     name = "npm"
     needs_node = True
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, install_removes: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
+        self.install_removes = install_removes  # deleted by the package's own install script
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
 
     def resolve(self, package: str, spec: str, origin: str) -> Release:
@@ -35,17 +36,22 @@ class Npm:
                            f" {release.label} engines.node {engine!r}", version, engine)
 
     def verify(self, release: Release, prefix: Path) -> InstallFindings:
-        return check_installed(self.truths.truth(release), package_root(prefix, release.package))
+        return check_installed(self.truths.truth(release), package_root(prefix, release.package),
+                               self.install_removes)
 
     def installed_integrity(self, installation: Installation) -> dict[str, Any]:
-        """Compare the installed package's recorded integrity with the registry's."""
-        release = installation.release
-        lock = installation.prefix / "node_modules" / ".package-lock.json"
-        recorded = None
-        try:
-            packages = json.loads(lock.read_text()).get("packages", {})
-            recorded = packages.get(f"node_modules/{release.package}", {}).get("integrity")
-        except (OSError, json.JSONDecodeError):
-            pass
-        return {"registry": release.integrity, "installed": recorded,
-                "matches": recorded == release.integrity, "source": str(Path(lock).name)}
+        return installed_integrity(installation)
+
+
+def installed_integrity(installation: Installation) -> dict[str, Any]:
+    """Compare the installed package's recorded integrity (npm's lock) with the registry's."""
+    release = installation.release
+    lock = installation.prefix / "node_modules" / ".package-lock.json"
+    recorded = None
+    try:
+        packages = json.loads(lock.read_text()).get("packages", {})
+        recorded = packages.get(f"node_modules/{release.package}", {}).get("integrity")
+    except (OSError, json.JSONDecodeError):
+        pass
+    return {"registry": release.integrity, "installed": recorded,
+            "matches": recorded == release.integrity, "source": str(Path(lock).name)}

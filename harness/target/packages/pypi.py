@@ -26,7 +26,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +186,7 @@ def install(release: Release, prefix: Path, force: bool,
             env: dict[str, str] | None = None) -> tuple[Path, bool]:
     """The virtualenv of `release` at `prefix` (reused when its marker says it is this
     release); returns the prefix and whether it was reused. The caller holds the lock."""
-    from harness.target.runtime import MARKER, remove_dead_partials
+    from harness.target.runtime import put_in_place, remove_dead_partials
 
     if _installed(release, prefix) and not force:
         return prefix, True
@@ -203,12 +202,7 @@ def install(release: Release, prefix: Path, force: bool,
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    (scratch / MARKER).write_text(json.dumps(release.as_dict(), indent=2))
-    if force and prefix.exists():
-        prefix.rename(prefix.with_name(f".{prefix.name}.replaced-{int(time.time())}"))
-    elif prefix.exists():
-        shutil.rmtree(prefix)
-    scratch.rename(prefix)
+    put_in_place(scratch, prefix, release, force)
     return prefix, False
 
 
