@@ -11,7 +11,10 @@ Another run into the same dir:
 - the lock is free but run.json has no `ended`: that run died without a verdict; refused with
   one line saying so (exit 19), or with `--resume-cleanup`, what it left is stopped (each PID
   checked to still be the process that run started), its files are moved aside into
-  `RUN_DIR/dead-<run-id>/`, and the new run starts fresh under its own run id.
+  `RUN_DIR/dead-<run-id>/`, and the new run starts fresh under its own run id;
+- the run before ended (whatever its verdict): its files are moved into
+  `RUN_DIR/previous-<run-id>/`, so two runs' results, transitions and verdicts never mix; its
+  release lock stays in place too, as a dir that holds a lock runs only the same review again.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import pytest
 
 from harness.commands import alive, start_time
 from harness.errors import ExitCode, RunDirError
+from harness.lock import LOCK_FILE as REVIEW_LOCK
 
 LOCK_FILE = ".run.lock"
 OWNER_FILE = "run.json"
 DEAD_PREFIX = "dead-"
+PREVIOUS_PREFIX = "previous-"
 RUN_DIR_OWNER: pytest.StashKey[RunDirOwner] = pytest.StashKey()
 
 
@@ -76,9 +81,16 @@ class RunDirOwner:
             cleanup = {"run_id": previous.get("run_id"), "pid": previous.get("pid"),
                        "stopped": stop_leftovers(previous),
                        "moved_to": str(_move_aside(run_dir, str(previous.get("run_id"))))}
+        elif previous is not None:  # it ended: its results are kept beside, never mixed
+            kept = _move_aside(run_dir, str(previous.get("run_id")), PREVIOUS_PREFIX)
+            if (kept / REVIEW_LOCK).exists():
+                shutil.copy2(kept / REVIEW_LOCK, run_dir / REVIEW_LOCK)
+            earlier = {"run_id": previous.get("run_id"), "moved_to": str(kept)}
         owner = cls(run_dir, run_id, fd)
         if cleanup is not None:
             owner.record["resumed_cleanup"] = cleanup
+        if previous is not None and cleanup is None:
+            owner.record["previous"] = earlier
         owner._write()
         return owner, cleanup
 
@@ -215,13 +227,14 @@ def _stop(pid: int, group: bool, grace_s: float) -> str:
     return "SIGKILL"
 
 
-def _move_aside(run_dir: Path, run_id: str) -> Path:
-    """Everything the dead run wrote goes into dead-<run-id>/: a folder's contents, not the
-    folder (a writer of the new run may already hold its path)."""
-    aside = run_dir / f"{DEAD_PREFIX}{run_id}"
+def _move_aside(run_dir: Path, run_id: str, prefix: str = DEAD_PREFIX) -> Path:
+    """Everything the earlier run wrote goes into <prefix><run-id>/: a folder's contents, not
+    the folder (a writer of the new run may already hold its path)."""
+    aside = run_dir / f"{prefix}{run_id}"
     aside.mkdir(exist_ok=True)
     for entry in run_dir.iterdir():
-        if entry.name in (LOCK_FILE, aside.name) or entry.name.startswith(DEAD_PREFIX):
+        if entry.name in (LOCK_FILE, aside.name) or entry.name.startswith(
+                (DEAD_PREFIX, PREVIOUS_PREFIX)):
             continue
         if entry.is_dir() and not entry.is_symlink():
             (aside / entry.name).mkdir(exist_ok=True)

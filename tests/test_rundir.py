@@ -46,6 +46,35 @@ def test_a_run_dir_held_by_a_live_run_is_refused(tmp_path: Path) -> None:
     second.ended()
 
 
+def test_a_run_after_one_that_ended_keeps_its_results_apart_and_the_same_review(
+        tmp_path: Path) -> None:
+    """Two runs' verdicts, transitions and Allure results never mix in one run dir: the
+    earlier run's files go into previous-<run-id>/, its release lock stays (the same review)."""
+    first, _ = RunDirOwner.take(tmp_path, "run-1")
+    (tmp_path / "allure-results").mkdir()
+    (tmp_path / "allure-results" / "a-result.json").write_text("{}")
+    (tmp_path / "transitions.jsonl").write_text('{"run_id": "run-1"}\n')
+    (tmp_path / "verdict.json").write_text('{"outcome": "passed"}')
+    (tmp_path / "release.lock.json").write_text('{"run_id": "run-1"}')
+    first.ended()
+    second, cleanup = RunDirOwner.take(tmp_path, "run-2")
+    kept = tmp_path / "previous-run-1"
+    assert cleanup is None and second.record["previous"] == {"run_id": "run-1",
+                                                             "moved_to": str(kept)}
+    assert (kept / "verdict.json").exists() and (kept / "transitions.jsonl").exists()
+    assert (kept / "allure-results" / "a-result.json").exists()
+    assert list((tmp_path / "allure-results").iterdir()) == []  # folder kept, emptied
+    assert not (tmp_path / "verdict.json").exists()
+    assert not (tmp_path / "transitions.jsonl").exists()
+    assert (tmp_path / "release.lock.json").read_text() == '{"run_id": "run-1"}'
+    assert json.loads((tmp_path / "run.json").read_text())["run_id"] == "run-2"
+    second.ended()
+    third, _ = RunDirOwner.take(tmp_path, "run-3")  # and again: each run its own folder
+    assert (tmp_path / "previous-run-2" / "run.json").exists()
+    assert (tmp_path / "previous-run-1" / "verdict.json").exists()  # untouched
+    third.ended()
+
+
 def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
     """No file a crash leaves behind holds the dir: a killed holder frees it, and the next
     run is told that run died."""
