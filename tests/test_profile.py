@@ -45,6 +45,25 @@ def test_a_malformed_target_names_file_and_key(tmp_path: Path, old: str, new: st
     assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
 
 
+@pytest.mark.parametrize("name", ["local-openclaw", "local-litellm"])
+def test_an_agent_the_config_template_does_not_define_is_named_at_load(
+        tmp_path: Path, name: str) -> None:
+    """api.agents is what scenarios are checked against: an agent the embedded deployment's
+    config lacks would fail every request to it at run time, as if the candidate did."""
+    source = TARGET.parent / f"{name}.toml"
+    path = tmp_path / "t.toml"
+    text = source.read_text()
+    assert '"reviewer-c", "synth"]' in text
+    path.write_text(text.replace('"reviewer-c", "synth"]', '"reviewer-c", "synth", "ghost"]'))
+    folder = name.split("-", 1)[1]
+    (tmp_path / folder).symlink_to(TARGET.parent / folder)
+    with pytest.raises(InputError) as caught:
+        load_target(path)
+    said = str(caught.value)
+    assert said.startswith(f"{path}: api.agents: ghost not defined by the config template "), said
+    assert "synth" in said  # what the template does define
+
+
 def test_a_scenario_with_an_unknown_key_names_it(tmp_path: Path) -> None:
     path = tmp_path / "soak.toml"
     path.write_text('[[scenarios]]\nid = "r"\nkind = "reply"\nagent = "main"\nconcurrncy = 2\n')

@@ -14,6 +14,7 @@ Two ways to get the deployment under test (`target.provision`):
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import dataclass, field, replace
@@ -407,7 +408,44 @@ def load_target(path: Path) -> TargetProfile:
     _check_logs(profile, logs)
     if profile.provision == "embedded" and profile.state.config_template is None:
         raise st.fail("config_template", "an embedded deployment needs a config template")
+    _check_agents_in_template(profile)
     return profile
+
+
+def _check_agents_in_template(profile: TargetProfile) -> None:
+    """Every agent `api.agents` names is one the config template defines: scenarios are
+    checked against api.agents, and an agent the deployment lacks fails every request to it
+    at run time, which would look like the candidate's fault."""
+    from harness.target.kinds import kind as find_kind
+
+    where = find_kind(profile.kind).config_agents
+    template = profile.state.config_template
+    if not where or template is None:
+        return
+    import yaml
+
+    text = string.Template(template.read_text()).safe_substitute(port="0")
+    try:
+        yaml_format = find_kind(profile.kind).config_format == "yaml"
+        document = yaml.safe_load(text) if yaml_format else json.loads(text)
+    except (ValueError, yaml.YAMLError):
+        return  # a template that does not parse is said when it is rendered, with its file
+    defined = set(_values_at(document, where.split(".")))
+    missing = [a for a in profile.api.agents if a not in defined]
+    if missing:
+        raise InputError(str(profile.path), "api.agents",
+                         f"{', '.join(missing)} not defined by the config template "
+                         f"{template.name} ({where}: {', '.join(sorted(defined)) or 'none'})")
+
+
+def _values_at(node: Any, keys: list[str]) -> list[str]:
+    if not keys:
+        return [node] if isinstance(node, str) else []
+    head, rest = keys[0], keys[1:]
+    if head == "*":
+        return [v for item in (node if isinstance(node, list) else [])
+                for v in _values_at(item, rest)]
+    return _values_at(node.get(head), rest) if isinstance(node, dict) else []
 
 
 def _kind(target: Table) -> str:

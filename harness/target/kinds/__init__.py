@@ -51,6 +51,8 @@ class Kind:
     moved_at_start: tuple[tuple[str, str], ...] = ()
     # its HTTP surface (live, ready, chat, model_prefix): a profile's [api] defaults
     api: dict[str, str] = field(default_factory=dict)
+    # where its config names the agents (models) it serves: dotted keys, `*` every list item
+    config_agents: str = ""
 
 
 def _signatures(path: Path) -> tuple[Signature, ...]:
@@ -95,7 +97,7 @@ def load_kind(folder: Path) -> Kind:
                                f"{where!r} (known: {{parent}}, {{stem}}, {{name}})") from None
     table = root.table("kind")
     table.reject_unknown({"name", "ecosystem", "config_format", "config_secrets",
-                          "secret_files"})
+                          "secret_files", "config_agents"})
     log = root.table("log", required=False)
     log.reject_unknown({"record_start", "strip_ansi", "clock"})
     start = None
@@ -117,6 +119,7 @@ def load_kind(folder: Path) -> Kind:
         log=LogFormat(record_start=start, strip_ansi=log.bool("strip_ansi", False),
                       clock=log.str("clock", "iso", choices=CLOCKS)),
         moved_at_start=tuple(moved.items()), api=api_defaults,
+        config_agents=table.str("config_agents", ""),
     )
 
 
