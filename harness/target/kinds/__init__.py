@@ -119,7 +119,7 @@ def load_kind(folder: Path) -> Kind:
         log=LogFormat(record_start=start, strip_ansi=log.bool("strip_ansi", False),
                       clock=log.str("clock", "iso", choices=CLOCKS)),
         moved_at_start=tuple(moved.items()), api=api_defaults,
-        config_agents=table.str("config_agents", ""),
+        config_agents=table.opt_str("config_agents") or "",
     )
 
 
