@@ -23,15 +23,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.digest import sha256_file
 from harness.errors import InfrastructureError
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_of(root: Path) -> dict[str, str]:

@@ -30,10 +30,10 @@ from harness.backup import (
     manifest_of,
     member_sha256,
     selected,
-    sha256_file,
     verify_by_restore,
 )
 from harness.commands import Completed
+from harness.digest import sha256_file
 from harness.errors import HarnessError, InfrastructureError
 from harness.target.profile import STATE_KINDS, StateSpec
 

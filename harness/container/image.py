@@ -25,6 +25,7 @@ from pathlib import Path
 
 from harness import commands
 from harness.container.engine import LABEL, DockerEngine, docker_cli
+from harness.digest import sha256_file
 from harness.errors import InfrastructureError
 
 SUITE = "bookworm"
@@ -130,7 +131,7 @@ class SystemdImage:
     def base(self) -> str:
         """`docker import` of the root file system, once per tarball content."""
         tarball = self.rootfs()
-        digest = _sha256(tarball)[:12]
+        digest = sha256_file(tarball)[:12]
         tag = f"local/grh-debian-systemd:{SUITE}-{digest}"
         if self._exists(tag):
             self.times.reused.append("base")
@@ -171,9 +172,3 @@ class SystemdImage:
         return self.engine.docker("image", "inspect", tag, timeout=30).returncode == 0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.numbers import num
 
 SECTIONS = ("soak", "baseline", "watch", "late_watch", "smoke")
 RELATIVE_CHANGE = 0.5
@@ -123,7 +124,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], section_a: str = "soak",
             if (row["bad"][0] or 0) != (row["bad"][1] or 0):
                 changes.append(f"bad {row['bad'][0]} -> {row['bad'][1]}")
             if _changed(row["p95_s"][0], row["p95_s"][1]):
-                changes.append(f"p95 {_num(row['p95_s'][0])} -> {_num(row['p95_s'][1])} s")
+                changes.append(f"p95 {num(row['p95_s'][0])} -> {num(row['p95_s'][1])} s")
         row["changed"] = changes
         scenarios[sid] = row
     req = [sa.get("requests"), sb.get("requests")]
@@ -138,7 +139,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], section_a: str = "soak",
         elif n[0] > 0 and n[1] == 0:
             changes.append(f"gone in {names[1]}")
         elif _changed(rate[0], rate[1]):
-            changes.append(f"rate {_num(rate[0])} -> {_num(rate[1])} per 100 requests")
+            changes.append(f"rate {num(rate[0])} -> {num(rate[1])} per 100 requests")
         classes[klass] = {"count": n, "per_100_requests": rate, "changed": changes}
     fired = [sorted({d["trigger"] for d in s.get("decisions") or [] if d.get("decides")})
              for s in (sa, sb)]
@@ -149,16 +150,10 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], section_a: str = "soak",
             "scenarios": scenarios, "classes": classes, "deciding_triggers": fired}
 
 
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _pair(values: list[Any]) -> str:
-    a, b = (_num(v) for v in values)
+    a, b = (num(v) for v in values)
     return a if a == b else f"{a} -> {b}"
 
 

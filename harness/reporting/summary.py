@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.numbers import num
 from harness.soak.assess import comparison_markdown
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _cell(text: Any) -> str:
@@ -104,8 +97,8 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
             mark = f"**{mark}**" if mark in ("fail", "inconclusive") else mark
             lines.append(f"| {sid} | {mark} | {stats.get('good')} | {stats.get('bad')} | "
                          f"{stats.get('cut')} | {stats.get('finished')} | "
-                         f"{_num(stats.get('p50_s'))} | {_num(stats.get('p95_s'))} | "
-                         f"{_num(stats.get('max_s'))} |")
+                         f"{num(stats.get('p50_s'))} | {num(stats.get('p95_s'))} | "
+                         f"{num(stats.get('max_s'))} |")
         classes = section.get("class_counts") or {}
         if classes:
             lines += ["", "signature classes: " + ", ".join(f"{k} {v}" for k, v in
@@ -116,7 +109,7 @@ def summary_markdown(verdict: dict[str, Any], comparison: str | None = None) -> 
                       "|---|---|---|---|---|---|"]
             for d in fired:
                 lines.append(f"| {d['trigger']} | {d.get('scenario') or 'all'} | "
-                             f"{_num(d.get('observed'))} | {_cell(d.get('threshold'))} | "
+                             f"{num(d.get('observed'))} | {_cell(d.get('threshold'))} | "
                              f"{d.get('samples')} | "
                              f"{'yes' if d.get('decides') else 'no (dry run)'} |")
         if section.get("comparison") and key == "soak":

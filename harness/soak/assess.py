@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.numbers import num
 from harness.policy import percentile
 from harness.signals.signatures import CLASSES
 from harness.soak.driver import SoakRun
@@ -49,7 +50,7 @@ def scenario(run: SoakRun, scenario_id: str, min_samples: int,
         numbers["baseline"] = baseline.stats(scenario_id)
     own = [d for d in run.deciding() if d.scenario == scenario_id]
     if own:
-        why = "; ".join(f"{d.label} fired: observed {_num(d.observed)} ({d.trigger.describe()}),"
+        why = "; ".join(f"{d.label} fired: observed {num(d.observed)} ({d.trigger.describe()}),"
                         f" {d.samples} samples" for d in own)
         return Judgement("fail", f"{why}. {_stats_line(stats)}", numbers)
     if run.stopped_by and stats["bad"]:
@@ -74,7 +75,7 @@ def scenario(run: SoakRun, scenario_id: str, min_samples: int,
                          f"{_stats_line(stats)}"
                          + (f"; first bad: {first.reason}" if first else ""), numbers)
     looked = [d for d in run.decisions if d.scenario == scenario_id and d.evaluations]
-    watched = "; ".join(f"{d.trigger.name} peak {_num(d.observed)}/{_num(d.trigger.threshold)}"
+    watched = "; ".join(f"{d.trigger.name} peak {num(d.observed)}/{num(d.trigger.threshold)}"
                         for d in looked)
     vs = ""
     if "baseline" in numbers:
@@ -89,17 +90,17 @@ def policy(run: SoakRun) -> Judgement:
     deciding = run.deciding()
     if deciding:
         d = deciding[0]
-        return Judgement("fail", f"trigger {d.label} fired: observed {_num(d.observed)} "
+        return Judgement("fail", f"trigger {d.label} fired: observed {num(d.observed)} "
                          f"({d.trigger.describe()}), {d.samples} samples"
                          + (f"; {d.note}" if d.note else ""), {"decisions": decisions})
     parts = []
     for d in run.decisions:
         if d.fired and d.trigger.dry_run:
-            parts.append(f"{d.label} would have fired (dry run, observed {_num(d.observed)})")
+            parts.append(f"{d.label} would have fired (dry run, observed {num(d.observed)})")
         elif not d.evaluations:
             parts.append(f"{d.label} not evaluated ({d.note or 'no samples'})")
         else:
-            parts.append(f"{d.label} peak {_num(d.observed)}/{_num(d.trigger.threshold)} in "
+            parts.append(f"{d.label} peak {num(d.observed)}/{num(d.trigger.threshold)} in "
                          f"{d.evaluations} evaluations")
     return Judgement("pass", "no deciding trigger fired: " + "; ".join(parts),
                      {"decisions": decisions})
@@ -150,7 +151,7 @@ def watch(run: SoakRun) -> Judgement:
     """After a rollback (the smoke, the early and the later watch): the bad pattern must be
     gone AND every path of the mix, the slowest included, must be shown working: no deciding
     trigger, no bad or unanswered iteration, at least one good one per path."""
-    problems = [f"trigger {d.label} fired (observed {_num(d.observed)})"
+    problems = [f"trigger {d.label} fired (observed {num(d.observed)})"
                 for d in run.deciding()]
     numbers = {sid: run.stats(sid) for sid in run.scenario_ids}
     for sid, stats in numbers.items():
@@ -189,14 +190,14 @@ def progress_line(run: SoakRun, elapsed: float) -> str:
         held = (f", held {d.held()}/{d.trigger.consecutive}" if d.trigger.consecutive > 1
                 else "")
         last = d.points[-1].value
-        nearest = f"{d.label} {_num(last)}/{_num(d.trigger.threshold)}{held}"
+        nearest = f"{d.label} {num(last)}/{num(d.trigger.threshold)}{held}"
     window = run.window.window_s
     clock = (f"{elapsed:5.0f} s" if not window else f"{elapsed:5.0f}/{window:g} s"
              + (" (draining)" if elapsed > window else ""))
     if elapsed < 0:  # the quiet delay before a later watch's traffic: the log is watched
         clock = f"quiet, traffic in {-elapsed:.0f} s"
     return (f"[{run.label}] {clock}  requests {len(exchanges)}"
-            f" (bad {bad})  {classes}  p95 {_num(p95)} s  nearest trigger: {nearest}")
+            f" (bad {bad})  {classes}  p95 {num(p95)} s  nearest trigger: {nearest}")
 
 
 def signature_counts(run: SoakRun) -> dict[str, int]:
@@ -248,15 +249,15 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
     lines = ["| scenario | finished | bad | error ratio | p50 s | p95 s |",
              "|---|---|---|---|---|---|"]
     for sid, row in comparison["scenarios"].items():
-        cells = [f"{_num(row[k]['baseline'])} -> {_num(row[k]['candidate'])}"
+        cells = [f"{num(row[k]['baseline'])} -> {num(row[k]['candidate'])}"
                  for k in ("finished", "bad", "error_ratio", "p50_s", "p95_s")]
         lines.append(f"| {sid} | " + " | ".join(cells) + " |")
     lines += ["", "| signature class | baseline | candidate | per 100 requests | |",
               "|---|---|---|---|---|"]
     for klass, row in comparison["classes"].items():
         lines.append(f"| {klass} | {row['baseline']} | {row['candidate']} | "
-                     f"{_num(row['baseline_per_100_requests'])} -> "
-                     f"{_num(row['candidate_per_100_requests'])} | "
+                     f"{num(row['baseline_per_100_requests'])} -> "
+                     f"{num(row['candidate_per_100_requests'])} | "
                      f"{'NEW (none in the baseline)' if row['new'] else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -265,9 +266,3 @@ def _per100(count: int, requests: int) -> float | None:
     return round(100 * count / requests, 2) if requests else None
 
 
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)

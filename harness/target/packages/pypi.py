@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import commands
+from harness.digest import sha256_stream
 from harness.errors import InfrastructureError, UnknownVersionError
 from harness.target.groundtruth import InstallFindings
 from harness.target.registry import Release
@@ -243,10 +244,8 @@ def _distributions(site: Path) -> dict[str, tuple[str, Path]]:
 
 
 def _record_hash(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest = sha256_stream(handle)
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
