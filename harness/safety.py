@@ -31,6 +31,7 @@ from harness.posture import Assessment, BackupTaker
 from harness.run import RunRecord, RunSettings
 from harness.target.gateway import Gateway
 from harness.target.groundtruth import (
+    Fingerprint,
     GroundTruth,
     InstallFindings,
     PackageTruth,
@@ -89,6 +90,8 @@ class Safety:
                                         settings.gate_timeout_s)
         self.resolve: Resolver = resolve or runtime.registry.resolve
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
+        # per installed tree: the fingerprints of files a check found identical to the package
+        self.hashed: dict[tuple[str, str], dict[str, Fingerprint]] = {}
         self.lock = read_lock(settings.run_dir) or settings.lock()
         self.taker = BackupTaker(settings.target.state, gateway.state_dir, backup_dir,
                                  gateway.run_cli, settings.target.package.bin)
@@ -172,7 +175,10 @@ class Safety:
     def verify_install(self, release: Release, prefix: Path, name: str) -> InstallFindings:
         truth = self.truth(release)
         with allure.step(f"installed files of {release.label} against its package"):
-            findings = check_installed(truth, package_root(prefix, release.package))
+            # a tree checked before in this run is read again only where it changed since
+            root = package_root(prefix, release.package)
+            findings = check_installed(truth, root, self.hashed.setdefault(
+                (str(root.resolve()), release.integrity), {}))
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings
