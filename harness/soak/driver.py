@@ -27,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ from harness.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
 from harness.soak.scenarios import Scenario, Step
 from harness.target.client import ChatOutcome, GatewayEndpoint
+
+KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
 
 
 @dataclass
@@ -139,6 +141,8 @@ class SoakRun:
         iteration.verdict, iteration.reason = verdict, reason
         iteration.ended = time.time() if at is None else at
         self.ended_iterations.append(iteration)
+        for exchange in iteration.exchanges:  # checked and chained: only the excerpt is read
+            exchange.outcome.content = exchange.outcome.content[:KEPT_CHARS]
 
     def exchanges(self, scenario: str | None = None) -> list[Exchange]:
         return [x for i in self.iterations for x in i.exchanges
@@ -278,6 +282,8 @@ class _LiveJudge:
     def __init__(self, judge: JudgeFn, watcher: LogWatcher | None, run: SoakRun) -> None:
         self.judge, self.watcher, self.run = judge, watcher, run
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+        self.reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
+        self.reporting: Future[None] | None = None
         self.last = -math.inf
         self.seen = (0, 0)
 
@@ -295,8 +301,14 @@ class _LiveJudge:
         return await asyncio.get_running_loop().run_in_executor(
             self.pool, self.judge, run, run.matches, False, now)
 
+    def report(self, progress: Progress, run: SoakRun, elapsed: float) -> None:
+        """A progress line, written by a thread of its own (one at a time, never awaited)."""
+        if self.reporting is None or self.reporting.done():
+            self.reporting = self.reporter.submit(progress, run, elapsed)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.reporter.shutdown(wait=True)
 
 
 class _Clients:
@@ -413,7 +425,8 @@ class SoakDriver:
                 return
             if self.progress and now - last_progress >= self.progress_every_s:
                 last_progress = now
-                self.progress(run, now - traffic_starts)  # negative: still quiet
+                # its line reads the whole run so far: in a thread of its own, off the loop
+                live.report(self.progress, run, now - traffic_starts)  # negative: still quiet
 
     @staticmethod
     async def _until(all_done: asyncio.Future[Any], moment: float) -> None:
