@@ -23,6 +23,7 @@ import httpx
 from harness.backup import compare_selected, restore_paths, selected
 from harness.errors import ExitCode, HarnessError
 from harness.gate import RestartGate
+from harness.lock import LockCheck
 from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.reporting import evidence
@@ -116,6 +117,7 @@ class Procedure:
         self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
         self.prepared: dict[str, Prepared] = {}
         self.timeline: dict[str, PhaseResult] = {}  # the latest result of each phase by name
+        self.rollback_lock_check: Callable[[], LockCheck] | None = None
 
     # -- upgrade ------------------------------------------------------------------------
     def preflight(self) -> PhaseResult:
@@ -373,6 +375,10 @@ class Procedure:
         timeout = max(s.timeout_s for s in chosen) * 2
         smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True)
         self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
+        if self.rollback_lock_check is not None:
+            check, self.rollback_lock_check = self.rollback_lock_check(), None
+            if not check.ok:
+                self.record.facts["rollback_lock_note"] = check.message(self.safety.lock)
         return smoke
 
     def _kept(self, result: PhaseResult) -> PhaseResult:
@@ -422,8 +428,9 @@ class Procedure:
         its kept prefix (no download) when it is there and intact, else a reinstall."""
         self.record.rollback_started = True
         # The rollback goes to the locked known-good whatever the specs say now; a moved
-        # candidate is recorded, and the registry being unreachable does not matter here.
-        check = self.safety.lock_holds("rollback", refuse=False)
+        # candidate is recorded (once the known-good has replied: the registry's answer is
+        # not waited for on the way back), and the registry being unreachable does not matter.
+        self.rollback_lock_check = self.safety.lock_check_started("rollback")
         release = self.settings.known_good
         candidate = self.prepared.get("candidate")
         if self.settings.rollback_path == "updater" and candidate is not None:
@@ -444,10 +451,7 @@ class Procedure:
         summary = f"{path}; {prepared.findings.summary()}"
         if prepared.updater is not None:
             summary += f". The updater: {prepared.updater['summary']}"
-        if not check.ok:
-            summary += f" (note: {check.message(self.safety.lock)})"
-        return PhaseResult("rollback_prepare", prepared.ok, summary,
-                           {**prepared.as_dict(), "lock_check": check.as_dict()})
+        return PhaseResult("rollback_prepare", prepared.ok, summary, prepared.as_dict())
 
     def rollback_restore(self) -> PhaseResult:
         return self._kept(_timed("restore known-good", self._rollback_restore))
