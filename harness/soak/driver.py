@@ -358,6 +358,7 @@ class SoakDriver:
         self.decision_rolls_back = decision_rolls_back
         self.settle_s = SETTLE_S
         self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
+        self.current: SoakRun | None = None
 
     def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
@@ -369,6 +370,7 @@ class SoakDriver:
         async with _Clients() as client:  # ready before the schedule starts
             run = SoakRun(label=label, window=window, started=time.time(),
                           scenarios=list(self.scenarios))
+            self.current = run  # for a reader in another thread (a long soak's sampler)
             traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
             window_closes = traffic_starts + window.window_s
             stop = asyncio.Event()
