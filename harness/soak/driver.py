@@ -1,18 +1,18 @@
 """The soak load driver: every scenario at once, in one process, judged while it runs.
 
 Closed-model scenarios have workers that start their next iteration when the last one ended;
-open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's
-constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
-arrival is dropped and counted). Iterations start until the window closes; in-flight work may
-finish during the drain. The policy's triggers are judged, off the event loop, as soon as a log
-match or a finished request arrives (at least every second); a deciding trigger stops the soak
-at once: nothing new starts; what fails together with the evidence lands within a second; then
-what is in flight and cannot finish within the window's `stop_grace_s` is cut at once and
-recorded as cut by the decision (everything, when the decision rolls back; else what is past
-its path's known duration, or known to need longer than the grace leaves), and the rest gets
-the grace (a request that was going to fail is the evidence of the path it was on). A window
-with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
-from the start, and traffic starts only when the delay is over.
+open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's constant-
+arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an arrival is
+dropped and counted). Iterations start until the window closes; in-flight work may finish
+during the drain. The policy's triggers are judged, off the event loop, as soon as a log match
+or a finished request arrives (at least every second); a deciding trigger stops the soak at
+once: nothing new starts; what fails together with the evidence lands within half a second (two
+polls of the log); then what is in flight and cannot finish within the window's `stop_grace_s`
+is cut at once and recorded as cut by the decision (everything, when the decision rolls back;
+else what is past its path's known duration, or known to need longer than the grace leaves),
+and the rest gets the grace (a request that was going to fail is the evidence of the path it
+was on). A window with a `delay_s` (the later post-rollback watch) is quiet first: the log is
+watched and judged from the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: the nonces of its request (a gateway that times
 out answers HTTP 200 with an apology, so status codes alone prove nothing), any `contains` and
@@ -267,7 +267,7 @@ class JudgeFn(Protocol):
 Progress = Callable[["SoakRun", float], None]
 
 
-SETTLE_S = 1.0  # after a decision, what fails with its evidence lands before the rest is cut
+SETTLE_S = 0.5  # after a decision, what fails with its evidence lands before the rest is cut
 OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
 TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
 JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
@@ -359,10 +359,15 @@ class SoakDriver:
         self.settle_s = SETTLE_S
         self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
         self.current: SoakRun | None = None
+        self.in_turn = False
 
-    def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
+    def run(self, label: str, window: Window, once: bool = False,
+            in_turn: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
-        worker (open-model scenarios: one)."""
+        worker (open-model scenarios: one), all at once, or with `in_turn` one scenario after
+        another in the order given (a gateway just started pays for its first agent runs
+        together: the first path alone answers sooner)."""
+        self.in_turn = in_turn
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(self._run(label, window, once))
 
@@ -375,7 +380,9 @@ class SoakDriver:
             window_closes = traffic_starts + window.window_s
             stop = asyncio.Event()
             loads = []
-            for scenario in self.scenarios:
+            if once and self.in_turn:
+                loads.append(self._in_turn(client, run, traffic_starts, window_closes, stop))
+            for scenario in self.scenarios if not (once and self.in_turn) else ():
                 if scenario.open_model and not once:
                     loads.append(self._arrivals(client, scenario, run, window_closes, stop))
                 else:
@@ -470,6 +477,16 @@ class SoakDriver:
             await self._iterate(client, scenario, run, None)
             if scenario.pause_s and not once:
                 await _quiet_until(time.monotonic() + scenario.pause_s, stop)
+
+    async def _in_turn(self, client: _Clients, run: SoakRun, traffic_starts: float,
+                       window_closes: float, stop: asyncio.Event) -> None:
+        for scenario in self.scenarios:
+            workers = 1 if scenario.open_model else scenario.concurrency
+            await asyncio.gather(*(self._worker(client, scenario, run, traffic_starts,
+                                                window_closes, stop, True)
+                                   for _ in range(workers)))
+            if stop.is_set():
+                return
 
     async def _arrivals(self, client: _Clients, scenario: Scenario, run: SoakRun,
                         window_closes: float, stop: asyncio.Event) -> None:
