@@ -41,7 +41,6 @@ from harness.target.client import ChatOutcome
 from harness.target.config import patch_json_file
 from harness.target.gateway import Gateway
 from harness.target.runtime import Installation, NodeRuntime, Runtime
-from harness.target.warmup import WarmUp
 
 MIN_FREE_BYTES = 2 * 1024**3
 # after a rollback: judged by whether every path works and the pattern is gone, not by samples
@@ -276,10 +275,8 @@ class Procedure:
 
     def _start(self) -> PhaseResult:
         pid = self.gateway.start()
-        warm_up = WarmUp(self.gateway.endpoint, self.settings.target.api.health_agent)
-        with allure.step(f"gateway started as PID {pid}; waiting for /healthz and /readyz "
-                         "(one warm-up reply asked once live, never judged)"):
-            ready = self.gateway.wait_ready(on_live=warm_up.send)
+        with allure.step(f"gateway started as PID {pid}; waiting for /healthz and /readyz"):
+            ready = self.gateway.wait_ready()
         if not ready.ready:
             allure.attach(self.gateway.log_tail(40), name="gateway log tail",
                           attachment_type=allure.attachment_type.TEXT)
@@ -287,7 +284,7 @@ class Procedure:
                                {"pid": pid, "live": ready.live, "ready": ready.readyz})
         return PhaseResult("start", True, f"PID {pid} ready in {ready.seconds:.1f} s",
                            {"pid": pid, "version": self.gateway.active_version(),
-                            "ready_s": round(ready.seconds, 2), "warm_up": warm_up.as_dict()})
+                            "ready_s": round(ready.seconds, 2)})
 
     def health(self) -> PhaseResult:
         return _timed("health", self._health)

@@ -8,7 +8,6 @@ import secrets
 import socket
 import string
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,10 +173,8 @@ class Gateway:
         status, _ = self.endpoint.probe(self.profile.api.live, timeout=2)
         return self.driver.is_running() and status == 200
 
-    def wait_ready(self, timeout_s: float | None = None,
-                   on_live: Callable[[], object] | None = None) -> Readiness:
-        """Poll liveness and readiness until both pass, the process dies, or time runs out;
-        `on_live` is called once, when liveness first passes."""
+    def wait_ready(self, timeout_s: float | None = None) -> Readiness:
+        """Poll liveness and readiness until both pass, the process dies, or time runs out."""
         limit = timeout_s if timeout_s is not None else self.profile.gateway.ready_timeout_s
         started = time.monotonic()
         live: tuple[int | None, str] = (None, "not probed")
@@ -189,9 +186,6 @@ class Gateway:
                                  f"gateway process exited (code {code}) before it was ready")
             live = self.endpoint.probe(self.profile.api.live, timeout=2)
             if live[0] == 200:
-                if on_live is not None:
-                    on_live()
-                    on_live = None
                 ready = self.endpoint.probe(self.profile.api.ready, timeout=2)
                 if ready[0] == 200:
                     if self.guard is not None and self.guard.armed:
