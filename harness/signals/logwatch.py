@@ -27,7 +27,7 @@ from harness.signals.signatures import (
 SAME_RUN_S = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     seen: float  # unix time the watcher read the line
     line_no: int  # within the watched stream

@@ -42,7 +42,7 @@ from harness.target.client import ChatOutcome, GatewayEndpoint
 KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     scenario: str
     iteration: int
@@ -62,7 +62,7 @@ class Exchange:
                 "excerpt": o.content[:160]}
 
 
-@dataclass
+@dataclass(slots=True)
 class Iteration:
     scenario: str
     index: int
