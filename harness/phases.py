@@ -23,7 +23,6 @@ import httpx
 from harness.backup import compare_selected, restore_paths, selected
 from harness.errors import ExitCode, HarnessError
 from harness.gate import RestartGate
-from harness.lock import LockCheck
 from harness.nonce import new_nonce
 from harness.policy import Window
 from harness.reporting import evidence
@@ -116,7 +115,6 @@ class Procedure:
         self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
         self.prepared: dict[str, Prepared] = {}
         self.timeline: dict[str, PhaseResult] = {}  # the latest result of each phase by name
-        self.rollback_lock_check: Callable[[], LockCheck] | None = None
 
     # -- upgrade ------------------------------------------------------------------------
     def preflight(self) -> PhaseResult:
@@ -375,8 +373,8 @@ class Procedure:
         timeout = max(s.timeout_s for s in chosen) * 2
         smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True, in_turn=True)
         self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
-        if self.rollback_lock_check is not None:
-            check, self.rollback_lock_check = self.rollback_lock_check(), None
+        if self.record.rollback_started:  # the lock re-checked, once service is back
+            check = self.safety.lock_holds("rollback", refuse=False)
             if not check.ok:
                 self.record.facts["rollback_lock_note"] = check.message(self.safety.lock)
         return smoke
@@ -428,9 +426,8 @@ class Procedure:
         its kept prefix (no download) when it is there and intact, else a reinstall."""
         self.record.rollback_started = True
         # The rollback goes to the locked known-good whatever the specs say now; a moved
-        # candidate is recorded (once the known-good has replied: the registry's answer is
-        # not waited for on the way back), and the registry being unreachable does not matter.
-        self.rollback_lock_check = self.safety.lock_check_started("rollback")
+        # candidate is recorded once the known-good has replied (the smoke), as the registry's
+        # answer is not worth a second on the way back, and its being unreachable is no matter.
         release = self.settings.known_good
         candidate = self.prepared.get("candidate")
         if self.settings.rollback_path == "updater" and candidate is not None:

@@ -17,9 +17,6 @@ facts in verdict.json:
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,34 +107,6 @@ class Safety:
         if not check.ok and refuse:
             self.record.halt("stale_lock", ExitCode.STALE_LOCK, check.message(self.lock))
         return check
-
-    def lock_check_started(self, before: str) -> Callable[[], LockCheck]:
-        """For a step that records the lock and is never refused by it (the rollback, which
-        always goes to the locked known-good): both specs resolved again in the background
-        (two registry look-ups, a second or two), off the way back to service. The call
-        returned waits for the answer and records it as `lock_holds` does."""
-        answer: list[LockCheck] = []
-        began = time.time()
-
-        def ask() -> None:
-            try:
-                answer.append(recheck(self.lock, self.resolve, before))
-            except Exception as exc:  # noqa: BLE001 - recorded as the check's error
-                answer.append(LockCheck(before, began, error=f"{type(exc).__name__}: {exc}"))
-
-        thread = threading.Thread(target=ask, name=f"lock-check-{before}", daemon=True)
-        thread.start()
-
-        def finish() -> LockCheck:
-            thread.join()
-            check = answer[0]
-            self.record.facts.setdefault("lock_checks", []).append(check.as_dict())
-            with allure.step(f"{'ok' if check.ok else 'STALE'}: release lock before {before} "
-                             "(re-checked while the step went on)"):
-                _attach(f"lock check before {before}", check.as_dict())
-            return check
-
-        return finish
 
     # -- backups ------------------------------------------------------------------------
     def backup(self, label: str, decides: bool) -> Assessment:
