@@ -362,16 +362,13 @@ class Procedure:
         mix = self.settings.scenarios.scenarios
         baseline = self.soaks.get("baseline")
         known = known_durations(baseline) if baseline is not None else {}
-        # the fastest first, one path after another: a gateway just started pays for its
-        # first agent runs together, so the first path alone is the soonest good reply
-        chosen = sorted((s for s in mix if known.get(s.id, SMOKE_FAST_S + 1) <= SMOKE_FAST_S),
-                        key=lambda s: known[s.id])
+        chosen = [s for s in mix if known.get(s.id, SMOKE_FAST_S + 1) <= SMOKE_FAST_S]
         if not chosen:
             chosen = [first for kind in ("reply", "panel")
                       if (first := next((s for s in mix if s.kind == kind), None)) is not None]
         chosen = [replace(s, concurrency=1, pause_s=0.0, rate_per_min=None) for s in chosen]
         timeout = max(s.timeout_s for s in chosen) * 2
-        smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True, in_turn=True)
+        smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True)
         self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
         if self.record.rollback_started:  # the lock re-checked, once service is back
             check = self.safety.lock_holds("rollback", refuse=False)
@@ -385,7 +382,7 @@ class Procedure:
         return result
 
     def _soak(self, label: str, window: Window, scenarios: list[Scenario],
-              once: bool = False, in_turn: bool = False) -> SoakRun:
+              once: bool = False) -> SoakRun:
         s = self.settings
         signatures = s.policy.signatures + catalogue(s.target.kind)
         watcher = self.gateway.log_watcher(signatures)
@@ -397,7 +394,7 @@ class Procedure:
                             decision_rolls_back=label == "soak" and self.record.changed)
         with allure.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
                          f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
-            run = driver.run(label, window, once=once, in_turn=in_turn)
+            run = driver.run(label, window, once=once)
         run.matches = watcher.snapshot()
         run.context = evidence.capture(run, watcher)  # evidence lines with their neighbours
         self.soaks[label] = run

@@ -122,36 +122,3 @@ def test_the_recovery_adds_up_from_the_decision_to_the_first_good_reply() -> Non
     assert out["before_backup_s"] == 1.5  # the soak's report and the rollback's first step
     assert out["first_reply_s"] == pytest.approx(1.7) and out["total_s"] == 13.0
 
-
-TWO_PATHS = """
-[[scenarios]]
-id = "first"
-kind = "reply"
-agent = "steady"
-
-[[scenarios]]
-id = "second"
-kind = "reply"
-agent = "fast-chat"
-concurrency = 2
-"""
-NONE_FIRE = """
-[[triggers]]
-name = "bursts"
-kind = "log"
-classes = ["timeout", "failover"]
-count = 1000
-"""
-
-
-def test_a_smoke_in_turn_runs_each_path_once_after_the_one_before(
-        lab: ModelLab, tmp_path: Path) -> None:
-    """The rollback smoke: the first path alone (a gateway just started pays for its first
-    agent runs together), then the next, each worker once."""
-    scenarios, policy = files(tmp_path, TWO_PATHS, NONE_FIRE)
-    driver = SoakDriver(endpoint(lab), scenarios.scenarios, Judge(policy), None)
-    run = driver.run("smoke", Window(0.0, 10.0), once=True, in_turn=True)
-    [first] = run.of("first")
-    second = run.of("second")
-    assert first.verdict == "good" and [i.verdict for i in second] == ["good", "good"]
-    assert all(i.started >= first.ended for i in second)

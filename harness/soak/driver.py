@@ -359,15 +359,10 @@ class SoakDriver:
         self.settle_s = SETTLE_S
         self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
         self.current: SoakRun | None = None
-        self.in_turn = False
 
-    def run(self, label: str, window: Window, once: bool = False,
-            in_turn: bool = False) -> SoakRun:
+    def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
-        worker (open-model scenarios: one), all at once, or with `in_turn` one scenario after
-        another in the order given (a gateway just started pays for its first agent runs
-        together: the first path alone answers sooner)."""
-        self.in_turn = in_turn
+        worker (open-model scenarios: one)."""
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(self._run(label, window, once))
 
@@ -380,9 +375,7 @@ class SoakDriver:
             window_closes = traffic_starts + window.window_s
             stop = asyncio.Event()
             loads = []
-            if once and self.in_turn:
-                loads.append(self._in_turn(client, run, traffic_starts, window_closes, stop))
-            for scenario in self.scenarios if not (once and self.in_turn) else ():
+            for scenario in self.scenarios:
                 if scenario.open_model and not once:
                     loads.append(self._arrivals(client, scenario, run, window_closes, stop))
                 else:
@@ -477,16 +470,6 @@ class SoakDriver:
             await self._iterate(client, scenario, run, None)
             if scenario.pause_s and not once:
                 await _quiet_until(time.monotonic() + scenario.pause_s, stop)
-
-    async def _in_turn(self, client: _Clients, run: SoakRun, traffic_starts: float,
-                       window_closes: float, stop: asyncio.Event) -> None:
-        for scenario in self.scenarios:
-            workers = 1 if scenario.open_model else scenario.concurrency
-            await asyncio.gather(*(self._worker(client, scenario, run, traffic_starts,
-                                                window_closes, stop, True)
-                                   for _ in range(workers)))
-            if stop.is_set():
-                return
 
     async def _arrivals(self, client: _Clients, scenario: Scenario, run: SoakRun,
                         window_closes: float, stop: asyncio.Event) -> None:
