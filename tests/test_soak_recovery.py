@@ -121,4 +121,3 @@ def test_the_recovery_adds_up_from_the_decision_to_the_first_good_reply() -> Non
         0.7, 2.0, 0.4, 5.2)
     assert out["before_backup_s"] == 1.5  # the soak's report and the rollback's first step
     assert out["first_reply_s"] == pytest.approx(1.7) and out["total_s"] == 13.0
-
