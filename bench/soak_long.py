@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -170,6 +171,13 @@ def main() -> None:
     parser.add_argument("--warning-every", type=int, default=500, help="lines")
     parser.add_argument("--every-min", type=float, default=5.0, help="minutes a slice")
     args = parser.parse_args()
+    for option in ("minutes", "time_scale", "rate", "lines_per_s", "warning_every",
+                   "every_min"):
+        value = getattr(args, option)
+        if not (value > 0 and value != float("inf")):
+            print(f"soak-long: --{option.replace('_', '-')}: expected a positive number, got "
+                  f"{value!r}", file=sys.stderr)
+            raise SystemExit(20)  # bad input
     policy = load_policy(SHIPPED_POLICY)
     window_s = args.minutes * 60
     print(f"soak-long: {args.minutes:g} min against the model lab (time scale "
