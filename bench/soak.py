@@ -25,6 +25,7 @@ import resource
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.judge import SHIPPED_POLICY
@@ -35,7 +36,7 @@ from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
 from harness.soak.driver import SoakDriver, SoakRun
 from harness.soak.judge import Judge
-from harness.soak.scenarios import load_scenarios
+from harness.soak.scenarios import Scenario, load_scenarios
 from harness.target.client import GatewayEndpoint
 
 LINE = ("2026-04-02T10:11:12.345+00:00 [agent/embedded] embedded run failover decision: "
@@ -60,18 +61,20 @@ count = 1000000
 SEND_LAG_GOAL_S = 0.020
 
 
-def _scenarios(folder: Path, rate_per_min: float, in_flight: int) -> Path:
+def _arrivals(folder: Path, rate_per_min: float, in_flight: int) -> list[Scenario]:
+    """One open-model fast-chat path. A scenario file caps a path at 100 arrivals a second
+    and 1000 in flight; the driver has no such cap, and the bench asks it for more."""
     scenarios = Path(tempfile.mkdtemp(dir=folder))
-    (scenarios / "bench.toml").write_text(f"""
+    (scenarios / "bench.toml").write_text("""
 [[scenarios]]
 id = "arrivals"
 kind = "reply"
 agent = "fast-chat"
-rate_per_min = {rate_per_min}
-max_in_flight = {in_flight}
+rate_per_min = 60
 timeout_s = 30
 """)
-    return scenarios
+    loaded = load_scenarios(scenarios).scenarios
+    return [replace(s, rate_per_min=rate_per_min, max_in_flight=in_flight) for s in loaded]
 
 
 def _endpoint(lab: ModelLab) -> GatewayEndpoint:
@@ -92,8 +95,8 @@ def driver_rates(lab: ModelLab, folder: Path, rates: list[float], seconds: float
     policy = load_policy(policy_file)
     held = None
     for rate in rates:
-        scenarios = load_scenarios(_scenarios(folder, rate * 60, in_flight=10000))
-        driver = SoakDriver(_endpoint(lab), scenarios.scenarios, Judge(policy), None)
+        scenarios = _arrivals(folder, rate * 60, in_flight=10000)
+        driver = SoakDriver(_endpoint(lab), scenarios, Judge(policy), None)
         run = driver.run("bench", Window(seconds, 30.0))
         its = run.of("arrivals")
         origin = min((i.due_at for i in its if i.due_at is not None), default=run.started)
@@ -131,7 +134,7 @@ def _decision_lag(lab: ModelLab, folder: Path, on_arrival: bool, seed: int
     """One soak under the shipped policy: three failover lines of distinct runs a moment
     apart at a random time; (third line written -> decision, [written -> watcher has it])."""
     policy = load_policy(SHIPPED_POLICY)
-    scenarios = load_scenarios(_scenarios(folder, 120, in_flight=100))
+    scenarios = _arrivals(folder, 120, in_flight=100)
     log = folder / f"gateway-{seed}.log"
     log.write_text("")
     rng = random.Random(seed)
@@ -147,7 +150,7 @@ def _decision_lag(lab: ModelLab, folder: Path, on_arrival: bool, seed: int
 
     timed = _TimedJudge(Judge(policy, on_arrival=on_arrival))
     watcher = LogWatcher.from_end(log, OPENCLAW)
-    driver = SoakDriver(_endpoint(lab), scenarios.scenarios, timed, watcher)
+    driver = SoakDriver(_endpoint(lab), scenarios, timed, watcher)
     writer = threading.Thread(target=write)
     writer.start()
     with watcher:

@@ -382,6 +382,10 @@ class Procedure:
         timeout = max(s.timeout_s for s in chosen) * 2
         smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True)
         self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
+        if self.record.rollback_started:  # the lock re-checked, once service is back
+            check = self.safety.lock_holds("rollback", refuse=False)
+            if not check.ok:
+                self.record.facts["rollback_lock_note"] = check.message(self.safety.lock)
         return smoke
 
     def _kept(self, result: PhaseResult) -> PhaseResult:
@@ -431,8 +435,8 @@ class Procedure:
         its kept prefix (no download) when it is there and intact, else a reinstall."""
         self.record.rollback_started = True
         # The rollback goes to the locked known-good whatever the specs say now; a moved
-        # candidate is recorded, and the registry being unreachable does not matter here.
-        check = self.safety.lock_holds("rollback", refuse=False)
+        # candidate is recorded once the known-good has replied (the smoke), as the registry's
+        # answer is not worth a second on the way back, and its being unreachable is no matter.
         release = self.settings.known_good
         candidate = self.prepared.get("candidate")
         if self.settings.rollback_path == "updater" and candidate is not None:
@@ -453,10 +457,7 @@ class Procedure:
         summary = f"{path}; {prepared.findings.summary()}"
         if prepared.updater is not None:
             summary += f". The updater: {prepared.updater['summary']}"
-        if not check.ok:
-            summary += f" (note: {check.message(self.safety.lock)})"
-        return PhaseResult("rollback_prepare", prepared.ok, summary,
-                           {**prepared.as_dict(), "lock_check": check.as_dict()})
+        return PhaseResult("rollback_prepare", prepared.ok, summary, prepared.as_dict())
 
     def rollback_restore(self) -> PhaseResult:
         return self._kept(_timed("restore known-good", self._rollback_restore))

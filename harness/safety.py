@@ -184,6 +184,7 @@ class Safety:
         against = ("its package" if release.ecosystem == "npm"
                    else "the resolved set and each wheel's RECORD")
         with allure.step(f"installed files of {release.label} against {against}"):
+            # an npm tree checked before in this run is read again only where it changed since
             findings = self.packages.verify(release, prefix)
         self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
         _attach(f"ground truth {release.label} ({name})", findings.as_dict())

@@ -7,7 +7,9 @@ import base64
 import hashlib
 import io
 import json
+import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,35 @@ def test_a_different_version_in_place_is_corrupt(tmp_path: Path) -> None:
     (root / "package.json").write_text(json.dumps({"name": "gw", "version": "0.9.0"}))
     findings = check_installed(truth, root)
     assert findings.corrupt and "installed package.json says 0.9.0" in findings.summary()
+
+
+def test_a_recheck_reads_only_what_changed_since_the_check_that_found_it_identical(
+        tmp_path: Path) -> None:
+    """The rollback re-checks the kept known-good prefix that preflight hashed: untouched
+    files are trusted by their fingerprint, and a file written since is hashed again, even
+    when the write kept its size and its mtime was set back (its ctime still moved)."""
+    _, truth, root = build(tmp_path)
+    hashed: dict = {}
+    fresh = check_installed(truth, root, hashed)  # written just now: not trusted yet
+    assert fresh.verdict == "intact" and hashed == {}
+    time.sleep(0.05)  # past the file system's timestamp tick
+    first = check_installed(truth, root, hashed, trust_before_ns=time.time_ns())
+    assert first.verdict == "intact" and first.unchanged == 0 and len(hashed) == len(FILES)
+    again = check_installed(truth, root, hashed)
+    assert again.verdict == "intact" and again.unchanged == len(FILES)
+    assert "untouched since this run found them identical" in again.summary()
+    target = root / "dist/index.js"
+    before = target.stat()
+    time.sleep(0.05)
+    target.write_text("console.log('ho')\n")  # same size
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    damaged = check_installed(truth, root, hashed)
+    assert damaged.changed == ["dist/index.js"] and damaged.unchanged == len(FILES) - 1
+    assert "dist/index.js" not in hashed  # never trusted again until found identical
+    (root / "dist/extensions/chat/runtime-api.js").unlink()
+    gone = check_installed(truth, root, hashed)
+    assert gone.missing == ["dist/extensions/chat/runtime-api.js"]
+    assert gone.as_dict()["hashed"] == 1  # the altered file, read again
 
 
 def updater_json(root: Path, *missing: str) -> str:

@@ -194,6 +194,15 @@ def test_a_killed_harness_leaves_the_known_good_restored_proven_and_a_verdict(
     assert final["version"] == "1" and final["proven"] is True and "stopped by the guard" in \
         final["after_run"]
     assert "no claim about 2" in verdict["claim"], verdict["claim"]
+    # the alert command writes alert.json; the guard records the alert once it has returned
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if len(records(tmp_path / "run")) >= 6:
+                break
+        except ValueError:  # a line half written
+            pass
+        time.sleep(0.05)
     steps = [(r["state"], r["event"]) for r in records(tmp_path / "run")]
     assert steps == [("guard", "took_over"), ("guard", "restore"), ("guard", "proven"),
                      ("guard", "stopped"), ("outcome", "interrupted"), ("alert", "alert_sent")]

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from harness.signals.logwatch import LogWatcher
+from harness.signals.logwatch import CONTEXT_LINES, TAIL_LINES, LogWatcher
+from harness.signals.signatures import OPENCLAW
 from harness.target.logsource import report_for, watcher_for
 from harness.target.profile import load_target
 
@@ -60,3 +61,24 @@ def test_beside_another_source_a_stale_file_is_flagged_only(tmp_path: Path) -> N
     report = report_for(gw, SimpleNamespace(), since=time.time() - 60)
     assert report["trusted"] is True and report["file"]["stale"] is True
     assert report["reasons"][0].startswith("flagged, not used: ")
+
+
+def test_a_long_watch_keeps_the_tail_and_each_match_with_its_context(tmp_path: Path) -> None:
+    """Memory stays bounded over a soak of a night: the watcher keeps its newest lines and the
+    lines around each signature match (the evidence), not every line it read."""
+    log = tmp_path / "gateway.log"
+    failover = ("2026-04-02T10:11:12.345+00:00 [agent/embedded] embedded run failover decision: "
+                "runId=r-{n} stage=assistant decision=surface_error reason=timeout "
+                "provider=lab/slow-reasoner profile=-")
+    lines = [f"ordinary line {n}" for n in range(1, 20 * TAIL_LINES + 1)]
+    lines[99] = failover.format(n=100)  # line 100: long gone from the tail by the end
+    log.write_text("\n".join(lines) + "\n")
+    watcher = LogWatcher(log, OPENCLAW)
+    watcher.poll()
+    assert watcher.line_count == len(lines) and len(watcher.lines) < 2 * TAIL_LINES
+    assert watcher.lines[-1] == lines[-1]
+    (match,) = watcher.matches
+    assert match.line_no == 100
+    assert watcher.context(match) == [f"{n:>6}  {lines[n - 1]}" for n in
+                                      range(100 - CONTEXT_LINES, 100 + CONTEXT_LINES + 1)]
+    assert len(watcher._context) == 2 * CONTEXT_LINES + 1

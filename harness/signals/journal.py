@@ -6,7 +6,7 @@ records, so a soak judge can take either. It polls
     journalctl --user -u UNIT -o json --after-cursor CURSOR
 through a command runner (so it works on the host, over ssh, or in a container) in a background
 thread; each entry's MESSAGE (a string, or a list of byte values when it is not UTF-8) is split
-into lines, and __REALTIME_TIMESTAMP (microseconds) is kept per line.
+into lines, and __REALTIME_TIMESTAMP (microseconds) dates each line.
 
 file_log_staleness() answers the incident's warning: OpenClaw's file log under /tmp/openclaw/
 can be far behind its console (the journal). Given the soak's start, a file whose newest entry
@@ -40,14 +40,15 @@ class JournalWatcher(Following):
     poll_s: float = 1.0
     lines: list[str] = field(default_factory=list)
     matches: list[Match] = field(default_factory=list)
-    timestamps: list[float] = field(default_factory=list)  # per line: journal realtime, unix s
+    oldest: float | None = None  # the journal realtime (unix s) of the first line read
+    newest: float | None = None  # and of the last one
     errors: list[str] = field(default_factory=list)
 
     thread_name = "journal"
     join_s = 30.0  # a journalctl through a container may take a while to return
 
     def __post_init__(self) -> None:
-        self._following()  # its lock also guards `timestamps`
+        self._following()  # its lock also guards `oldest` and `newest`
         self._polling = threading.Lock()  # one journalctl at a time: the cursor only moves on
 
     @classmethod
@@ -101,13 +102,15 @@ class JournalWatcher(Following):
             return entries
 
     def _add(self, line: str, stamp: float | None, now: float) -> None:
-        self.timestamps.append(stamp if stamp is not None else now)
+        self.newest = stamp if stamp is not None else now
+        if self.oldest is None:
+            self.oldest = self.newest
         self._take(line, now, _iso(stamp) if stamp is not None else None)
 
     # -- beyond LogWatcher -------------------------------------------------------------
     def newest_timestamp(self) -> float | None:
         with self._lock:
-            return self.timestamps[-1] if self.timestamps else None
+            return self.newest
 
     def wait_for(self, needle: str, timeout_s: float) -> str | None:
         """Poll until a line containing `needle` was read; the line, or None on timeout."""
@@ -115,10 +118,11 @@ class JournalWatcher(Following):
         seen = 0
         while True:
             with self._lock:
-                for line in self.lines[seen:]:
+                new = self.line_count - seen  # read since the last look (the tail holds them)
+                for line in self.lines[len(self.lines) - min(new, len(self.lines)):]:
                     if needle in line:
                         return line
-                seen = len(self.lines)
+                seen = self.line_count
             if time.monotonic() > deadline:
                 return None
             if self._thread is None or not self._thread.is_alive():

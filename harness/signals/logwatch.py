@@ -28,7 +28,7 @@ from harness.signals.signatures import (
 SAME_RUN_S = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     seen: float  # unix time the watcher read the line
     line_no: int  # within the watched stream
@@ -68,14 +68,21 @@ def run_keys(matches: list[Match], within_s: float = SAME_RUN_S) -> list[str]:
     return keys
 
 
+# What a watcher keeps of the lines it read: the newest TAIL_LINES (a person's look at the end,
+# and a tool waiting for a line), and the CONTEXT_LINES either side of every signature match
+# (the evidence a decision shows). A soak of a night keeps no more than that.
+TAIL_LINES = 1000
+CONTEXT_LINES = 3
+
+
 class Following:
     """What every log source shares: a polling thread (a context manager, so it always stops),
-    the lines read so far, their signature matches, and the evidence around a match.
-    A source implements `poll()` and sets up `_following()` in its own initialiser; it needs
-    `signatures`, `lines`, `matches` and `poll_s`."""
+    the count of lines read, the newest of them, their signature matches, and the lines around
+    each match as evidence. A source implements `poll()` and sets up `_following()` in its own
+    initialiser; it needs `signatures`, `lines`, `matches` and `poll_s`."""
 
     signatures: tuple[Signature, ...]
-    lines: list[str]
+    lines: list[str]  # the newest lines read (at most 2 x TAIL_LINES)
     matches: list[Match]
     poll_s: float
     thread_name = "logwatch"
@@ -86,6 +93,10 @@ class Following:
         self._lock = threading.RLock()  # guards what poll() adds and readers read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.line_count = 0  # lines read in all; `lines` holds the newest of them
+        self._first_kept = 1  # the line number of lines[0]
+        self._context: dict[int, str] = {}  # line number -> line, near a match
+        self._context_until = 0  # the lines up to this number follow a match
 
     def poll(self) -> object:
         raise NotImplementedError
@@ -123,12 +134,29 @@ class Following:
                 self._keep(text, arrived, stamp)
 
     def _keep(self, line: str, now: float, logged: str | None = None) -> None:
-        """One record (the lock held): keep it, and its match if it has one."""
+        """One record (the lock held): keep it among the newest, and its match if it has
+        one, with the lines before it; the lines after a match are kept as they come."""
+        self.line_count += 1
+        number = self.line_count
         self.lines.append(line)
+        if len(self.lines) >= 2 * TAIL_LINES:
+            drop = len(self.lines) - TAIL_LINES
+            del self.lines[:drop]
+            self._first_kept += drop
+        if number <= self._context_until:
+            self._context[number] = line
         signature = classify(line, self.signatures)
         if signature is not None:
-            self.matches.append(Match(now, len(self.lines), signature.name, signature.klass,
+            self.matches.append(Match(now, number, signature.name, signature.klass,
                                       run_id(line), line, line_timestamp(line) or logged))
+            for n in range(max(self._first_kept, number - CONTEXT_LINES), number + 1):
+                self._context[n] = self.lines[n - self._first_kept]
+            self._context_until = number + CONTEXT_LINES
+
+    def _line(self, number: int) -> str | None:
+        if number >= self._first_kept:
+            return self.lines[number - self._first_kept]
+        return self._context.get(number)
 
     def snapshot(self) -> list[Match]:
         with self._lock:
@@ -144,12 +172,15 @@ class Following:
         with self._lock:
             return self.matches[count:]
 
-    def context(self, match: Match, before: int = 3, after: int = 3) -> list[str]:
-        """The lines around a match, numbered, as evidence a person can read."""
+    def context(self, match: Match, before: int = CONTEXT_LINES,
+                after: int = CONTEXT_LINES) -> list[str]:
+        """The lines around a match, numbered, as evidence a person can read (up to
+        CONTEXT_LINES either side once they have left the tail)."""
         with self._lock:
-            start = max(0, match.line_no - 1 - before)
-            stop = min(len(self.lines), match.line_no + after)
-            return [f"{n + 1:>6}  {self.lines[n]}" for n in range(start, stop)]
+            start = max(1, match.line_no - before)
+            stop = min(self.line_count, match.line_no + after)
+            lines = ((n, self._line(n)) for n in range(start, stop + 1))
+            return [f"{n:>6}  {line}" for n, line in lines if line is not None]
 
 
 @dataclass

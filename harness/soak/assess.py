@@ -179,7 +179,7 @@ def watch_verdict(run: SoakRun) -> dict[str, Any]:
 
 def progress_line(run: SoakRun, elapsed: float) -> str:
     """One live line: time, requests, errors, signature classes, p95, the nearest trigger."""
-    exchanges = run.exchanges()
+    exchanges = list(run.completed)  # every request that ended, in the order they ended
     bad = sum(x.verdict == "bad" for x in exchanges)
     classes = " ".join(f"{k} {v}" for k, v in class_counts(run).items() if v) or "no signatures"
     p95 = percentile([x.outcome.seconds for x in exchanges], 95)

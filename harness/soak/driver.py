@@ -1,18 +1,18 @@
 """The soak load driver: every scenario at once, in one process, judged while it runs.
 
 Closed-model scenarios have workers that start their next iteration when the last one ended;
-open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's
-constant-arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an
-arrival is dropped and counted). Iterations start until the window closes; in-flight work may
-finish during the drain. The policy's triggers are judged, off the event loop, as soon as a log
-match or a finished request arrives (at least every second); a deciding trigger stops the soak
-at once: nothing new starts; what fails together with the evidence lands within a second; then
-what is in flight and cannot finish within the window's `stop_grace_s` is cut at once and
-recorded as cut by the decision (everything, when the decision rolls back; else what is past
-its path's known duration, or known to need longer than the grace leaves), and the rest gets
-the grace (a request that was going to fail is the evidence of the path it was on). A window
-with a `delay_s` (the later post-rollback watch) is quiet first: the log is watched and judged
-from the start, and traffic starts only when the delay is over.
+open-model scenarios start iterations on a fixed schedule (`rate_per_min`, like k6's constant-
+arrival-rate), whatever the gateway does, up to `max_in_flight` (beyond it an arrival is
+dropped and counted). Iterations start until the window closes; in-flight work may finish
+during the drain. The policy's triggers are judged, off the event loop, as soon as a log match
+or a finished request arrives (at least every second); a deciding trigger stops the soak at
+once: nothing new starts; what fails together with the evidence lands within half a second (two
+polls of the log); then what is in flight and cannot finish within the window's `stop_grace_s`
+is cut at once and recorded as cut by the decision (everything, when the decision rolls back;
+else what is past its path's known duration, or known to need longer than the grace leaves),
+and the rest gets the grace (a request that was going to fail is the evidence of the path it
+was on). A window with a `delay_s` (the later post-rollback watch) is quiet first: the log is
+watched and judged from the start, and traffic starts only when the delay is over.
 
 A reply is good only if it passes its checks: it ended whole (`ChatOutcome.unfinished`: a
 stream cut by an in-band error or without `[DONE]`, a reply truncated at its token limit are
@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,8 +41,10 @@ from harness.signals.logwatch import LogWatcher, Match
 from harness.soak.scenarios import Scenario, Step
 from harness.target.client import ChatOutcome, GatewayEndpoint
 
+KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
 
-@dataclass
+
+@dataclass(slots=True)
 class Exchange:
     scenario: str
     iteration: int
@@ -63,7 +65,7 @@ class Exchange:
                 "excerpt": o.content[:160]}
 
 
-@dataclass
+@dataclass(slots=True)
 class Iteration:
     scenario: str
     index: int
@@ -142,6 +144,8 @@ class SoakRun:
         iteration.verdict, iteration.reason = verdict, reason
         iteration.ended = time.time() if at is None else at
         self.ended_iterations.append(iteration)
+        for exchange in iteration.exchanges:  # checked and chained: only the excerpt is read
+            exchange.outcome.content = exchange.outcome.content[:KEPT_CHARS]
 
     def exchanges(self, scenario: str | None = None) -> list[Exchange]:
         return [x for i in self.iterations for x in i.exchanges
@@ -239,12 +243,24 @@ def _json_shape(content: str, keys: Sequence[str]) -> str | None:
 async def _quiet_until(moment: float, stop: asyncio.Event) -> bool:
     """Wait, sending nothing, until `moment` (monotonic); False when the run was stopped."""
     wait = moment - time.monotonic()
-    if wait > 0:
+    if 0 < wait <= TICK_S:  # a plain timer: no task per arrival at a high rate; a stop within
+        await asyncio.sleep(wait)  # it is seen when it ends, before anything starts
+    elif wait > 0:
         try:
             await asyncio.wait_for(stop.wait(), timeout=wait)
         except TimeoutError:
             pass
     return not stop.is_set()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed: the driver's loop does the same work in about half the
+    CPU, and its CPU is what the send lag is made of at a few hundred requests a second."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class JudgeFn(Protocol):
@@ -258,7 +274,7 @@ class JudgeFn(Protocol):
 Progress = Callable[["SoakRun", float], None]
 
 
-SETTLE_S = 1.0  # after a decision, what fails with its evidence lands before the rest is cut
+SETTLE_S = 0.5  # after a decision, what fails with its evidence lands before the rest is cut
 OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
 TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
 JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
@@ -273,6 +289,8 @@ class _LiveJudge:
     def __init__(self, judge: JudgeFn, watcher: LogWatcher | None, run: SoakRun) -> None:
         self.judge, self.watcher, self.run = judge, watcher, run
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+        self.reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
+        self.reporting: Future[None] | None = None
         self.last = -math.inf
         self.seen = (0, 0)
 
@@ -290,8 +308,42 @@ class _LiveJudge:
         return await asyncio.get_running_loop().run_in_executor(
             self.pool, self.judge, run, run.matches, False, now)
 
+    def report(self, progress: Progress, run: SoakRun, elapsed: float) -> None:
+        """A progress line, written by a thread of its own (one at a time, never awaited)."""
+        if self.reporting is None or self.reporting.done():
+            self.reporting = self.reporter.submit(progress, run, elapsed)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.reporter.shutdown(wait=True)
+
+
+class _Clients:
+    """Several HTTP clients, each request on the next one. httpx's connection pool scans
+    every connection it holds when a request starts and when one ends, so one pool of
+    hundreds of connections costs every request O(connections): at 200 requests/s that scan
+    was most of the driver's time. Shards keep each pool small; a slow path's hanging
+    connections spread over them."""
+
+    SHARDS = 16
+    LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=8)
+
+    def __init__(self) -> None:
+        tls = httpx.create_ssl_context()  # loading the CA bundle once, not once a shard
+        self._clients = [httpx.AsyncClient(limits=self.LIMITS, verify=tls)
+                         for _ in range(self.SHARDS)]
+        self._next = 0
+
+    def next(self) -> httpx.AsyncClient:
+        client = self._clients[self._next]
+        self._next = (self._next + 1) % len(self._clients)
+        return client
+
+    async def __aenter__(self) -> _Clients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(c.aclose() for c in self._clients), return_exceptions=True)
 
 
 class SoakDriver:
@@ -313,20 +365,22 @@ class SoakDriver:
         self.decision_rolls_back = decision_rolls_back
         self.settle_s = SETTLE_S
         self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
+        self.current: SoakRun | None = None
 
     def run(self, label: str, window: Window, once: bool = False) -> SoakRun:
         """Soak for the window; with `once`, every scenario runs exactly one iteration per
         worker (open-model scenarios: one)."""
-        return asyncio.run(self._run(label, window, once))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(self._run(label, window, once))
 
     async def _run(self, label: str, window: Window, once: bool) -> SoakRun:
-        run = SoakRun(label=label, window=window, started=time.time(),
-                      scenarios=list(self.scenarios))
-        traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
-        window_closes = traffic_starts + window.window_s
-        stop = asyncio.Event()
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with _Clients() as client:  # ready before the schedule starts
+            run = SoakRun(label=label, window=window, started=time.time(),
+                          scenarios=list(self.scenarios))
+            self.current = run  # for a reader in another thread (a long soak's sampler)
+            traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
+            window_closes = traffic_starts + window.window_s
+            stop = asyncio.Event()
             loads = []
             for scenario in self.scenarios:
                 if scenario.open_model and not once:
@@ -380,7 +434,8 @@ class SoakDriver:
                 return
             if self.progress and now - last_progress >= self.progress_every_s:
                 last_progress = now
-                self.progress(run, now - traffic_starts)  # negative: still quiet
+                # its line reads the whole run so far: in a thread of its own, off the loop
+                live.report(self.progress, run, now - traffic_starts)  # negative: still quiet
 
     @staticmethod
     async def _until(all_done: asyncio.Future[Any], moment: float) -> None:
@@ -410,7 +465,7 @@ class SoakDriver:
             iteration.reason = f"cut by {run.stopped_by} after {took:.1f} s: {why}"
             task.cancel()
 
-    async def _worker(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+    async def _worker(self, client: _Clients, scenario: Scenario, run: SoakRun,
                       traffic_starts: float, window_closes: float, stop: asyncio.Event,
                       once: bool) -> None:
         if not await _quiet_until(traffic_starts, stop):
@@ -423,7 +478,7 @@ class SoakDriver:
             if scenario.pause_s and not once:
                 await _quiet_until(time.monotonic() + scenario.pause_s, stop)
 
-    async def _arrivals(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+    async def _arrivals(self, client: _Clients, scenario: Scenario, run: SoakRun,
                         window_closes: float, stop: asyncio.Event) -> None:
         """Start iterations at a constant rate; never wait for replies to schedule the next."""
         assert scenario.rate_per_min is not None
@@ -453,7 +508,7 @@ class SoakDriver:
             for task in in_flight:
                 task.cancel()
 
-    async def _iterate(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+    async def _iterate(self, client: _Clients, scenario: Scenario, run: SoakRun,
                        lag: float | None, due_at: float | None = None) -> None:
         iteration = Iteration(scenario.id, run.count_of(scenario.id), time.time(), lag_s=lag,
                               due_at=due_at)
@@ -466,7 +521,7 @@ class SoakDriver:
         finally:
             del self._in_flight[id(iteration)]
 
-    async def _stages(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+    async def _stages(self, client: _Clients, scenario: Scenario, run: SoakRun,
                       iteration: Iteration) -> None:
         previous: list[Exchange] = []
         for stage in scenario.stages:
@@ -479,7 +534,7 @@ class SoakDriver:
                 return
         run.end(iteration, "good", previous[-1].reason)
 
-    async def _exchange(self, client: httpx.AsyncClient, scenario: Scenario, run: SoakRun,
+    async def _exchange(self, client: _Clients, scenario: Scenario, run: SoakRun,
                         iteration: Iteration, step: Step, previous: list[Exchange]) -> Exchange:
         nonce = new_nonce() if step.nonce else ""
         expected: tuple[str, ...] = (nonce,) if nonce else ()
@@ -492,7 +547,7 @@ class SoakDriver:
         prompt = step.prompt.format(nonce=nonce, previous=body)
         if iteration.sent_at is None:
             iteration.sent_at = time.time()
-        outcome = await self.endpoint.chat(client, step.agent, prompt, step.stream,
+        outcome = await self.endpoint.chat(client.next(), step.agent, prompt, step.stream,
                                            step.timeout_s)
         verdict, reason = check(outcome, expected, step)
         exchange = Exchange(scenario.id, iteration.index, step.name, expected, outcome, verdict,

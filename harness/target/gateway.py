@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from harness.target.attached import Attached, AttachedUnit
 
 
+READY_POLL_S = 0.05  # a start is measured to the probe that sees it ready: probe often
+
+
 @dataclass
 class Readiness:
     ready: bool
@@ -228,7 +231,7 @@ class Gateway:
                     if owner is None:
                         return Readiness(True, time.monotonic() - started, live, ready)
                     ready = (None, owner)  # someone else answers the port: not ours
-            time.sleep(0.25)
+            time.sleep(READY_POLL_S)
         return Readiness(False, limit, live, ready, f"not ready within {limit:g} s")
 
     def _holds_port(self) -> str | None:

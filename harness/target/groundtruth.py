@@ -24,6 +24,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,7 @@ class InstallFindings:
     # shipped, not installed, and declared as removed by the package's own install scripts
     removed_by_install: list[str] = field(default_factory=list)
     dependency_dirs: list[str] = field(default_factory=list)  # nested node_modules, not judged
+    unchanged: int = 0  # not read again: untouched since an earlier check found them identical
 
     @property
     def corrupt(self) -> bool:
@@ -182,8 +184,10 @@ class InstallFindings:
             removed = (f"; {_few(self.removed_by_install)} removed by its own install script, "
                        "as declared" if self.removed_by_install else "")
             kept = self.files_shipped - len(self.removed_by_install)
+            again = (f" ({self.unchanged} of them untouched since this run found them identical: "
+                     "same inode, size, mtime and ctime)") if self.unchanged else ""
             return (f"{label} intact: all {kept} files the registry's package ships are "
-                    f"installed and identical{removed}{extra}")
+                    f"installed and identical{again}{removed}{extra}")
         parts = []
         if self.installed_version != self.version:
             parts.append(f"installed package.json says {self.installed_version or 'nothing'}")
@@ -204,6 +208,8 @@ class InstallFindings:
                                    ("extra", self.extra),
                                    ("removed_by_install", self.removed_by_install))},
             "dependency_dirs": len(self.dependency_dirs),
+            "hashed": self.files_shipped - len(self.missing) - self.unchanged,
+            "unchanged_since_checked": self.unchanged,
         }
 
 
@@ -231,30 +237,70 @@ def package_root(prefix: Path, package: str) -> Path:
 
 def installed_files(root: Path, truth: PackageTruth) -> tuple[list[str], list[str]]:
     """Regular files under `root` (relative), and the dependency folders left out of them."""
+    found, deps = _walk(root, truth)
+    return sorted(found), deps
+
+
+def _walk(root: Path, truth: PackageTruth) -> tuple[dict[str, os.stat_result], list[str]]:
+    """Regular files under `root` (relative path -> its stat, one stat a file) and the
+    dependency folders left out of them."""
     shipped_dirs = {str(Path(p).parent) for p in truth.files}
-    files: list[str] = []
+    files: dict[str, os.stat_result] = {}
     deps: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in list(dirnames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if name == "node_modules" and not any(d == rel or d.startswith(rel + "/")
-                                                  for d in shipped_dirs):
-                dirnames.remove(name)
-                deps.append(rel)
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if os.path.isfile(os.path.join(dirpath, name)):
-                files.append(rel)
-    return sorted(files), sorted(deps)
+    pending = [("", str(root))]
+    while pending:
+        rel_dir, path = pending.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = entry.name if not rel_dir else f"{rel_dir}/{entry.name}"
+            try:
+                if entry.is_dir():
+                    if entry.name == "node_modules" and not any(
+                            d == rel or d.startswith(rel + "/") for d in shipped_dirs):
+                        deps.append(rel)
+                    else:
+                        pending.append((rel, entry.path))
+                elif entry.is_file():
+                    files[rel] = entry.stat()
+            except OSError:
+                continue
+    return files, sorted(deps)
+
+
+Fingerprint = tuple[int, int, int, int, int]
+
+
+def fingerprint(stat: os.stat_result) -> Fingerprint:
+    """What changes when a file's content can have changed: a write moves its mtime and, unlike
+    mtime, its ctime cannot be set back from user space; a replaced file has another inode."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+# A file changed within this long before a check may share its timestamps with its earlier
+# content (they tick coarser than writes come): it is hashed, never trusted by fingerprint.
+RACY_NS = 2_000_000_000
 
 
 def check_installed(truth: PackageTruth, root: Path,
+                    hashed: dict[str, Fingerprint] | None = None,
+                    trust_before_ns: int | None = None,
                     removed_by_install: Sequence[str] = ()) -> InstallFindings:
     """Compare the tree at `root` (`node_modules/<package>`) with the package, file by file.
+
     `removed_by_install`: shipped files the package's own install script deletes (a marker that
     says its lifecycle is pending); missing, they are listed as such, present, they are judged
-    like every other file."""
+    like every other file.
+
+    `hashed`: the fingerprints of files found identical by an earlier check of this tree in
+    the same run; a file whose fingerprint has not moved since is not read again (as git
+    trusts its index), every other file is hashed. It is updated with what this check found
+    identical, so a re-check (the rollback's, of the known-good's kept prefix) reads only what
+    changed. Only a file whose ctime is older than `trust_before_ns` (default: two seconds
+    ago) is remembered, as git does with a racily clean index."""
+    settled = time.time_ns() - RACY_NS if trust_before_ns is None else trust_before_ns
     try:
         version = json.loads((root / "package.json").read_text()).get("version")
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -264,17 +310,25 @@ def check_installed(truth: PackageTruth, root: Path,
     if not root.is_dir():
         findings.missing = sorted(truth.files)
         return findings
-    present, findings.dependency_dirs = installed_files(root, truth)
-    present_set = set(present)
+    present, findings.dependency_dirs = _walk(root, truth)
+    known = hashed if hashed is not None else {}
     for path, (size, sha) in sorted(truth.files.items()):
-        if path not in present_set:
+        stat = present.get(path)
+        if stat is None:
             (findings.removed_by_install if path in removed_by_install
              else findings.missing).append(path)
+            known.pop(path, None)
             continue
-        target = root / path
-        if target.stat().st_size != size or _sha256(target) != sha:
+        mark = fingerprint(stat)
+        if known.get(path) == mark:
+            findings.unchanged += 1
+            continue
+        if stat.st_size != size or _sha256(root / path) != sha:
             findings.changed.append(path)
-    findings.extra = [p for p in present if p not in truth.files]
+            known.pop(path, None)
+        elif stat.st_ctime_ns < settled:
+            known[path] = mark
+    findings.extra = sorted(p for p in present if p not in truth.files)
     return findings
 
 

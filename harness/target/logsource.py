@@ -68,7 +68,7 @@ def report_for(gateway: Any, watcher: Any, since: float) -> dict[str, Any]:
     journal_newest = None
     if isinstance(watcher, JournalWatcher):
         journal_newest = watcher.newest_timestamp()
-        report["journal"] = {"unit": watcher.unit, "lines": len(watcher.lines),
+        report["journal"] = {"unit": watcher.unit, "lines": watcher.line_count,
                              "newest": journal_newest, "errors": watcher.errors[-3:]}
         if watcher.errors:
             report["trusted"] = False

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.target import semver
-from harness.target.groundtruth import GroundTruth, InstallFindings, check_installed, package_root
+from harness.target.groundtruth import (
+    Fingerprint,
+    GroundTruth,
+    InstallFindings,
+    check_installed,
+    package_root,
+)
 from harness.target.packages import EngineCheck
 from harness.target.registry import Release
 
@@ -23,6 +29,9 @@ class Npm:
     def __init__(self, runtime: Runtime, install_removes: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
         self.install_removes = install_removes  # deleted by the package's own install script
+        # fingerprints of files a check in this run found identical, per tree and release: a
+        # re-check (the rollback's, of the known-good's kept prefix) reads only what changed
+        self.hashed: dict[tuple[str, str], dict[str, Fingerprint]] = {}
         self.truths = GroundTruth(runtime.root, runtime.npm_env())
 
     def resolve(self, package: str, spec: str, origin: str) -> Release:
@@ -36,8 +45,10 @@ class Npm:
                            f" {release.label} engines.node {engine!r}", version, engine)
 
     def verify(self, release: Release, prefix: Path) -> InstallFindings:
-        return check_installed(self.truths.truth(release), package_root(prefix, release.package),
-                               self.install_removes)
+        root = package_root(prefix, release.package)
+        return check_installed(self.truths.truth(release), root,
+                               self.hashed.setdefault((str(root.resolve()), release.integrity), {}),
+                               removed_by_install=self.install_removes)
 
     def installed_integrity(self, installation: Installation) -> dict[str, Any]:
         return installed_integrity(installation)
