@@ -200,9 +200,9 @@ def leftovers(run_dir: Path) -> list[str]:
 
 def stop_leftovers(run_dir: Path) -> None:
     """The drill cleans up after a failed case, by the run's own PIDs only."""
-    from harness.rundir import _read, stop_leftovers
+    from harness.rundir import owner_record, stop_leftovers
 
-    previous = _read(run_dir)
+    previous = owner_record(run_dir)
     if previous is not None:
         stop_leftovers(previous, grace_s=5)
 

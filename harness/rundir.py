@@ -61,12 +61,12 @@ class RunDirOwner:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            other = _read(run_dir) or {}
+            other = owner_record(run_dir) or {}
             raise RunDirError(
                 f"--run-dir {run_dir}: held by run {other.get('run_id', '?')} (PID "
                 f"{other.get('pid', '?')}), which is still running: give this run another "
                 "--run-dir", ExitCode.RUN_DIR_BUSY) from None
-        previous = _read(run_dir)
+        previous = owner_record(run_dir)
         cleanup = None
         if previous is not None and previous.get("ended") is None:
             if not resume_cleanup:
@@ -122,11 +122,9 @@ class RunDirOwner:
         self._fd = -1
 
 
-def _read(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+def owner_record(run_dir: Path) -> dict[str, Any] | None:
+    """What the run that last took `run_dir` recorded (run.json), if anything readable."""
+    return _read_json(run_dir / OWNER_FILE)
 
 
 def _how(run_dir: Path) -> str:
