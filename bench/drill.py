@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.commands import alive, start_time
+from harness.common.commands import alive, start_time
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_GOOD, CANDIDATE = "2026.3.28", "2026.4.1"
@@ -200,7 +200,7 @@ def leftovers(run_dir: Path) -> list[str]:
 
 def stop_leftovers(run_dir: Path) -> None:
     """The drill cleans up after a failed case, by the run's own PIDs only."""
-    from harness.rundir import owner_record, stop_leftovers
+    from harness.procedure.rundir import owner_record, stop_leftovers
 
     previous = owner_record(run_dir)
     if previous is not None:

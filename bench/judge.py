@@ -17,12 +17,12 @@ import random
 import time
 from pathlib import Path
 
-from harness.policy import Policy, Window, load_policy, percentile
+from harness.judge.judge import Judge
+from harness.judge.policy import Policy, Window, load_policy, percentile
 from harness.signals.logwatch import Match
 from harness.soak.driver import Exchange, Iteration, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import Scenario
-from harness.target.client import ChatOutcome
+from harness.targets.client import ChatOutcome
 
 SHIPPED_POLICY = Path(__file__).parents[1] / "scenarios" / "policy.toml"
 PATHS = ("reply-plain", "reply-quick", "reply-streaming", "panel-3-reviewers", "triage")

@@ -26,19 +26,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness import commands
+from harness.common import commands
+from harness.common.nonce import new_nonce
+from harness.judge.policy import load_policy
 from harness.modellab import ModelLab
-from harness.nonce import new_nonce
-from harness.phases import PhaseResult, Procedure, one_reply
-from harness.policy import load_policy
-from harness.run import RunRecord, RunSettings, with_windows
+from harness.procedure.phases import PhaseResult, Procedure, one_reply
+from harness.procedure.run import RunRecord, RunSettings, with_windows
 from harness.soak.driver import check
 from harness.soak.scenarios import load_scenarios
-from harness.target.gateway import Gateway
-from harness.target.groundtruth import TRUTH_DIR
-from harness.target.profile import TargetProfile, load_target
-from harness.target.registry import Release
-from harness.target.runtime import NodeRuntime, Runtime
+from harness.targets.gateway import Gateway
+from harness.targets.groundtruth import TRUTH_DIR
+from harness.targets.profile import TargetProfile, load_target
+from harness.targets.registry import Release
+from harness.targets.runtime import NodeRuntime, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: nothing answers

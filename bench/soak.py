@@ -30,14 +30,14 @@ from pathlib import Path
 
 from bench.judge import SHIPPED_POLICY
 from bench.judge import report as judge_report
+from harness.judge.judge import Judge
+from harness.judge.policy import Window, load_policy, percentile
 from harness.modellab import ModelLab
-from harness.policy import Window, load_policy, percentile
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
 from harness.soak.driver import SoakDriver, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import Scenario, load_scenarios
-from harness.target.client import GatewayEndpoint
+from harness.targets.client import GatewayEndpoint
 
 LINE = ("2026-04-02T10:11:12.345+00:00 [agent/embedded] embedded run failover decision: "
         "runId=bench-{n} stage=assistant decision=surface_error reason=timeout "

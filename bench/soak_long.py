@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.judge import SHIPPED_POLICY
+from harness.judge.judge import Judge
+from harness.judge.policy import Decision, Window, load_policy, percentile
 from harness.modellab import ModelLab
-from harness.policy import Decision, Window, load_policy, percentile
 from harness.signals.logwatch import LogWatcher, Match
 from harness.signals.signatures import OPENCLAW
 from harness.soak.driver import SoakDriver, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import Scenario, load_scenarios
-from harness.target.client import GatewayEndpoint
+from harness.targets.client import GatewayEndpoint
 
 LAG_GOAL_S = 0.020
 JUDGE_CPU_GOAL = 0.01

@@ -10,16 +10,17 @@ Everything that needs no interruption (backup, the baseline soak of the known-go
 version in its own prefix, its ground truth) is done before the restart gate; the interruption
 starts at `stop` (or `rollback_restore`), after a person or CI approved it.
 Each fixture runs its phase once and returns its result; a phase whose predecessor failed is
-skipped with the reason. The library (`harness.phases`) does the work and writes the evidence.
+skipped with the reason. The library (`harness.procedure.phases`) does the work and writes the
+evidence.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from harness.phases import PhaseResult, Procedure
-from harness.run import RunRecord, RunSettings
-from harness.soak import assess
+from harness.judge import assess
+from harness.procedure.phases import PhaseResult, Procedure
+from harness.procedure.run import RunRecord, RunSettings
 from harness.soak.driver import SoakRun
 
 

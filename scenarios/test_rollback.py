@@ -2,10 +2,10 @@
 
 import pytest
 
-from harness.phases import PhaseResult, report_phase
-from harness.soak import assess
+from harness.judge import assess
+from harness.procedure.phases import PhaseResult, report_phase
+from harness.reporting.soak import report_judgement, report_soak
 from harness.soak.driver import SoakRun
-from harness.soak.report import report_judgement, report_soak
 
 pytestmark = pytest.mark.rollback
 

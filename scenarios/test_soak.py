@@ -2,11 +2,11 @@
 
 import pytest
 
-from harness.phases import Procedure
-from harness.run import RunSettings
-from harness.soak import assess
+from harness.judge import assess
+from harness.procedure.phases import Procedure
+from harness.procedure.run import RunSettings
+from harness.reporting.soak import report_judgement, report_soak
 from harness.soak.driver import SoakRun
-from harness.soak.report import report_judgement, report_soak
 from harness.soak.scenarios import Scenario
 
 pytestmark = pytest.mark.soak

@@ -9,14 +9,14 @@ import allure
 import pytest
 
 from harness.soak.driver import SoakRun
-from harness.target.gateway import Gateway
+from harness.targets.gateway import Gateway
 
 pytestmark = pytest.mark.soak
 
 
 def test_soak_left_as_found(soak_run: SoakRun, deployment: Gateway,
                             pytestconfig: pytest.Config) -> None:
-    from harness.plugin import ATTACHED
+    from harness.pytest.plugin import ATTACHED
 
     attached = pytestconfig.stash[ATTACHED]
     now = attached.unit.observe()

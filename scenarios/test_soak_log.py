@@ -6,7 +6,7 @@ import json
 import allure
 import pytest
 
-from harness.run import RunRecord
+from harness.procedure.run import RunRecord
 from harness.soak.driver import SoakRun
 
 pytestmark = pytest.mark.soak

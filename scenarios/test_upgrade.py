@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.phases import PhaseResult, report_phase
+from harness.procedure.phases import PhaseResult, report_phase
 
 pytestmark = pytest.mark.upgrade
 

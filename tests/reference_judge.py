@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from harness.policy import (
+from harness.judge.policy import (
     Decision,
     Event,
     Measurement,

@@ -20,7 +20,7 @@ import pytest
 from harness.reporting import redact
 from harness.reporting.browser import look_at_graphs, look_at_report, look_at_verdict
 from harness.reporting.headline import run_of
-from harness.target.runtime import Runtime
+from harness.targets.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS: dict[str, Path] = {}  # real runs of this session, kept for the comparison test

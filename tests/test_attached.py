@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
-from harness.target.attached import (
+from harness.common.errors import InputError
+from harness.targets.attached import (
     AttachedUnit,
     Observation,
     environment_words,
@@ -23,8 +23,8 @@ from harness.target.attached import (
     judge_version,
     token_of,
 )
-from harness.target.profile import load_target
-from harness.target.runner import LocalRunner
+from harness.targets.profile import load_target
+from harness.targets.runner import LocalRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "scenarios" / "targets" / "staging-systemd-openclaw.toml"

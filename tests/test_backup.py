@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from harness.backup import compare_selected, create_backup, restore_paths, verify_by_restore
+from harness.procedure.backup import (
+    compare_selected,
+    create_backup,
+    restore_paths,
+    verify_by_restore,
+)
 
 
 def make_state(root: Path) -> Path:

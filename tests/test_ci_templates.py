@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import ExitCode
+from harness.common.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 GITHUB = ROOT / "docs" / "ci" / "github-actions.yml"

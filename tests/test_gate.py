@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate import APPROVE, LEDGER, REQUEST, RestartGate, Terminal, pending
+from harness.procedure.gate import APPROVE, LEDGER, REQUEST, RestartGate, Terminal, pending
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = {"stop": "openclaw@2026.3.28", "start": "openclaw@2026.4.1"}

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
-from harness.target.groundtruth import (
+from harness.common.errors import InputError
+from harness.targets.groundtruth import (
     PackageTruth,
     check_installed,
     judge_report,
     read_tarball,
     sri_matches,
 )
-from harness.target.profile import load_target
+from harness.targets.profile import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from harness.guardian import holds_port, lapsed, pid_namespace, port_holders
-from harness.target.gateway import _free_port
+from harness.procedure.guardian import holds_port, lapsed, pid_namespace, port_holders
+from harness.targets.gateway import _free_port
 
 GATEWAY = r"""
 import json, re, sys
@@ -55,7 +55,7 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 HARNESS_SIDE = r"""
 import json, os, sys, time
 from pathlib import Path
-from harness.guard import Guard
+from harness.procedure.guard import Guard
 
 spec = json.loads(sys.argv[1])
 root = Path(spec["root"])

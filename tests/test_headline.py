@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from harness.cli import main as cli
-from harness.errors import InputError
-from harness.report import forget_run
+from harness.common.errors import InputError
 from harness.reporting.categories import categorize
 from harness.reporting.headline import (
     OUTCOME_WORDS,
@@ -30,6 +29,7 @@ from harness.reporting.headline import (
     verdict_result,
     write_verdict_result,
 )
+from harness.reporting.render import forget_run
 
 LOCK = {"run_id": "r1", "target": {"name": "local-openclaw", "kind": "openclaw"},
         "known_good": {"version": "2026.3.28"}, "candidate": {"version": "2026.4.1"}}

@@ -4,8 +4,9 @@ option), exit 20, or accepted on purpose; never a traceback, a hang or an instal
 The cases are generated from the shipped target, policy and scenario files: every number in
 them replaced by values that must not pass (nan, inf, 1e308, negative, a string, a boolean),
 every required key removed, unknown keys and names added, and every duration option given
-bad values. They run in-process through `harness.inputs.load_inputs` and
-`harness.schema.option_seconds`, which is what `pytest scenarios` calls; a sample of them also
+bad values. They run in-process through `harness.procedure.inputs.load_inputs` and
+`harness.common.schema.option_seconds`, which is what `pytest scenarios` calls; a sample of them
+also
 runs through a real `pytest scenarios` (an e2e test).
 """
 
@@ -24,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from harness.errors import ExitCode, InputError
-from harness.inputs import load_inputs, option_version
-from harness.plugin import DURATION_OPTIONS
-from harness.schema import option_seconds
+from harness.common.errors import ExitCode, InputError
+from harness.common.schema import option_seconds
+from harness.procedure.inputs import load_inputs, option_version
+from harness.pytest.plugin import DURATION_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {
@@ -94,7 +95,7 @@ class Case:
 
 
 def located(path: tuple[str | int, ...]) -> str:
-    """The key as harness.schema.Table names it: `triggers[0].within_s`."""
+    """The key as harness.common.schema.Table names it: `triggers[0].within_s`."""
     key = ""
     for part in path:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else part)
@@ -131,7 +132,7 @@ def required_cases() -> Iterator[Case]:
         "target": [("target", "name"), ("target", "kind"), ("target", "driver"),
                    ("package", "name"), ("package", "bin"), ("versions", "candidate"),
                    ("gateway", "start"), ("gateway", "token_env"), ("state", "config"),
-                   # api.live, ready and chat default to the kind's (harness.target.kinds)
+                   # api.live, ready and chat default to the kind's (harness.targets.kinds)
                    ("versions", "known_good"), ("api", "health_agent"), ("api", "agents")],
         "policy": [("policy", "name"), ("soak", "window_s"), ("watch", "drain_s"),
                    ("triggers", 0, "name"), ("triggers", 0, "kind")],

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli
-from harness.errors import ExitCode, InputError
-from harness.inputs import check_signatures, load_inputs
-from harness.policy import load_policy
-from harness.run import resolved
+from harness.common.errors import ExitCode, InputError
+from harness.judge.policy import load_policy
+from harness.procedure.inputs import check_signatures, load_inputs
+from harness.procedure.run import resolved
 from harness.signals.signatures import OPENCLAW
 
 ROOT = Path(__file__).resolve().parents[1]

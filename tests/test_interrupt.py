@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ExitCode
-from harness.interrupt import Interruption, Skipped
-from harness.run import PhaseOutcome, RunRecord, _claim
+from harness.common.errors import ExitCode
+from harness.procedure.interrupt import Interruption, Skipped
+from harness.procedure.run import PhaseOutcome, RunRecord, _claim
 
 LOCK = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
         "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain"]}}

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands import alive
-from harness.errors import ExitCode
+from harness.common.commands import alive
+from harness.common.errors import ExitCode
 from tests.test_safety_e2e import CANDIDATE, KNOWN_GOOD, ROOT, finish, start_suite
 
 pytestmark = pytest.mark.e2e

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.policy import Window, load_policy
+from harness.judge.judge import Judge
+from harness.judge.policy import Window, load_policy
+from harness.judge.series import Ranked
 from harness.signals.logwatch import Match
 from harness.soak.driver import Exchange, Iteration, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import Scenario
-from harness.soak.series import Ranked
-from harness.target.client import ChatOutcome
+from harness.targets.client import ChatOutcome
 from tests.reference_judge import ReferenceJudge
 
 POLICY = """

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
+from harness.common.errors import InputError
 from harness.signals.logwatch import LogWatcher
 from harness.signals.records import RecordReader, clock_stamp, strip_ansi
 from harness.signals.signatures import catalogue, classify
-from harness.target import kinds
-from harness.target.logsource import records_for
-from harness.target.profile import load_target
+from harness.targets import kinds
+from harness.targets.logsource import records_for
+from harness.targets.profile import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM = ROOT / "scenarios" / "targets" / "local-litellm.toml"
@@ -149,7 +149,7 @@ def test_a_kind_from_a_pip_installed_package_is_found_and_loaded(tmp_path: Path)
                                 f'{OPENCLAW.parent}/openclaw/'))
     script = (
         "import sys; from pathlib import Path\n"
-        "from harness.target.profile import load_target\n"
+        "from harness.targets.profile import load_target\n"
         "from harness.signals.signatures import catalogue, classify\n"
         "p = load_target(Path(sys.argv[1]))\n"
         "sig = classify('12:00:00 - example ERROR upstream gone', catalogue(p.kind))\n"
@@ -172,8 +172,8 @@ def test_a_kind_without_a_catalogue_is_refused_at_load(tmp_path: Path) -> None:
     profile = tmp_path / "example.toml"
     profile.write_text(OPENCLAW.read_text().replace('kind = "openclaw"', 'kind = "example"'))
     script = ("import sys; from pathlib import Path\n"
-              "from harness.errors import InputError\n"
-              "from harness.target.profile import load_target\n"
+              "from harness.common.errors import InputError\n"
+              "from harness.targets.profile import load_target\n"
               "try:\n    load_target(Path(sys.argv[1]))\n"
               "except InputError as exc:\n    print(exc); sys.exit(exc.exit_code)\n")
     done = subprocess.run([sys.executable, "-c", script, str(profile)], capture_output=True,

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
+from harness.common.errors import InputError
+from harness.judge import assess
+from harness.judge.judge import Judge
+from harness.judge.policy import Window, load_policy
 from harness.modellab import ModelLab
-from harness.policy import Window, load_policy
-from harness.run import PhaseOutcome, RunRecord, build_verdict, with_windows
+from harness.procedure.run import PhaseOutcome, RunRecord, build_verdict, with_windows
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.soak import assess
 from harness.soak.driver import SoakDriver, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import load_scenarios
 from tests.test_soak_judgement import FAILOVER_LINE, endpoint
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.target import semver
-from harness.target.runtime import Runtime
+from harness.targets import semver
+from harness.targets.runtime import Runtime
 from tests.test_acceptance_e2e import ROOT, phase, run_suite
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfrastructureError, StaleLockError, UnknownVersionError
-from harness.lock import read_lock, recheck, take
-from harness.target.registry import Release
+from harness.common.errors import InfrastructureError, StaleLockError, UnknownVersionError
+from harness.procedure.lock import read_lock, recheck, take
+from harness.targets.registry import Release
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKED = Release("openclaw", "latest", "2026.4.1", "sha512-AAAA", ">=22.14.0")
@@ -118,7 +118,7 @@ def test_a_dist_tag_that_moved_since_the_lock_is_refused(tmp_path: Path) -> None
 
 
 def test_a_moved_dependency_of_a_pypi_release_makes_the_review_stale() -> None:
-    from harness.target.packages.pypi import set_digest
+    from harness.targets.packages.pypi import set_digest
 
     locked_set = (("httpx", "0.28.1", "a" * 64), ("litellm", "1.80.0", "b" * 64))
     moved_set = (("httpx", "0.28.2", "c" * 64), ("litellm", "1.80.0", "b" * 64))

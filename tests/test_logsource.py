@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from harness.signals.logwatch import CONTEXT_LINES, TAIL_LINES, LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.target.logsource import report_for, watcher_for
-from harness.target.profile import load_target
+from harness.targets.logsource import report_for, watcher_for
+from harness.targets.profile import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = load_target(ROOT / "scenarios" / "targets" / "local-openclaw.toml")

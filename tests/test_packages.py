@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
-from harness.plugin import _allowed
-from harness.target.packages import bin_path
-from harness.target.packages.pypi import (
+from harness.common.errors import InputError
+from harness.pytest.plugin import _allowed
+from harness.targets.packages import bin_path
+from harness.targets.packages.pypi import (
     check_installed,
     python_fits,
     requirement,
     requirements_text,
     set_digest,
 )
-from harness.target.profile import load_target
-from harness.target.registry import Release
+from harness.targets.profile import load_target
+from harness.targets.registry import Release
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM = ROOT / "scenarios" / "targets" / "local-litellm.toml"

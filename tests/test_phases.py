@@ -1,7 +1,7 @@
 """A phase that breaks reports a failed result instead of breaking the procedure."""
 
-from harness.errors import InfrastructureError
-from harness.phases import PhaseResult, _timed
+from harness.common.errors import InfrastructureError
+from harness.procedure.phases import PhaseResult, _timed
 
 
 def broken() -> PhaseResult:

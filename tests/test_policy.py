@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ExitCode, InputError
-from harness.policy import (
+from harness.common.errors import ExitCode, InputError
+from harness.judge.policy import (
     Event,
     Measurement,
     Policy,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import commands
-from harness.backup import restore_paths
-from harness.posture import BackupTaker
-from harness.target.profile import BackupCommands, StateSpec
+from harness.common import commands
+from harness.procedure.backup import restore_paths
+from harness.procedure.posture import BackupTaker
+from harness.targets.profile import BackupCommands, StateSpec
 from tests.seams.rotting_storage import rot
 
 FULL_PATHS = {"config": ["openclaw.json"], "credentials": ["credentials", "agents/*/agent"],

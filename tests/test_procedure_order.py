@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ExitCode
-from harness.run import PhaseOutcome, RunRecord
+from harness.common.errors import ExitCode
+from harness.procedure.run import PhaseOutcome, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_rollback_is_needed_only_after_a_change() -> None:
 
 
 def test_a_soak_alone_claims_nothing_about_the_candidate() -> None:
-    from harness.run import build_verdict
+    from harness.procedure.run import build_verdict
 
     rec = record(("soak", "soak_policy", "passed"), changed=False)
     rec.final_state = {"serving": True, "version": "2026.3.28"}
@@ -78,7 +78,7 @@ def test_a_soak_alone_claims_nothing_about_the_candidate() -> None:
 
 
 def test_an_accepted_inconclusive_soak_is_said_to_be_inconclusive() -> None:
-    from harness.run import build_verdict
+    from harness.procedure.run import build_verdict
 
     rec = record(("upgrade", "health", "passed"), ("soak", "soak_policy", "passed"),
                  ("soak", "soak[reply-plain]", "skipped"))

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
+from harness.common.errors import InputError
 from harness.soak.scenarios import load_scenarios
-from harness.target import semver
-from harness.target.profile import load_target
+from harness.targets import semver
+from harness.targets.profile import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "scenarios" / "targets" / "local-openclaw.toml"

@@ -18,13 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.common.nonce import new_nonce
+from harness.judge.judge import Judge
+from harness.judge.policy import Window, load_policy
 from harness.modellab import ModelLab
-from harness.nonce import new_nonce
-from harness.policy import Window, load_policy
 from harness.soak.driver import SoakDriver, check
-from harness.soak.judge import Judge
 from harness.soak.scenarios import load_scenarios
-from harness.target.client import ChatOutcome, GatewayEndpoint, SseEvents, take_event
+from harness.targets.client import ChatOutcome, GatewayEndpoint, SseEvents, take_event
 
 ENDINGS = ("no_done", "no_finish_reason", "length", "error_event", "error_then_done",
            "error_after_done", "drop")

@@ -17,7 +17,7 @@ import pytest
 
 from harness.reporting.browser import look_at_verdict
 from harness.reporting.headline import run_of
-from harness.target.runtime import Runtime
+from harness.targets.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 

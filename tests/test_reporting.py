@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli
-from harness.errors import InfrastructureError
-from harness.phases import PhaseError, PhaseResult, _timed, report_phase
+from harness.common.errors import InfrastructureError
+from harness.procedure.phases import PhaseError, PhaseResult, _timed, report_phase
 from harness.reporting import charts, redact
 from harness.reporting.categories import CATEGORIES, allure3_categories, allure_config, categorize
 from harness.reporting.compare import compare_runs
 from harness.reporting.summary import summary_markdown
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.target.gateway import Gateway
-from harness.target.profile import load_target
-from harness.target.runtime import NodeRuntime, Runtime
+from harness.targets.gateway import Gateway
+from harness.targets.profile import load_target
+from harness.targets.runtime import NodeRuntime, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "Zq3-planted_TOKEN-9f8e7d6c5b4a"
@@ -86,18 +86,18 @@ from pathlib import Path
 
 import allure
 from harness.modellab import ModelLab
-from harness.phases import attach_json
-from harness.policy import Window, load_policy
+from harness.procedure.phases import attach_json
+from harness.judge.policy import Window, load_policy
 from harness.reporting import evidence, redact
-from harness.run import RunRecord, write_verdict
+from harness.procedure.run import RunRecord, write_verdict
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.soak import assess
+from harness.judge import assess
 from harness.soak.driver import SoakDriver
-from harness.soak.judge import Judge
-from harness.soak.report import report_soak
+from harness.judge.judge import Judge
+from harness.reporting.soak import report_soak
 from harness.soak.scenarios import load_scenarios
-from harness.target.client import GatewayEndpoint
+from harness.targets.client import GatewayEndpoint
 
 RUN_DIR = Path({run_dir!r})
 TOKEN = {token!r}
@@ -235,8 +235,9 @@ def test_a_planted_token_reaches_no_file_of_the_run_and_the_evidence_stays_reada
      "Inconclusive: too few samples to judge"),
     ("skipped", "Skipped: inconclusive, accepted by on_inconclusive = pass: only 1 finished",
      "Inconclusive: too few samples to judge"),
-    ("broken", "harness.phases.PhaseError: harness error in phase install (InfrastructureError):"
-     " npm install openclaw@2026.4.1 failed: ENOTFOUND", "Harness or infrastructure error"),
+    ("broken", "harness.procedure.phases.PhaseError: harness error in phase install"
+     " (InfrastructureError): npm install openclaw@2026.4.1 failed: ENOTFOUND",
+     "Harness or infrastructure error"),
     ("broken", "FileNotFoundError: state/agents", "Harness or infrastructure error"),
     ("failed", "AssertionError: gateway never became ready: gateway process exited (code 1)",
      "Phase check failed"),
@@ -306,7 +307,7 @@ def test_the_signature_chart_has_a_lane_for_every_class_with_its_total() -> None
 
 
 def test_evidence_shows_each_matching_line_with_its_neighbours(tmp_path: Path) -> None:
-    from harness.policy import Decision, load_policy
+    from harness.judge.policy import Decision, load_policy
     from harness.reporting.evidence import capture, decision_text
 
     log = tmp_path / "gateway.log"

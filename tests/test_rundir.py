@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands import start_time
-from harness.errors import ExitCode, RunDirError
-from harness.rundir import RunDirOwner
-from harness.target.runtime import remove_dead_partials
+from harness.common.commands import start_time
+from harness.common.errors import ExitCode, RunDirError
+from harness.procedure.rundir import RunDirOwner
+from harness.targets.runtime import remove_dead_partials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,8 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
     run is told that run died."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from harness.rundir import RunDirOwner; RunDirOwner.take(Path(sys.argv[1]), 'dead'); "
+         "from harness.procedure.rundir import RunDirOwner; "
+         "RunDirOwner.take(Path(sys.argv[1]), 'dead'); "
          "print('held', flush=True); time.sleep(60)", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -140,7 +141,7 @@ def test_children_die_with_the_harness_even_on_sigkill(tmp_path: Path) -> None:
     """A real parent started through commands.die_with_parent, killed with SIGKILL."""
     parent = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, time; "
-         "from harness.commands import die_with_parent; "
+         "from harness.common.commands import die_with_parent; "
          "child = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent()); "
          "print(child.pid, flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -174,8 +175,8 @@ def test_an_install_through_a_linked_cache_records_its_integrity(tmp_path: Path)
     """A cache shared by a symlink (as worktrees share one): npm must be given the real path,
     or its lock file is keyed '../../.../.partial-PID/node_modules/x' and the install's
     recorded integrity is not found (every `install` phase then fails)."""
-    from harness.target.packages.npm import installed_integrity
-    from harness.target.runtime import Runtime
+    from harness.targets.packages.npm import installed_integrity
+    from harness.targets.runtime import Runtime
 
     (tmp_path / "real").mkdir()
     (tmp_path / "linked").symlink_to(tmp_path / "real")

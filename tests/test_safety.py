@@ -7,15 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from harness.errors import ExitCode
-from harness.gate import RestartGate
-from harness.policy import load_policy
-from harness.run import RunRecord, RunSettings, build_verdict
-from harness.safety import Safety
+from harness.common.errors import ExitCode
+from harness.judge.policy import load_policy
+from harness.procedure.gate import RestartGate
+from harness.procedure.run import RunRecord, RunSettings, build_verdict
+from harness.procedure.safety import Safety
 from harness.soak.scenarios import load_scenarios
-from harness.target.profile import load_target
-from harness.target.registry import Release
-from harness.target.runtime import Runtime
+from harness.targets.profile import load_target
+from harness.targets.registry import Release
+from harness.targets.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATE = Release("openclaw", "latest", "2026.4.1", "sha512-AAAA", None)
@@ -97,8 +97,8 @@ def not_approved_rollback(tmp_path: Path, deny: bool) -> dict:
     import threading
     import time
 
-    from harness.gate import REQUEST, answer
-    from harness.run import PhaseOutcome
+    from harness.procedure.gate import REQUEST, answer
+    from harness.procedure.run import PhaseOutcome
 
     def refuse() -> None:
         deadline = time.monotonic() + 10

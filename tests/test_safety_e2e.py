@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.target.groundtruth import (
+from harness.targets.groundtruth import (
     GroundTruth,
     check_installed,
     copy_package,
     judge_report,
     package_root,
 )
-from harness.target.profile import load_target
-from harness.target.runtime import NodeRuntime, Runtime
+from harness.targets.profile import load_target
+from harness.targets.runtime import NodeRuntime, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "scenarios" / "targets" / "local-openclaw.toml"

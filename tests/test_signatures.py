@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InputError
-from harness.policy import Trigger, count_events, load_policy
+from harness.common.errors import InputError
+from harness.judge.judge import log_events
+from harness.judge.policy import Trigger, count_events, load_policy
 from harness.signals.logwatch import Match
 from harness.signals.signatures import (
     OPENCLAW,
@@ -17,7 +18,6 @@ from harness.signals.signatures import (
     run_id,
     timestamp_seconds,
 )
-from harness.soak.judge import log_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ CATASTROPHIC = r"^(\w+\s?)+$"
 CHILD = """
 import sys
 from pathlib import Path
-from harness.policy import load_policy
+from harness.judge.policy import load_policy
 from harness.signals.logwatch import LogWatcher
 policy = load_policy(Path(sys.argv[1]))
 log = Path(sys.argv[2])

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.judge import assess
+from harness.judge.judge import Judge
+from harness.judge.policy import Window, load_policy
 from harness.modellab import ModelLab
-from harness.policy import Window, load_policy
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.soak import assess
 from harness.soak.driver import SoakDriver, SoakRun
-from harness.soak.judge import Judge
 from harness.soak.scenarios import load_scenarios
-from harness.target.client import GatewayEndpoint
+from harness.targets.client import GatewayEndpoint
 
 # A real line of OpenClaw 2026.4.1's console log when it gives up on a silent model.
 FAILOVER_LINE = ("2026-04-02T10:11:12.345+00:00 [agent/embedded] embedded run failover decision:"
@@ -328,7 +328,7 @@ timeout_s = 30
 
 
 def test_ask_puts_an_inconclusive_soak_before_a_person(tmp_path: Path) -> None:
-    from harness.gate import REQUEST, RestartGate, answer
+    from harness.procedure.gate import REQUEST, RestartGate, answer
 
     def ask(timeout_s: float, approver: str | None):
         def go() -> None:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.judge import assess
+from harness.judge.judge import Judge
+from harness.judge.policy import Window
+from harness.judge.recovery_time import recovery
 from harness.modellab import ModelLab
-from harness.policy import Window
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
-from harness.soak import assess
 from harness.soak.driver import SoakDriver, SoakRun
-from harness.soak.judge import Judge
-from harness.soak.recovery import recovery
 from harness.soak.scenarios import Scenario
 from tests.test_soak_judgement import FAILOVER_LINE, endpoint, files
 
@@ -99,9 +99,9 @@ def test_what_its_known_duration_says_ends_within_the_grace_keeps_it(
 
 
 def test_the_recovery_adds_up_from_the_decision_to_the_first_good_reply() -> None:
-    from harness.phases import PhaseResult
+    from harness.procedure.phases import PhaseResult
     from harness.soak.driver import Exchange, Iteration
-    from harness.target.client import ChatOutcome
+    from harness.targets.client import ChatOutcome
 
     soak = SoakRun("soak", Window(60, 10), 1_000.0, ended=1_061.5, stopped_by="bursts",
                    decided_at=1_060.0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 
 from harness.cli import main
-from harness.target.gateway import _free_port
-from harness.target.runtime import MARKER
+from harness.targets.gateway import _free_port
+from harness.targets.runtime import MARKER
 
 
 def dead_run(tmp_path: Path, port: int) -> tuple[Path, Path]:

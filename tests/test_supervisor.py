@@ -29,7 +29,7 @@ import pytest
 
 from harness.container.engine import DockerEngine
 from harness.container.systemd import SystemdContainer
-from harness.target.runtime import Runtime
+from harness.targets.runtime import Runtime
 from tests.conftest import CACHE, ROOT, STARTED
 
 # one worker boots this module's containers and runs its tests in order (pytest-xdist)

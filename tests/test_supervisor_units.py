@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands import Completed
-from harness.errors import InfrastructureError
-from harness.supervisor import failure_alert, render, why_failed
-from harness.target.profile import load_target
+from harness.cli.supervisor import failure_alert, render, why_failed
+from harness.common.commands import Completed
+from harness.common.errors import InfrastructureError
+from harness.targets.profile import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,15 +28,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.common.nonce import new_nonce
 from harness.container.engine import DockerEngine
 from harness.container.image import USER
 from harness.container.systemd import SystemdContainer
 from harness.modellab import ModelLab
-from harness.nonce import new_nonce
 from harness.signals.journal import JournalWatcher
-from harness.target.gateway import _free_port
-from harness.target.runner import SshRunner, systemd_user_env
-from harness.target.runtime import Installation, NodeRuntime, Runtime
+from harness.targets.gateway import _free_port
+from harness.targets.runner import SshRunner, systemd_user_env
+from harness.targets.runtime import Installation, NodeRuntime, Runtime
 from tests.conftest import CACHE, ROOT, STARTED
 
 # one worker boots this module's containers and runs its tests in order (pytest-xdist)

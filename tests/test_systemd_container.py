@@ -2,7 +2,7 @@
 
 Nothing is simulated: Debian's dockerd on a private socket, an image debootstrapped from the
 mirror apt uses, systemd 252 as the container's PID 1 with a lingering user, the gateway
-installed on the host by harness.target.runtime and mounted read-only at the same path, driven
+installed on the host by harness.targets.runtime and mounted read-only at the same path, driven
 by SystemdUserDriver through `docker exec`. The gateway has no model to reach (its upstream is
 a closed loopback port); it starts and answers /healthz anyway.
 
@@ -28,16 +28,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.common.errors import InfrastructureError
 from harness.container.engine import DockerEngine
 from harness.container.image import DEPLOY_ROOT, USER
 from harness.container.systemd import SystemdContainer
-from harness.errors import InfrastructureError
 from harness.signals.journal import JournalWatcher, file_log_staleness
 from harness.signals.signatures import catalogue
-from harness.target.gateway import _free_port
-from harness.target.profile import TargetProfile, load_target
-from harness.target.runtime import Installation, NodeRuntime, Runtime
-from harness.target.systemd import SystemdUserDriver
+from harness.targets.gateway import _free_port
+from harness.targets.profile import TargetProfile, load_target
+from harness.targets.runtime import Installation, NodeRuntime, Runtime
+from harness.targets.systemd import SystemdUserDriver
 from tests.conftest import STARTED, ours
 
 # one worker boots this module's containers and runs its tests in order (pytest-xdist)

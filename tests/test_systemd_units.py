@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.signals.journal import entry_time, file_log_staleness, message_text
-from harness.target.runner import LocalRunner, SshRunner, runner_for
-from harness.target.runtime import NodeRuntime
-from harness.target.systemd import SystemdUserDriver, UnitState
+from harness.targets.runner import LocalRunner, SshRunner, runner_for
+from harness.targets.runtime import NodeRuntime
+from harness.targets.systemd import SystemdUserDriver, UnitState
 
 
 def test_local_runner_passes_env_and_input() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.target.gateway import _free_port
-from harness.target.profile import AlertSpec, load_target
-from harness.transitions import Transitions, state_of
+from harness.procedure.transitions import Transitions, state_of
+from harness.targets.gateway import _free_port
+from harness.targets.profile import AlertSpec, load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,16 +21,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.gate import RestartGate
-from harness.policy import load_policy
-from harness.run import RunRecord, RunSettings
-from harness.safety import BY_UPDATER, Safety
+from harness.judge.policy import load_policy
+from harness.procedure.gate import RestartGate
+from harness.procedure.run import RunRecord, RunSettings
+from harness.procedure.safety import BY_UPDATER, Safety
 from harness.soak.scenarios import load_scenarios
-from harness.target.groundtruth import PackageTruth, judge_report
-from harness.target.profile import UpdaterSpec, load_target
-from harness.target.registry import Release
-from harness.target.runtime import MARKER, Installation, NodeRuntime, Runtime
-from harness.target.updater import lay_out_global, run_updater
+from harness.targets.groundtruth import PackageTruth, judge_report
+from harness.targets.profile import UpdaterSpec, load_target
+from harness.targets.registry import Release
+from harness.targets.runtime import MARKER, Installation, NodeRuntime, Runtime
+from harness.targets.updater import lay_out_global, run_updater
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "data" / "openclaw-2026.4.1-update-to-2026.3.28.json"
@@ -237,7 +237,7 @@ def test_a_profile_without_an_updater_cannot_roll_back_by_one(tmp_path: Path) ->
 ])
 def test_a_malformed_updater_names_file_and_key(tmp_path: Path, old: str, new: str,
                                                 key: str) -> None:
-    from harness.errors import InputError
+    from harness.common.errors import InputError
 
     source = ROOT / "scenarios" / "targets"
     (tmp_path / "openclaw").symlink_to(source / "openclaw")

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from harness import commands
-from harness.errors import InfrastructureError
+from harness.common import commands
+from harness.common.errors import InfrastructureError
 
 PACKAGES = ("docker.io", "debootstrap")
 LABEL = "org.gateway-release-harness"  # every container the harness starts carries it

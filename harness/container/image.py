@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import commands
+from harness.common import commands
+from harness.common.digest import sha256_file
+from harness.common.errors import InfrastructureError
 from harness.container.engine import LABEL, DockerEngine, docker_cli
-from harness.digest import sha256_file
-from harness.errors import InfrastructureError
 
 SUITE = "bookworm"
 # openssh-server: the ssh command runner's tests start an sshd of their own (ssh.service is

@@ -18,11 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.commands import Completed
+from harness.common.commands import Completed
+from harness.common.errors import InfrastructureError
 from harness.container.engine import LABEL, DockerEngine, docker_cli
 from harness.container.image import UID, USER
-from harness.errors import InfrastructureError
-from harness.target.runner import DockerExecRunner, systemd_user_env
+from harness.targets.runner import DockerExecRunner, systemd_user_env
 
 
 def _testcontainers(engine: DockerEngine) -> Any:

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from harness.errors import ExitCode, HarnessError, InputError
+from harness.common.errors import ExitCode, HarnessError, InputError
 from harness.modellab.behaviour import DEFAULT_MODELS, ModelBehaviour, load_models
 from harness.modellab.server import build_app, start_server
 

@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from harness.errors import InputError
-from harness.schema import Table, load_toml
+from harness.common.errors import InputError
+from harness.common.schema import Table, load_toml
 
 ENDINGS = ("no_done", "no_finish_reason", "length", "error_event", "error_then_done",
            "error_after_done", "drop")

@@ -20,8 +20,8 @@ from typing import IO, Any
 import httpx
 
 import harness
-from harness.commands import die_with_parent
-from harness.errors import InfrastructureError
+from harness.common.commands import die_with_parent
+from harness.common.errors import InfrastructureError
 
 READY_PREFIX = b"modellab listening on "
 # The directory holding the `harness` package: the child imports the very code the parent runs,

@@ -25,8 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from harness.common.nonce import find_nonces
 from harness.modellab.behaviour import ENDINGS, ModelBehaviour
-from harness.nonce import find_nonces
 
 FILLER = ("steady", "careful", "upgrade", "review", "window", "signal", "gateway", "release",
           "rollback", "evidence", "policy", "soak")

@@ -19,10 +19,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from harness import commands
-from harness.errors import InfrastructureError
-from harness.report import NODE_MAJOR
-from harness.target.runtime import Runtime
+from harness.common import commands
+from harness.common.errors import InfrastructureError
+from harness.reporting.render import NODE_MAJOR
+from harness.targets.runtime import Runtime
 
 PLAYWRIGHT_SPEC = "1"
 CHROMIUM = "/usr/bin/chromium"

@@ -1,6 +1,7 @@
 """Report categories: a product regression, a harness or infrastructure error, inconclusive.
 
-They match the messages the harness itself writes (`harness.soak.assess`, `harness.phases`,
+They match the messages the harness itself writes (`harness.judge.assess`,
+`harness.procedure.phases`,
 `harness.reporting.headline`):
 - the run's own verdict result, when the release was not accepted: "release not accepted: ..."
   (first, so that the verdict is never filed as one of the failures it sums up);

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
-from harness.numbers import num
+from harness.common.errors import InputError
+from harness.common.numbers import num
 
 SECTIONS = ("soak", "baseline", "watch", "late_watch", "smoke")
 RELATIVE_CHANGE = 0.5

@@ -6,7 +6,8 @@ A person opening the report decides on the release, so its first screen says the
 - the run's decision is a test result of its own, "release verdict" (failed unless the outcome
   is `passed`, the claim as its description, summary.md attached, in the target's "verdict"
   group), and the quality gate `release-accepted` selects it by its tag and fails when it
-  failed or is missing. Allure itself evaluates that gate (`allure run`, harness/report.py),
+  failed or is missing. Allure itself evaluates that gate (`allure run`,
+  harness/reporting/render.py),
   so the gate in the report and the job's exit code say the same thing.
 
 The verdict result is written by the renderer from the run's verdict.json and summary.md,
@@ -21,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
+from harness.common.errors import InputError
 
 VERDICT_TAG = "release-verdict"  # the tag the gate's filter selects the verdict result by
 GATE_ID = "release-accepted"
@@ -172,7 +173,7 @@ GATE_JS = """config.qualityGate = {
 def config_module(config: dict[str, Any]) -> str:
     """Allure 3's config (`allurerc.mjs`): `config` and the quality gate `release-accepted`."""
     return ("// Allure 3's config for this run's report, written by the harness "
-            "(harness/report.py).\n"
+            "(harness/reporting/render.py).\n"
             f"const config = {json.dumps(config, indent=2)};\n"
             + GATE_JS % {"gate": json.dumps(GATE_ID), "tag": json.dumps(VERDICT_TAG)}
             + "export default config;\n")

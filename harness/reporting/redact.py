@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 MIN_SECRET_LEN = 8  # shorter values ("1", "token") are not secrets and would shred the text
 SECRET_NAME = re.compile(r"token|secret|passw|api_?key|apikey|access_?key|private_?key|"
@@ -250,11 +250,11 @@ def _dotted(pattern: str) -> re.Pattern[str]:
 
 
 def kind_config_secrets(kind_name: str | None, config: Path) -> list[tuple[str, str]]:
-    """The secrets a kind says its config holds (harness.target.kinds: `config_secrets`), in
+    """The secrets a kind says its config holds (harness.targets.kinds: `config_secrets`), in
     its own format: LiteLLM proxy's YAML `master_key` and every model's `api_key`."""
     if not kind_name:
         return []
-    from harness.target.kinds import kind
+    from harness.targets.kinds import kind
 
     try:
         found_kind = kind(kind_name)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.numbers import num
-from harness.soak.assess import comparison_markdown
+from harness.common.numbers import num
+from harness.judge.assess import comparison_markdown
 
 
 def _cell(text: Any) -> str:

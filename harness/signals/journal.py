@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.signals.logwatch import Following, Match
 from harness.signals.signatures import Signature, line_timestamp
-from harness.target.runner import CommandRunner, systemd_user_env
+from harness.targets.runner import CommandRunner, systemd_user_env
 
 
 @dataclass

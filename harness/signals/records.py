@@ -1,6 +1,6 @@
 """A gateway's log lines as records: colour codes stripped, continuation lines (a Python
 traceback, say) folded into the line that starts them, and a clock-only timestamp given the
-date it arrived on. How a kind's log reads is data (harness.target.kinds: `[log]`)."""
+date it arrived on. How a kind's log reads is data (harness.targets.kinds: `[log]`)."""
 
 from __future__ import annotations
 

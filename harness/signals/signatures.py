@@ -3,7 +3,7 @@
 Each signature has a name and a class (timeout, failover, fallback, error, warning); policies
 count classes or names. A line matches at most one signature (the first in catalogue order), so
 one log line is never counted twice. Catalogues are per target kind, each a data file
-of the kind (harness.target.kinds: `signatures.toml`).
+of the kind (harness.targets.kinds: `signatures.toml`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from harness.patterns import Pattern
+from harness.common.patterns import Pattern
 
 CLASSES = ("timeout", "failover", "fallback", "error", "warning")
 
@@ -36,8 +36,8 @@ class Signature:
 
 def catalogue(kind: str) -> tuple[Signature, ...]:
     """The signature catalogue of a gateway kind: a data file in the kind's folder
-    (harness.target.kinds). KeyError for a kind nobody registered."""
-    from harness.target.kinds import kind as find_kind
+    (harness.targets.kinds). KeyError for a kind nobody registered."""
+    from harness.targets.kinds import kind as find_kind
 
     return find_kind(kind).signatures
 

@@ -35,11 +35,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from harness.nonce import new_nonce
-from harness.policy import Decision, Window, percentile
+from harness.common.nonce import new_nonce
+from harness.judge.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
 from harness.soak.scenarios import Scenario, Step
-from harness.target.client import ChatOutcome, GatewayEndpoint
+from harness.targets.client import ChatOutcome, GatewayEndpoint
 
 KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
 

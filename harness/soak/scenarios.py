@@ -27,7 +27,7 @@ that embeds earlier replies must echo their nonces too.
 
 Durations may carry their unit (`timeout_s = "4m"`); load is bounded (`concurrency` at most
 256, `rate_per_min` at most 6000); a step with `nonce = false` needs another check, and every
-agent must be one the target serves (`api.agents`, checked in harness.inputs).
+agent must be one the target serves (`api.agents`, checked in harness.procedure.inputs).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import InputError
-from harness.schema import Table, load_toml
+from harness.common.errors import InputError
+from harness.common.schema import Table, load_toml
 
 KINDS = ("reply", "panel", "sequence")
 # Load a soak may ask of one gateway from this harness: beyond these it measures the harness

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.target.registry import NpmRegistry, Release
+from harness.targets.registry import NpmRegistry, Release
 
 _real = NpmRegistry.resolve
 

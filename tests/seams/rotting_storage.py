@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import posture
-from harness.backup import Backup
+from harness.procedure import posture
+from harness.procedure.backup import Backup
 
 _real = posture.BackupTaker._make
 

@@ -1,0 +1,2 @@
+"""Small pieces every layer uses: errors and exit codes, typed TOML reading, hashing, numbers,
+nonces, patterns, running programs."""

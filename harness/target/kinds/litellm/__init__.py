@@ -1,1 +1,0 @@
-"""LiteLLM proxy: its kind.toml and signatures.toml beside this file (harness.target.kinds)."""

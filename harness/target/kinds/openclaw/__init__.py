@@ -1,1 +1,0 @@
-"""OpenClaw: its kind.toml and signatures.toml beside this file (harness.target.kinds)."""

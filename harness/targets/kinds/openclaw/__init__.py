@@ -1,0 +1,1 @@
+"""OpenClaw: its kind.toml and signatures.toml beside this file (harness.targets.kinds)."""
