@@ -253,7 +253,7 @@ class DockerEngine:
             return self.socket.exists() and self.docker("info", timeout=10).returncode == 0
 
         waits.wait_until(answers, timeout_s=self.ready_timeout_s, interval_s=0.2,
-                   what="dockerd did not answer `docker info`", detail=self._log_tail)
+                         what="dockerd did not answer `docker info`", detail=self._log_tail)
         self.startup_s = time.monotonic() - started
 
     def _remove_leftover_containers(self) -> None:

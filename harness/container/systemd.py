@@ -136,4 +136,4 @@ class SystemdContainer:
             return f"{last}; failed units: {failed.stdout.strip() or '-'}"
 
         waits.wait_until(booted, timeout_s=self.boot_timeout_s, interval_s=0.25,
-                   what=f"systemd in {self.image} did not boot", detail=seen)
+                         what=f"systemd in {self.image} did not boot", detail=seen)

@@ -233,7 +233,7 @@ class Guard:
                 return None
 
         return waits.wait_until(written, timeout_s=timeout_s, interval_s=0.1,
-                          what="the guard did not start", detail=self.log_tail)
+                                what="the guard did not start", detail=self.log_tail)
 
     def running(self) -> bool:
         if self.mode == "systemd" and self.unit:
@@ -263,15 +263,9 @@ class Guard:
     def wait_trip(self, timeout_s: float = 240.0) -> dict[str, Any] | None:
         """After the lease was lost: the guard's result once it has one (or its guardian
         ended without one)."""
-
-        def ended() -> tuple[dict[str, Any] | None] | None:  # (result,) once there is an answer
-            result = self.collect_trip() or self._tripped()
-            if result is None and self.running():
-                return None
-            return (result if result is not None else self.collect_trip() or self._tripped(),)
-
-        answer = waits.poll(ended, timeout_s=timeout_s, interval_s=0.5)
-        return answer[0] if answer else None
+        waits.poll(lambda: self.collect_trip() or self._tripped() or not self.running(),
+                   timeout_s=timeout_s, interval_s=0.5)
+        return self.collect_trip() or self._tripped()  # it may have written it as it ended
 
     def _tripped(self) -> dict[str, Any] | None:
         return next((e.details for e in reversed(self.events) if e.what == "tripped"), None)
