@@ -1,13 +1,14 @@
 """The one place that builds httpx clients, sync and async.
 
-Every HTTP call of the harness (a gateway's health probe and replies, the soak driver's pools,
-the alert webhook, the model lab's records) goes through a client made here, so a test can send
-them all through a transport of its own (httpx's `MockTransport`, or a real one that records)
-with `injected(transport)` instead of patching httpx. What a caller passes (timeout, limits,
-TLS context, whether the environment's proxy settings apply) is passed on unchanged; what it
-leaves out is httpx's own default, as when it built the client itself. Loopback callers pass
-`trust_env=False`: a proxy from the environment must never stand between the harness and a
-gateway or model lab on 127.0.0.1.
+Every httpx client of the harness (a gateway's health probe and replies, the soak driver's
+pools, the alert webhook, the model lab's records) is made here, so a test can send them all
+through a transport of its own (httpx's `MockTransport`, or a real one that records) with
+`injected(transport)` instead of patching httpx. What a caller passes (timeout, limits, TLS
+context, whether the environment's proxy settings apply) is passed on unchanged; what it leaves
+out is httpx's own default, as when it built the client itself: those that kept the
+environment's proxy settings out (`trust_env=False`: the model lab's records, the alert webhook)
+still do. (The guardian and `harness status` probe with the standard library's urllib: the
+guardian runs on the target with nothing else.)
 """
 
 from __future__ import annotations
