@@ -86,6 +86,7 @@ while True:
     time.sleep(0.2)
     if not guard.owns():
         print("stopped acting", flush=True)
+        print(json.dumps(guard.wait_trip(timeout_s=60)), flush=True)
         time.sleep(600)
 """
 
@@ -230,6 +231,7 @@ def test_a_stalled_harness_loses_its_lease_and_stops_acting(tmp_path: Path) -> N
         assert result["action"] == "restored" and result["proven"], result
         assert lost.startswith("lease lost: ") and "expired" in lost, lost
         assert acted == "stopped acting"
+        assert json.loads(harness.stdout.readline()) == result  # wait_trip: the guard's result
         # the harness is alive: the run's verdict is its own to write, the gateway serves on
         assert not (tmp_path / "run" / "verdict.json").exists()
         assert httpx.get(spec["api"]["base_url"] + "/version", trust_env=False

@@ -26,6 +26,48 @@ from harness.targets.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, extra = _split_at_dashes(argv)
+    args = _parser().parse_args(ours)
+    args.pytest_args = extra
+    if args.command == "supervisor":
+        return _supervisor(args)
+    try:
+        return _run(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+
+
+def _split_at_dashes(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The harness's own arguments, and those after `--` (for pytest)."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Every command but `supervisor` (which reports its own errors)."""
+    if args.command == "compare":
+        sys.stdout.write(compare_paths(args.run_a, args.run_b, args.section_a, args.section_b))
+        return 0
+    if args.command == "groundtruth":
+        return _groundtruth(args)
+    if args.command == "approve":
+        return _approve(args)
+    if args.command == "status":
+        from harness.cli.status import status
+
+        sys.stdout.write(status(args.run_dir.resolve()))
+        return 0
+    run_dir = args.run_dir or latest_run(Path("reports"))
+    index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
+    print(f"harness: report written to {index}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=exit_codes_text() + "  (of `pytest scenarios`; `harness` commands use 0, 20, "
@@ -33,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(".cache"),
                         help="the project's cache folder (default: .cache)")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_report_commands(commands)
+    _add_groundtruth_command(commands)
+    _add_run_commands(commands)
+    _add_supervisor_command(commands)
+    return parser
+
+
+def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="render a run's Allure results to HTML")
     report.add_argument("run_dir", nargs="?", type=Path,
                         help="a run folder (default: reports/latest)")
@@ -44,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="which soak of RUN_A (default: soak)")
     compare.add_argument("--section-b", choices=SECTIONS,
                          help="which soak of RUN_B (default: the same as RUN_A's)")
+
+
+def _add_groundtruth_command(commands: argparse._SubParsersAction) -> None:
     truth = commands.add_parser(
         "groundtruth", help="check an installed package (and a tool's warnings about it) "
         "against the registry's own package for that exact version")
@@ -56,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     truth.add_argument("--target", type=Path, help="a target profile whose "
                        "package.verifier_patterns say how its tool names files")
     truth.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def _add_run_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands about one run: approve its restart, say what happened to it."""
     approve = commands.add_parser(
         "approve", help="approve (or refuse) the restart a run's manual gate is waiting on")
     approve.add_argument("run_dir", nargs="?", type=Path,
@@ -68,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         "status", help="what happened to a run (one that died too: its guard's steps and "
         "verdict) and what serves now")
     stat.add_argument("run_dir", type=Path, help="the run folder")
+
+
+def _add_supervisor_command(commands: argparse._SubParsersAction) -> None:
     sup = commands.add_parser("supervisor", help="the external update supervisor: a systemd "
                               "timer and oneshot service that run the acceptance suite")
     sup.add_argument("action", choices=("install", "remove", "status", "show", "alert"),
@@ -88,33 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                      "that takes longer is stopped and its failure unit alerts")
     sup.add_argument("--env", action="append", default=[], metavar="K=V",
                      help="an environment variable of the runs (e.g. a PATH with node and npm)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # after --: for pytest
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    args.pytest_args = extra
-    if args.command == "supervisor":
-        return _supervisor(args)
-    try:
-        if args.command == "compare":
-            sys.stdout.write(compare_paths(args.run_a, args.run_b, args.section_a,
-                                           args.section_b))
-            return 0
-        if args.command == "groundtruth":
-            return _groundtruth(args)
-        if args.command == "approve":
-            return _approve(args)
-        if args.command == "status":
-            from harness.cli.status import status
-
-            sys.stdout.write(status(args.run_dir.resolve()))
-            return 0
-        run_dir = args.run_dir or latest_run(Path("reports"))
-        index = render(run_dir.resolve(), Runtime(args.cache.resolve() / "runtime"))
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
-    print(f"harness: report written to {index}")
-    return 0
 
 
 def _project(given: Path | None) -> Path:

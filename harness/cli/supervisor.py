@@ -73,7 +73,18 @@ def render(target: Path, project: Path, *, name: str = DEFAULT_NAME,
     argv = [python, "-m", "pytest", "scenarios", "--target", str(target), *(pytest_args or [])]
     environment = ["Environment=PYTHONUNBUFFERED=1",
                    *(f"Environment={_q(f'{k}={v}')}" for k, v in (env or {}).items())]
-    service = "\n".join([
+    service = _service_unit(target, project, name, argv, environment, timeout_s)
+    timer = _timer_unit(name, on_calendar, on_active_s)
+    alert_argv = [python, "-m", "harness.cli", "supervisor", "alert", "--name", name,
+                  "--target", str(target)]
+    alert = _alert_unit(project, name, alert_argv, environment)
+    return SupervisorUnits(name, service, timer, alert)
+
+
+def _service_unit(target: Path, project: Path, name: str, argv: list[str],
+                  environment: list[str], timeout_s: float) -> str:
+    """The oneshot service that runs the suite; its exit code is the run's verdict."""
+    return "\n".join([
         "# Written by `harness supervisor install`: the update runs here, never in the gateway.",
         "[Unit]",
         f"Description=gateway-release-harness: upgrade, soak, judge, roll back ({target.name})",
@@ -92,6 +103,10 @@ def render(target: Path, project: Path, *, name: str = DEFAULT_NAME,
         "SuccessExitStatus=0",
         "",
     ])
+
+
+def _timer_unit(name: str, on_calendar: str | None, on_active_s: float | None) -> str:
+    """When the service runs: once after the timer starts, on a calendar, or both."""
     when = []
     if on_active_s is not None:
         when.append(f"OnActiveSec={on_active_s:g}s")
@@ -99,7 +114,7 @@ def render(target: Path, project: Path, *, name: str = DEFAULT_NAME,
         when += [f"OnCalendar={on_calendar}", "Persistent=true"]
     if not when:
         raise InfrastructureError("the supervisor's timer needs --on-calendar or --on-active")
-    timer = "\n".join([
+    return "\n".join([
         "# Written by `harness supervisor install`.",
         "[Unit]",
         f"Description=gateway-release-harness: when to run {name}.service",
@@ -112,9 +127,11 @@ def render(target: Path, project: Path, *, name: str = DEFAULT_NAME,
         "WantedBy=timers.target",
         "",
     ])
-    alert_argv = [python, "-m", "harness.cli", "supervisor", "alert", "--name", name,
-                  "--target", str(target)]
-    alert = "\n".join([
+
+
+def _alert_unit(project: Path, name: str, argv: list[str], environment: list[str]) -> str:
+    """The service's OnFailure=: says so when the update run itself died."""
+    return "\n".join([
         "# Written by `harness supervisor install`: says so when the update run itself died.",
         "[Unit]",
         f"Description=gateway-release-harness: alert when {name}.service fails",
@@ -122,12 +139,11 @@ def render(target: Path, project: Path, *, name: str = DEFAULT_NAME,
         "[Service]",
         "Type=oneshot",
         f"WorkingDirectory={str(project).replace('%', '%%')}",
-        "ExecStart=" + " ".join(_q(w) for w in alert_argv),
+        "ExecStart=" + " ".join(_q(w) for w in argv),
         *environment,
         "TimeoutStartSec=300",
         "",
     ])
-    return SupervisorUnits(name, service, timer, alert)
 
 
 def _ok(done: Completed, what: str) -> Completed:

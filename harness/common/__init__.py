@@ -1,2 +1,3 @@
 """Small pieces every layer uses: errors and exit codes, typed TOML reading, hashing, numbers,
-nonces, patterns, running programs."""
+nonces, patterns, running programs, waiting with a deadline, building HTTP clients. Nothing here
+imports the rest of the harness."""

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from harness.common import commands
+from harness.common import commands, waits
 from harness.common.errors import InfrastructureError
 
 PACKAGES = ("docker.io", "debootstrap")
@@ -177,18 +177,19 @@ class DockerEngine:
     # -- pieces ------------------------------------------------------------------------
     def _acquire_lock(self) -> None:
         fd = os.open(self.root / "engine.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.lock_timeout_s
-        while True:
+
+        def locked() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise InfrastructureError(
-                        f"{self.root}: another run's docker engine holds this cache's data root "
-                        f"for more than {self.lock_timeout_s:g} s") from None
-                time.sleep(1)
+                return False
+            return True
+
+        if not waits.poll(locked, timeout_s=self.lock_timeout_s, interval_s=1):
+            os.close(fd)
+            raise InfrastructureError(
+                f"{self.root}: another run's docker engine holds this cache's data root "
+                f"for more than {self.lock_timeout_s:g} s")
         self._lock = fd
 
     def _release_lock(self) -> None:
@@ -242,18 +243,18 @@ class DockerEngine:
 
     def _wait_ready(self) -> None:
         started = time.monotonic()
-        assert self._proc is not None
-        while time.monotonic() - started < self.ready_timeout_s:
-            if self._proc.poll() is not None:
+        proc = self._proc
+        assert proc is not None
+
+        def answers() -> bool:
+            if proc.poll() is not None:
                 raise InfrastructureError(
-                    f"dockerd exited with {self._proc.returncode} at start: {self._log_tail()}")
-            if self.socket.exists() and self.docker("info", timeout=10).returncode == 0:
-                self.startup_s = time.monotonic() - started
-                return
-            time.sleep(0.2)
-        raise InfrastructureError(
-            f"dockerd did not answer `docker info` within {self.ready_timeout_s:g} s: "
-            f"{self._log_tail()}")
+                    f"dockerd exited with {proc.returncode} at start: {self._log_tail()}")
+            return self.socket.exists() and self.docker("info", timeout=10).returncode == 0
+
+        waits.wait_until(answers, timeout_s=self.ready_timeout_s, interval_s=0.2,
+                         what="dockerd did not answer `docker info`", detail=self._log_tail)
+        self.startup_s = time.monotonic() - started
 
     def _remove_leftover_containers(self) -> None:
         """Containers of a run that was killed are still in the persistent data root."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness.common import waits
 from harness.common.commands import Completed
 from harness.common.errors import InfrastructureError
 from harness.container.engine import LABEL, DockerEngine, docker_cli
@@ -117,20 +118,22 @@ class SystemdContainer:
 
     def _wait_booted(self) -> None:
         """Until the system is up and the user's manager answers on its bus."""
-        deadline = time.monotonic() + self.boot_timeout_s
         last = "not probed"
-        while time.monotonic() < deadline:
+
+        def booted() -> bool:
+            nonlocal last
             state = self.exec(["systemctl", "is-system-running"], timeout=15).stdout.strip()
-            if state in ("running", "degraded"):
-                done = self.exec_as_user(["systemctl", "--user", "is-system-running"], timeout=15)
-                user_state = done.stdout.strip()
-                if user_state in ("running", "degraded"):
-                    return
-                last = f"system {state}, user manager {user_state or done.tail(1)!r}"
-            else:
+            if state not in ("running", "degraded"):
                 last = f"system {state or 'not answering'}"
-            time.sleep(0.25)
-        failed = self.exec(["systemctl", "--failed", "--no-legend", "--plain"], timeout=15)
-        raise InfrastructureError(
-            f"systemd in {self.image} did not boot within {self.boot_timeout_s:g} s: {last}; "
-            f"failed units: {failed.stdout.strip() or '-'}")
+                return False
+            done = self.exec_as_user(["systemctl", "--user", "is-system-running"], timeout=15)
+            user_state = done.stdout.strip()
+            last = f"system {state}, user manager {user_state or done.tail(1)!r}"
+            return user_state in ("running", "degraded")
+
+        def seen() -> str:
+            failed = self.exec(["systemctl", "--failed", "--no-legend", "--plain"], timeout=15)
+            return f"{last}; failed units: {failed.stdout.strip() or '-'}"
+
+        waits.wait_until(booted, timeout_s=self.boot_timeout_s, interval_s=0.25,
+                         what=f"systemd in {self.image} did not boot", detail=seen)

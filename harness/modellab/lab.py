@@ -17,9 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import httpx
-
 import harness
+from harness.common import http
 from harness.common.commands import die_with_parent
 from harness.common.errors import InfrastructureError
 
@@ -170,14 +169,15 @@ class ModelLab:
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """Records of the calls after id `since` (all by default), oldest first."""
-        response = httpx.get(f"{self.url}/lab/requests", params={"since": since}, timeout=10,
-                             trust_env=False)  # loopback: never through a proxy
+        with http.sync_client(timeout=10, trust_env=False) as client:  # loopback: never a proxy
+            response = client.get(f"{self.url}/lab/requests", params={"since": since})
         response.raise_for_status()
         return response.json()
 
     def stats(self) -> dict[str, Any]:
         """{"models": {id: {requests, in_flight, completed, client_aborted, faults}},
         "requests", "in_flight", "peak_in_flight"}"""
-        response = httpx.get(f"{self.url}/lab/stats", timeout=10, trust_env=False)
+        with http.sync_client(timeout=10, trust_env=False) as client:
+            response = client.get(f"{self.url}/lab/stats")
         response.raise_for_status()
         return response.json()

@@ -247,14 +247,7 @@ class Lab:
 
         def chunk(delta: dict[str, Any] | None, finish: str | None = None,
                   usage: dict[str, int] | None = None) -> bytes:
-            payload: dict[str, Any] = {
-                "id": f"chatcmpl-lab-{record.id}", "object": "chat.completion.chunk",
-                "created": int(record.started), "model": behaviour.id,
-                "choices": [] if delta is None else [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-            if usage is not None:
-                payload["usage"] = usage
-            return f"data: {json.dumps(payload)}\n\n".encode()
+            return _chunk(record, behaviour.id, delta, finish, usage)
 
         async def send(data: bytes) -> None:
             await response.write(data)
@@ -264,31 +257,16 @@ class Lab:
         words = text.split(" ")
         if ending in CUTS:
             words = words[:behaviour.cut_after_words]
-        error = f"data: {json.dumps(_error_body(ending or ''))}\n\n".encode()
         try:
             if hang:
                 record.outcome = "hang"
                 await asyncio.get_running_loop().create_future()  # until the client goes away
             await self._think(behaviour, send, chunk)
-            for i, word in enumerate(words):
-                if i and behaviour.token_interval_s:
-                    await asyncio.sleep(behaviour.token_interval_s)
-                # The first content chunk carries the role, as OpenAI's does.
-                await send(chunk({"role": "assistant", "content": word} if i == 0
-                                 else {"content": " " + word}))
+            await _words(send, chunk, words, behaviour.token_interval_s)
             if ending == "drop":
                 record.outcome = "fault_drop"
                 return _drop(request, response)
-            if ending in ("error_event", "error_then_done"):
-                await send(error)
-            elif ending != "no_finish_reason":
-                await send(chunk({}, "length" if ending == "length" else "stop"))
-                if prompt_tokens is not None:  # stream_options.include_usage, as OpenAI's
-                    await send(chunk(None, usage=_usage(prompt_tokens, len(words))))
-            if ending not in ("no_done", "error_event"):
-                await send(b"data: [DONE]\n\n")
-            if ending == "error_after_done":
-                await send(error)
+            await _stream_end(send, chunk, ending, prompt_tokens, len(words))
             await response.write_eof()
         except ConnectionResetError:
             # The client left between two writes. Returning (not raising) keeps aiohttp from
@@ -315,6 +293,50 @@ class Lab:
             await send(chunk(delta))
             step += 1
         await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+Send = Callable[[bytes], Awaitable[None]]
+Chunk = Callable[..., bytes]
+
+
+def _chunk(record: CallRecord, model: str, delta: dict[str, Any] | None,
+           finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+    """One server-sent event of a streamed completion (no `choices` for the usage chunk)."""
+    payload: dict[str, Any] = {
+        "id": f"chatcmpl-lab-{record.id}", "object": "chat.completion.chunk",
+        "created": int(record.started), "model": model,
+        "choices": [] if delta is None else [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    if usage is not None:
+        payload["usage"] = usage
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+async def _words(send: Send, chunk: Chunk, words: list[str], interval_s: float) -> None:
+    """The reply, a word a chunk, `interval_s` apart (the model's pace)."""
+    for i, word in enumerate(words):
+        if i and interval_s:
+            await asyncio.sleep(interval_s)
+        # The first content chunk carries the role, as OpenAI's does.
+        await send(chunk({"role": "assistant", "content": word} if i == 0
+                         else {"content": " " + word}))
+
+
+async def _stream_end(send: Send, chunk: Chunk, ending: str | None, prompt_tokens: int | None,
+                      words: int) -> None:
+    """What follows the words: the finish reason, usage and [DONE], or the fault `ending`
+    asks for in their place (an in-band error event, no finish reason, no [DONE])."""
+    error = f"data: {json.dumps(_error_body(ending or ''))}\n\n".encode()
+    if ending in ("error_event", "error_then_done"):
+        await send(error)
+    elif ending != "no_finish_reason":
+        await send(chunk({}, "length" if ending == "length" else "stop"))
+        if prompt_tokens is not None:  # stream_options.include_usage, as OpenAI's
+            await send(chunk(None, usage=_usage(prompt_tokens, words)))
+    if ending not in ("no_done", "error_event"):
+        await send(b"data: [DONE]\n\n")
+    if ending == "error_after_done":
+        await send(error)
 
 
 def _drop(request: web.Request, response: web.StreamResponse | None) -> web.StreamResponse:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.common import commands
+from harness.common import commands, waits
 from harness.common.errors import InfrastructureError
 from harness.procedure.guardian import lapsed, lease_locked, manifest, pid_namespace
 
@@ -225,15 +225,15 @@ class Guard:
 
     def _wait_pid(self, timeout_s: float = 15.0) -> int:
         pid_file = self.folder / "guard.pid"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def written() -> int | None:
             try:
                 return int(pid_file.read_text().strip())
             except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise InfrastructureError(f"the guard did not start within {timeout_s:g} s: "
-                                  f"{self.log_tail()}")
+                return None
+
+        return waits.wait_until(written, timeout_s=timeout_s, interval_s=0.1,
+                                what="the guard did not start", detail=self.log_tail)
 
     def running(self) -> bool:
         if self.mode == "systemd" and self.unit:
@@ -256,24 +256,16 @@ class Guard:
         if not self.armed or not self.owns():
             return
         self._write_state(self.state(False, reason))
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and self.running():
-            time.sleep(0.2)
+        waits.poll(lambda: not self.running(), timeout_s=wait_s, interval_s=0.2)
         self.armed = False
         self._event("disarmed", reason=reason)
 
     def wait_trip(self, timeout_s: float = 240.0) -> dict[str, Any] | None:
         """After the lease was lost: the guard's result once it has one (or its guardian
         ended without one)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            result = self.collect_trip() or self._tripped()
-            if result is not None:
-                return result
-            if not self.running():
-                return self.collect_trip() or self._tripped()
-            time.sleep(0.5)
-        return None
+        waits.poll(lambda: self.collect_trip() or self._tripped() or not self.running(),
+                   timeout_s=timeout_s, interval_s=0.5)
+        return self.collect_trip() or self._tripped()  # it may have written it as it ended
 
     def _tripped(self) -> dict[str, Any] | None:
         return next((e.details for e in reversed(self.events) if e.what == "tripped"), None)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import allure
-import httpx
 
+from harness.common import http
 from harness.common.errors import ExitCode, HarnessError
 from harness.common.nonce import new_nonce
 from harness.judge import assess
@@ -512,7 +512,7 @@ class Procedure:
 
 def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0) -> ChatOutcome:
     async def go() -> ChatOutcome:
-        async with httpx.AsyncClient() as client:
+        async with http.async_client() as client:
             return await gateway.endpoint.chat(client, agent, prompt, False, timeout)
 
     return asyncio.run(go())

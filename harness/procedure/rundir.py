@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from harness.common import waits
 from harness.common.commands import alive, start_time
 from harness.common.errors import ExitCode, RunDirError
 from harness.procedure.lock import LOCK_FILE as REVIEW_LOCK
@@ -216,11 +217,8 @@ def _stop(pid: int, group: bool, grace_s: float) -> str:
             pass
 
     send(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return "SIGTERM"
-        time.sleep(0.1)
+    if waits.poll(lambda: not alive(pid), timeout_s=grace_s, interval_s=0.1):
+        return "SIGTERM"
     send(signal.SIGKILL)
     return "SIGKILL"
 

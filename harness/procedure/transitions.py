@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.common import http
 from harness.targets.profile import AlertSpec, TargetProfile
 from harness.targets.runner import runner_for, systemd_user_env
 
@@ -247,8 +248,9 @@ def deliver(spec: AlertSpec, body: dict[str, Any]) -> list[dict[str, Any]]:
                         "detail": detail})
     if spec.webhook:
         try:
-            response = httpx.post(spec.webhook, content=text, timeout=10,
-                                  headers={"content-type": "application/json"}, trust_env=False)
+            with http.sync_client(timeout=10, trust_env=False) as client:
+                response = client.post(spec.webhook, content=text,
+                                       headers={"content-type": "application/json"})
             ok, detail = response.is_success, f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             ok, detail = False, f"{type(exc).__name__}: {exc}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.common import waits
 from harness.signals.logwatch import Following, Match
 from harness.signals.signatures import Signature, line_timestamp
 from harness.targets.runner import CommandRunner, systemd_user_env
@@ -114,20 +115,21 @@ class JournalWatcher(Following):
 
     def wait_for(self, needle: str, timeout_s: float) -> str | None:
         """Poll until a line containing `needle` was read; the line, or None on timeout."""
-        deadline = time.monotonic() + timeout_s
         seen = 0
-        while True:
+
+        def read() -> str | None:
+            nonlocal seen
             with self._lock:
                 new = self.line_count - seen  # read since the last look (the tail holds them)
                 for line in self.lines[len(self.lines) - min(new, len(self.lines)):]:
                     if needle in line:
                         return line
                 seen = self.line_count
-            if time.monotonic() > deadline:
-                return None
             if self._thread is None or not self._thread.is_alive():
-                self.poll()
-            time.sleep(min(self.poll_s, 0.5))
+                self.poll()  # nobody follows the journal: read what came since
+            return None
+
+        return waits.poll(read, timeout_s=timeout_s, interval_s=min(self.poll_s, 0.5))
 
     def _journalctl(self, args: Sequence[str]):  # noqa: ANN202
         argv = ["journalctl", "--no-pager"]

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from harness.common import http
 from harness.common.nonce import new_nonce
 from harness.judge.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
@@ -330,7 +331,7 @@ class _Clients:
 
     def __init__(self) -> None:
         tls = httpx.create_ssl_context()  # loading the CA bundle once, not once a shard
-        self._clients = [httpx.AsyncClient(limits=self.LIMITS, verify=tls)
+        self._clients = [http.async_client(limits=self.LIMITS, verify=tls)
                          for _ in range(self.SHARDS)]
         self._next = 0
 

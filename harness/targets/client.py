@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from harness.common import http
+
 TRUNCATED = {"length": "the model hit its token limit",
              "content_filter": "a content filter withheld the rest"}
 _ERROR_CHARS = 300  # of an in-band error's message, in a reason
@@ -84,7 +86,8 @@ class GatewayEndpoint:
     def probe(self, path: str, timeout: float = 5.0) -> tuple[int | None, str]:
         """GET a health path; (None, reason) when nothing answers."""
         try:
-            response = httpx.get(self.base_url + path, timeout=timeout)
+            with http.sync_client(timeout=timeout) as client:
+                response = client.get(self.base_url + path)
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
         return response.status_code, response.text[:500]
