@@ -19,24 +19,22 @@ or answer) before any test starts.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.common.errors import HarnessError
 from harness.procedure.gate import MODES
 from harness.procedure.interrupt import INTERRUPTION, Interruption
 from harness.procedure.posture import POSTURES
 from harness.procedure.run import ROLLBACK_PATHS, RunRecord
-from harness.procedure.rundir import RUN_DIR_OWNER, RunDirOwner
-from harness.procedure.settings import Defaults
+from harness.procedure.rundir import RUN_DIR_OWNER
+from harness.procedure.settings import RESTART_GATE, ROLLBACK_PATH, Defaults
 from harness.procedure.table import FAMILIES
 from harness.procedure.transitions import Transitions
 from harness.pytest.finisher import Finisher
 from harness.pytest.items import check_attached, family_of, record_outcome, stage
-from harness.pytest.session import RECORD, RUN_DIR, fail_input, runs_the_suite, settings_for
+from harness.pytest.session import RECORD, RUN_DIR, own_run_dir, runs_the_suite, settings_for
 
 pytest_plugins = [
     "harness.pytest.fixtures",  # the run's session fixtures and the phases' fixture factory
@@ -81,7 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "(default: refuse)")
     group.addoption("--restart-gate", choices=MODES,
                     help="who approves each restart: auto (CI: the run itself) or manual (a "
-                    "person: a prompt on a terminal, else `harness approve RUN_DIR`)")
+                    "person: a prompt on a terminal, else `harness approve RUN_DIR`); default: "
+                    f"{RESTART_GATE}")
     group.addoption("--gate-timeout",
                     help="seconds a manual restart gate waits for a decision (default 600); "
                     "without one nothing is interrupted")
@@ -89,7 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how a rollback gets the known-good back: prefix (its kept prefix, no "
                     "download; a reinstall when it is gone or damaged) or updater (the "
                     "target's own updater, run by the candidate, its result and its verifier's "
-                    "warnings judged against the package)")
+                    "warnings judged against the package); default: "
+                    f"{ROLLBACK_PATH}")
     group.addoption("--accept-backup-posture", choices=POSTURES[1:],
                     help="go on with a backup below full (config-only, or none), decided up "
                     "front; otherwise such a run stops before any change")
@@ -115,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Finisher(config), "harness-finisher")  # verdict, latest
     if not runs_the_suite(config):
         return
-    _own_run_dir(config, run_dir.resolve(), run_id)  # the run dir is this run's alone
+    own_run_dir(config, run_dir.resolve(), run_id)  # the run dir is this run's alone
     interruption = Interruption()  # Ctrl-C, SIGTERM and a phase's time limit: `interrupted`
     interruption.install()
     config.stash[INTERRUPTION] = interruption
@@ -129,21 +129,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # and so does the JUnit XML plugin: the run's JUnit XML beside its verdict
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(run_dir / "junit.xml")
-
-
-def _own_run_dir(config: pytest.Config, run_dir: Path, run_id: str) -> None:
-    try:
-        owner, cleanup = RunDirOwner.take(run_dir, run_id, config.getoption("resume_cleanup"))
-    except HarnessError as exc:
-        fail_input(config, exc)
-    config.stash[RUN_DIR_OWNER] = owner
-    if cleanup is not None:
-        config.stash[RECORD].facts["resumed_cleanup"] = cleanup
-        stopped = ", ".join(f"{p['role']} PID {p['pid']} ({p['how']})"
-                            for p in cleanup["stopped"]) or "nothing was still running"
-        sys.stderr.write(f"harness: run {cleanup['run_id']} in {run_dir} had died without a "
-                         f"verdict: stopped {stopped}; its files moved to "
-                         f"{cleanup['moved_to']}; this run starts fresh as {run_id}\n")
 
 
 @pytest.hookimpl(tryfirst=True)

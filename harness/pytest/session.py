@@ -16,6 +16,7 @@ import pytest
 from harness.common.errors import HarnessError
 from harness.procedure.review import lock_review
 from harness.procedure.run import RunRecord, RunSettings
+from harness.procedure.rundir import RUN_DIR_OWNER, RunDirOwner
 from harness.procedure.settings import CommandLine, Defaults, resolve_settings
 from harness.targets.attached import Attached
 
@@ -46,6 +47,23 @@ def fail_input(config: pytest.Config, exc: HarnessError) -> NoReturn:
     sys.stderr.write(f"harness: error: {exc.message}\n")
     sys.stderr.flush()
     pytest.exit(exc.message, returncode=int(exc.exit_code))
+
+
+def own_run_dir(config: pytest.Config, run_dir: Path, run_id: str) -> None:
+    """The run dir is this run's alone, for its whole life (one that died is cleaned up only
+    when asked: --resume-cleanup)."""
+    try:
+        owner, cleanup = RunDirOwner.take(run_dir, run_id, config.getoption("resume_cleanup"))
+    except HarnessError as exc:
+        fail_input(config, exc)
+    config.stash[RUN_DIR_OWNER] = owner
+    if cleanup is not None:
+        config.stash[RECORD].facts["resumed_cleanup"] = cleanup
+        stopped = ", ".join(f"{p['role']} PID {p['pid']} ({p['how']})"
+                            for p in cleanup["stopped"]) or "nothing was still running"
+        sys.stderr.write(f"harness: run {cleanup['run_id']} in {run_dir} had died without a "
+                         f"verdict: stopped {stopped}; its files moved to "
+                         f"{cleanup['moved_to']}; this run starts fresh as {run_id}\n")
 
 
 def command_line(config: pytest.Config) -> CommandLine:
