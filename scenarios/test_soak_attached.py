@@ -8,6 +8,7 @@ import json
 import allure
 import pytest
 
+from harness.pytest.session import ATTACHED
 from harness.soak.driver import SoakRun
 from harness.targets.gateway import Gateway
 
@@ -16,8 +17,6 @@ pytestmark = pytest.mark.soak
 
 def test_soak_left_as_found(soak_run: SoakRun, deployment: Gateway,
                             pytestconfig: pytest.Config) -> None:
-    from harness.pytest.plugin import ATTACHED
-
     attached = pytestconfig.stash[ATTACHED]
     now = attached.unit.observe()
     allure.dynamic.story("left as found")

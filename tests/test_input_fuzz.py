@@ -28,7 +28,7 @@ import pytest
 from harness.common.errors import ExitCode, InputError
 from harness.common.schema import option_seconds
 from harness.procedure.inputs import load_inputs, option_version
-from harness.pytest.plugin import DURATION_OPTIONS
+from harness.procedure.settings import DURATION_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {

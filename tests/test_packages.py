@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import InputError
-from harness.pytest.plugin import _allowed
+from harness.procedure.review import allowed as _allowed
 from harness.targets.packages import bin_path
 from harness.targets.packages.pypi import (
     check_installed,

@@ -24,10 +24,7 @@ from harness.soak.scenarios import ScenarioSet
 from harness.targets.profile import TargetProfile
 from harness.targets.registry import Release
 
-FAMILIES = ("upgrade", "soak", "rollback")
 ROLLBACK_PATHS = ("prefix", "updater")
-# Phases before this one change nothing on the host: a failure there aborts, it never rolls back.
-FIRST_CHANGING_PHASE = "stop"
 
 
 @dataclass(frozen=True)

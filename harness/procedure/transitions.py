@@ -33,11 +33,11 @@ import httpx
 import pytest
 
 from harness.common import http
+from harness.procedure.table import FAMILIES
 from harness.targets.profile import AlertSpec, TargetProfile
 from harness.targets.runner import runner_for, systemd_user_env
 
 IDENTIFIER = "gateway-release-harness"
-FAMILIES = ("upgrade", "soak", "rollback")
 
 
 def state_of(family: str, name: str) -> str:

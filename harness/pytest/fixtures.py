@@ -1,7 +1,12 @@
-"""Session fixtures of an acceptance run: settings, runtime, model lab, the deployment."""
+"""Session fixtures of an acceptance run: settings, runtime, model lab, the deployment, the
+procedure, and the fixture chain of its phases (`phase_fixtures`, from the phase table).
+
+Registered by harness.pytest.plugin (`pytest_plugins`); imports nothing back from it.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +27,8 @@ from harness.procedure.phases import Procedure, one_reply
 from harness.procedure.recovery import put_known_good_back
 from harness.procedure.run import RunRecord, RunSettings, build_verdict
 from harness.procedure.rundir import RUN_DIR_OWNER, RunDirOwner
+from harness.procedure.table import BY_NAME, PASSED, PASSED_IF_SELECTED, PHASES, NotRun, Phase
+from harness.pytest.session import ATTACHED, RECORD, settings_for
 from harness.reporting import redact
 from harness.soak.driver import SoakRun, check
 from harness.targets.gateway import Gateway
@@ -30,15 +37,11 @@ from harness.targets.runtime import NodeRuntime, Runtime
 
 @pytest.fixture(scope="session")
 def run_settings(pytestconfig: pytest.Config) -> RunSettings:
-    from harness.pytest.plugin import settings_for
-
     return settings_for(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def run_record(pytestconfig: pytest.Config) -> RunRecord:
-    from harness.pytest.plugin import RECORD
-
     return pytestconfig.stash[RECORD]
 
 
@@ -96,8 +99,6 @@ def attached_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
                         run_record: RunRecord) -> Iterator[Gateway]:
     """A deployment that runs already, found by the plugin before any test: soaked, never
     stopped, and observed again at the end (did it stay as found?)."""
-    from harness.pytest.plugin import ATTACHED
-
     found = pytestconfig.stash[ATTACHED]
     gateway = Gateway.attach(run_settings.target, found)
     redact.watch_gateway(gateway)  # its token, its config's keys, its unit's environment
@@ -269,3 +270,48 @@ def taken_over(record: RunRecord, gateway: Gateway, emit: Callable[..., Any] | N
     if emit is not None:
         emit("interrupted", "taken_over", summary="the lease was lost: the guard acted, "
              f"this harness did not ({result.get('summary', 'no result from the guard')})")
+
+
+# -- the phases' fixture chain, from the phase table ---------------------------------------
+
+def phase_fixtures(phases: tuple[Phase, ...] = PHASES) -> dict[str, Any]:
+    """One session fixture per phase with a step (harness.procedure.table), named as the
+    table says and waiting for its `after`: a suite's conftest.py puts them in its globals."""
+    return {phase.fixture_name: phase_fixture(phase) for phase in phases
+            if phase.step is not None}
+
+
+def phase_fixture(phase: Phase) -> Any:
+    """The fixture of one phase: it runs the phase once and returns its result. A phase whose
+    predecessor failed (when it needs it passed) is skipped with the reason, and so is one
+    whose step has nothing to do (NotRun)."""
+    static = phase.after is not None and phase.needs != PASSED_IF_SELECTED
+
+    def run_phase(request: pytest.FixtureRequest, procedure: Procedure, **before: Any) -> Any:
+        previous = before.get(phase.after) if static else None
+        if phase.needs == PASSED_IF_SELECTED and _selected(request, phase.after):
+            previous = request.getfixturevalue(phase.after)
+        if phase.needs in (PASSED, PASSED_IF_SELECTED) and previous is not None \
+                and not previous.ok:
+            pytest.skip(f"not run: {previous.name} failed ({previous.summary})")
+        try:
+            return phase.step(procedure, previous)
+        except NotRun as why:
+            pytest.skip(str(why))
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(name, kind) for name in ("request", "procedure")]
+    if static:  # pytest reads what a fixture needs from its signature
+        params.append(inspect.Parameter(phase.after, inspect.Parameter.KEYWORD_ONLY))
+    run_phase.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run_phase.__name__ = run_phase.__qualname__ = phase.fixture_name
+    run_phase.__doc__ = f"The {phase.family} phase {phase.name}: its step's result."
+    return pytest.fixture(scope="session", name=phase.fixture_name)(run_phase)
+
+
+def _selected(request: pytest.FixtureRequest, name: str | None) -> bool:
+    """Whether the session runs tests of the family of phase `name` (a soak after an upgrade
+    needs a healthy candidate; alone, `-m soak`, it soaks what runs)."""
+    family = BY_NAME[name].family if name in BY_NAME else None
+    return any(item.get_closest_marker(family) for item in request.session.items) \
+        if family else False

@@ -2,8 +2,9 @@
 the categories, summary.md (with a comparison when asked) and a redaction pass over every file
 the run wrote (verdict.json, JUnit XML, the model lab's log, the Allure results).
 
-Loaded by `harness.pytest.plugin`; acts only on a session that ran the acceptance suite (it wrote a
-verdict.json).
+Loaded by `harness.pytest.plugin` (`pytest_plugins`); `finish_reports` is called by the
+finisher (harness.pytest.finisher) once the verdict is written. Acts only on a session that ran
+the acceptance suite (it wrote a verdict.json).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import HarnessError
+from harness.pytest.session import RUN_DIR
 from harness.reporting import allure_writer, redact
 from harness.reporting.categories import write_categories
 from harness.reporting.compare import compare_paths
@@ -43,9 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def finish_reports(config: pytest.Config) -> None:
-    """Called by harness.pytest.plugin once the verdict (and JUnit XML) are written."""
-    from harness.pytest.plugin import RUN_DIR
-
+    """Called by the finisher once the verdict (and JUnit XML) are written."""
     if RUN_DIR not in config.stash:
         return
     run_dir = config.stash[RUN_DIR][1]
