@@ -17,6 +17,7 @@ from harness.judge import assess
 from harness.judge.judge import Judge
 from harness.judge.policy import Window, load_policy
 from harness.modellab import ModelLab
+from harness.reporting.soak import baseline_comparison_markdown
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
 from harness.soak.driver import SoakDriver, SoakRun
@@ -214,7 +215,7 @@ def test_a_class_the_baseline_never_had_fails_the_candidate(lab: ModelLab,
     assert run.stopped_by == "vs-baseline" and run.ended - run.started < 3.0 + 5.0
     comparison = assess.compare(baseline, run)
     assert comparison["classes"]["failover"]["new"] is True
-    assert "NEW (none in the baseline)" in assess.comparison_markdown(comparison)
+    assert "NEW (none in the baseline)" in baseline_comparison_markdown(comparison)
     assert assess.soak_verdict(run, {"quick": 1}, baseline)["verdict"] == "fail"
 
 

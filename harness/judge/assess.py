@@ -245,23 +245,6 @@ def compare(baseline: SoakRun, candidate: SoakRun) -> dict[str, Any]:
             "classes": classes}
 
 
-def comparison_markdown(comparison: dict[str, Any]) -> str:
-    lines = ["| scenario | finished | bad | error ratio | p50 s | p95 s |",
-             "|---|---|---|---|---|---|"]
-    for sid, row in comparison["scenarios"].items():
-        cells = [f"{num(row[k]['baseline'])} -> {num(row[k]['candidate'])}"
-                 for k in ("finished", "bad", "error_ratio", "p50_s", "p95_s")]
-        lines.append(f"| {sid} | " + " | ".join(cells) + " |")
-    lines += ["", "| signature class | baseline | candidate | per 100 requests | |",
-              "|---|---|---|---|---|"]
-    for klass, row in comparison["classes"].items():
-        lines.append(f"| {klass} | {row['baseline']} | {row['candidate']} | "
-                     f"{num(row['baseline_per_100_requests'])} -> "
-                     f"{num(row['candidate_per_100_requests'])} | "
-                     f"{'NEW (none in the baseline)' if row['new'] else ''} |")
-    return "\n".join(lines) + "\n"
-
-
 def _per100(count: int, requests: int) -> float | None:
     return round(100 * count / requests, 2) if requests else None
 

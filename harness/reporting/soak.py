@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import allure
 import pytest
 
-from harness.judge.assess import Judgement, compare, comparison_markdown, summary
+from harness.common.numbers import num
+from harness.judge.assess import Judgement, compare, summary
 from harness.reporting import evidence
 from harness.reporting.charts import soak_charts
 from harness.soak.driver import SoakRun
@@ -33,7 +35,7 @@ def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
     allure.attach(json.dumps(summary(run), indent=2, default=str), name=f"{run.label} summary",
                   attachment_type=allure.attachment_type.JSON)
     if baseline is not None:
-        allure.attach(comparison_markdown(compare(baseline, run)),
+        allure.attach(baseline_comparison_markdown(compare(baseline, run)),
                       name=f"{run.label} against the baseline",
                       attachment_type=allure.attachment_type.TEXT)
     for name, svg in soak_charts(run).items():
@@ -50,3 +52,21 @@ def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
     allure.attach("\n".join(json.dumps(x.as_dict()) for x in run.exchanges()),
                   name=f"{run.label} requests (JSON lines)",
                   attachment_type=allure.attachment_type.TEXT)
+
+
+def baseline_comparison_markdown(comparison: dict[str, Any]) -> str:
+    """The candidate's soak beside the known-good's baseline, per scenario and signature class."""
+    lines = ["| scenario | finished | bad | error ratio | p50 s | p95 s |",
+             "|---|---|---|---|---|---|"]
+    for sid, row in comparison["scenarios"].items():
+        cells = [f"{num(row[k]['baseline'])} -> {num(row[k]['candidate'])}"
+                 for k in ("finished", "bad", "error_ratio", "p50_s", "p95_s")]
+        lines.append(f"| {sid} | " + " | ".join(cells) + " |")
+    lines += ["", "| signature class | baseline | candidate | per 100 requests | |",
+              "|---|---|---|---|---|"]
+    for klass, row in comparison["classes"].items():
+        lines.append(f"| {klass} | {row['baseline']} | {row['candidate']} | "
+                     f"{num(row['baseline_per_100_requests'])} -> "
+                     f"{num(row['candidate_per_100_requests'])} | "
+                     f"{'NEW (none in the baseline)' if row['new'] else ''} |")
+    return "\n".join(lines) + "\n"

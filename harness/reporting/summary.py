@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.common.numbers import num
-from harness.judge.assess import comparison_markdown
+from harness.reporting.soak import baseline_comparison_markdown
 
 
 def _cell(text: Any) -> str:
@@ -132,7 +132,7 @@ def _soak_section(key: str, title: str, section: dict[str, Any]) -> list[str]:
     lines += _fired_triggers(section)
     if section.get("comparison") and key == "soak":
         lines += ["", "Against the baseline of this run:", "",
-                  comparison_markdown(section["comparison"]).rstrip()]
+                  baseline_comparison_markdown(section["comparison"]).rstrip()]
     return [*lines, ""]
 
 
