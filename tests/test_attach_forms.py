@@ -138,7 +138,7 @@ def test_a_replaced_or_restarted_container_is_not_as_found() -> None:
 
 
 def test_docker_logs_lines_are_dated_by_the_engine_and_read_once() -> None:
-    watcher = DockerLogsWatcher(LocalRunner(), "oc", catalogue("openclaw"), since="0")
+    watcher = DockerLogsWatcher(LocalRunner(), "oc", catalogue("openclaw"), cursor="0")
     first = ["2026-12-01T03:00:00.000000001Z gateway listening",
              "2026-12-01T03:00:01.500000000Z [agent/embedded] embedded run timeout: runId=r-1 "
              "sessionId=s timeoutMs=60000",
@@ -148,7 +148,7 @@ def test_docker_logs_lines_are_dated_by_the_engine_and_read_once() -> None:
     again = [first[1], "2026-12-01T03:00:02.000000000Z reply sent"]
     assert watcher._read(again) == 1  # noqa: SLF001
     assert watcher.lines == ["gateway listening", first[1].split(" ", 1)[1], "reply sent"]
-    assert [m.signature for m in watcher.matches] == ["embedded-run-timeout"]
+    assert [m.signature for m in watcher.since(0)] == ["embedded-run-timeout"]  # as judged
     assert watcher.matches[0].logged_at == "2026-12-01T03:00:01.500000000Z"
     assert watcher.newest_timestamp() == rfc3339("2026-12-01T03:00:02.000000000Z")
     assert rfc3339("2026-12-01T03:00:02.25+01:00") == rfc3339("2026-12-01T02:00:02.25Z")

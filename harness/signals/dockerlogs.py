@@ -5,8 +5,8 @@ Docker runs (the same surface as JournalWatcher: context manager, poll(), snapsh
 Each poll runs `docker logs --timestamps --since T NAME 2>&1` through a command runner (on
 this host or where `target.host` says), so stdout and stderr are both read, as the container
 writes them; every line carries the engine's RFC 3339 timestamp, which dates it and moves `T`
-on. A line the previous poll already read (same timestamp and text, at the boundary) is not
-read twice.
+on (`cursor`). A line the previous poll already read (same timestamp and text, at the
+boundary) is not read twice.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class DockerLogsWatcher(Following):
     runner: CommandRunner
     container: str
     signatures: tuple[Signature, ...]
-    since: str = ""  # RFC 3339 (or unix seconds): read lines logged from then on
+    cursor: str = ""  # RFC 3339 (or unix seconds): read lines logged from then on
     docker: str = "docker"
     poll_s: float = 0.5
     lines: list[str] = field(default_factory=list)
@@ -43,12 +43,12 @@ class DockerLogsWatcher(Following):
     def __post_init__(self) -> None:
         self._following()
         self._polling = threading.Lock()
-        self._boundary: set[str] = set()  # the lines read at the newest timestamp `since`
+        self._boundary: set[str] = set()  # the lines read at the newest timestamp, `cursor`
 
     @classmethod
     def from_now(cls, runner: CommandRunner, container: str, signatures: tuple[Signature, ...],
                  *, docker: str = "docker", poll_s: float = 0.5) -> DockerLogsWatcher:
-        return cls(runner, container, signatures, since=f"{time.time():.6f}", docker=docker,
+        return cls(runner, container, signatures, cursor=f"{time.time():.6f}", docker=docker,
                    poll_s=poll_s)
 
     @property
@@ -57,7 +57,7 @@ class DockerLogsWatcher(Following):
 
     def poll(self) -> int:
         with self._polling:
-            done = self.runner.run(["sh", "-c", LOGS, "sh", self.docker, self.since,
+            done = self.runner.run(["sh", "-c", LOGS, "sh", self.docker, self.cursor,
                                     self.container], timeout=30)
             if done.returncode != 0:
                 with self._lock:
@@ -74,10 +74,10 @@ class DockerLogsWatcher(Following):
                 at = rfc3339(stamp)
                 if at is None:  # not a line of the container's (the CLI's own word)
                     continue
-                if stamp == self.since and raw in self._boundary:
+                if stamp == self.cursor and raw in self._boundary:
                     continue
-                if stamp != self.since:
-                    self.since, self._boundary = stamp, set()
+                if stamp != self.cursor:
+                    self.cursor, self._boundary = stamp, set()
                 self._boundary.add(raw)
                 self.newest = at
                 read += 1

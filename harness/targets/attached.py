@@ -74,6 +74,10 @@ class AttachedUnit(SystemdUserUnit, AttachedDriver):
     def read_file(self, path: str) -> Completed:
         return self._as_user(["cat", "--", path], timeout=30)
 
+    def not_running(self) -> str | None:
+        state = self.state()
+        return None if state.main_pid else f"is {state.active}/{state.sub}"
+
     def observe(self) -> Observation:
         """Its state, and the version: the package its ExecStart runs, the unit's version
         variable and the main process's own environment, disagreements noted."""
@@ -297,8 +301,13 @@ def attach(profile: TargetProfile) -> Attached:
     where = f"attached {spec.what} on {profile.host}"
     try:
         driver: Any = driver_class("attached", profile.driver).for_profile(profile)
+        down = driver.not_running()
     except InfrastructureError as exc:
         raise GatewayUnreachableError(f"{where}: cannot reach it: {exc}") from None
+    if down:
+        raise GatewayUnreachableError(
+            f"{where} {down}, not running: nothing to soak (the harness starts nothing it "
+            f"attaches to); last log line: {driver.log_tail(1)!r}")
     token = token_of(profile, driver)
     endpoint = GatewayEndpoint(base_url=spec.url, token=token, headers=profile.api.headers,
                                chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,

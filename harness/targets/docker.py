@@ -111,6 +111,10 @@ class AttachedContainer(AttachedDriver):
                          "nor a version tag, and the kind names no version endpoint")
         return version, sources, notes
 
+    def not_running(self) -> str | None:
+        state = self.inspect().get("State") or {}
+        return None if state.get("Running") else f"is inactive/{state.get('Status', '?')}"
+
     @property
     def pid(self) -> int | None:
         return int((self._last.get("State") or {}).get("Pid") or 0) or None

@@ -216,3 +216,8 @@ class AttachedDriver(Driver):
 
     @abstractmethod
     def observe(self) -> Observation: ...
+
+    def not_running(self) -> str | None:
+        """Why it is seen not to run, before its token is read (a token file inside a stopped
+        container cannot be read; that is not a bad setting); None when it may run."""
+        return None
