@@ -1,21 +1,25 @@
 """A deployment that is already running: observed, soaked, and left exactly as found.
 
-`provision = "attached"` (harness.targets.profile) names a staging host's own gateway: its
-systemd user unit, the URL it answers on, where its token comes from, its state dir. A run
-against it (`pytest scenarios -m soak --target staging.toml`) installs, stops and restarts
-nothing; it reads, through the same command runner as the systemd driver, as the unit's user:
+`provision = "attached"` (harness.targets.profile) names a staging gateway as it runs: a
+systemd user unit (`driver = "systemd"`, here), a docker container (`docker`,
+harness.targets.docker) or only its URL (`url`, here); where it answers and where its token
+comes from. A run against it (`pytest scenarios -m soak --target staging.toml`) installs,
+stops and restarts nothing: every attached driver refuses those (harness.targets.driver).
 
     AttachedUnit    the unit's state (MainPID, ActiveEnterTimestamp, NRestarts), its ExecStart
-                    and Environment, and its journal (the soak's log source); start, stop and
-                    activate refuse, so no phase can change it by mistake
+                    and Environment, read as its user through the same command runner as the
+                    systemd driver, and its journal (the soak's log source)
     observe()       which version runs, from the running deployment itself: the package.json
                     of the package its ExecStart runs (resolved on the target), the unit's
                     version variable and the main process's own environment; where these
                     disagree (a package replaced under a running process, a unit rewritten
                     and not restarted) the notes say so
-    attach()        all of it before any test runs: a unit that is not running, or a gateway
-                    that does not answer its live probe, is GatewayUnreachableError (exit 22);
-                    a token that cannot be had is a bad input naming the profile key (exit 20)
+    AttachedUrl     a gateway known by its URL: running while its live probe answers, its
+                    version from the endpoint its kind names, its log a file
+    attach()        all of it before any test runs: a deployment that is not running, or a
+                    gateway that does not answer its live probe, is GatewayUnreachableError
+                    (exit 22); a token that cannot be had is a bad input naming the profile key
+                    (exit 20)
 """
 
 from __future__ import annotations

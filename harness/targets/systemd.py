@@ -1,15 +1,16 @@
 """Systemd user-service driver: the gateway as `systemctl --user` runs it on a real host.
 
-Same interface as LocalProcessDriver (activate, active_prefix, start, stop, is_running, pid,
-exit_code, log_path), but every action is a command run on the target through a command
-runner (harness.targets.runner), as the service's user:
+The driver protocol (harness.targets.driver) like LocalProcessDriver's, but every action is a
+command run on the target through a command runner (harness.targets.runner), as the service's
+user:
 
     <deployment>/current -> <versioned prefix>   switched with one rename(2) on the target
     <deployment>/state, <deployment>/home        the gateway's state dir and HOME
     ~/.config/systemd/user/<unit>                written by the driver; `daemon-reload` when
                                                  its content changes
 
-The unit runs `<deployment>/current/node_modules/.bin/<bin> <start argv>` with Restart=always,
+The unit runs the active install's binary (`<deployment>/current/node_modules/.bin/<bin>` for
+npm, `<deployment>/current/bin/<bin>` for a virtualenv) with its start argv, Restart=always,
 and bakes the active version into an environment variable (OpenClaw's own installer does the
 same with OPENCLAW_SERVICE_VERSION); activating an install rewrites that line, so the unit
 never names a version that is no longer installed. Restart=always brings back a gateway that
