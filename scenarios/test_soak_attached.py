@@ -26,4 +26,4 @@ def test_soak_left_as_found(soak_run: SoakRun, deployment: Gateway,
     changes = now.changes_since(attached.found)
     assert not changes, ("the gateway did not stay as found while it was soaked (the harness "
                          "changed nothing): " + "; ".join(changes))
-    assert deployment.is_serving(), f"{attached.unit.unit} no longer serves after the soak"
+    assert deployment.is_serving(), f"{attached.driver.what} no longer serves after the soak"

@@ -13,6 +13,7 @@ from harness.signals.logwatch import CONTEXT_LINES, TAIL_LINES, LogWatcher
 from harness.signals.signatures import OPENCLAW
 from harness.targets.logsource import report_for, watcher_for
 from harness.targets.profile import load_target
+from tests.fake_driver import InMemoryDriver
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = load_target(ROOT / "scenarios" / "targets" / "local-openclaw.toml")
@@ -23,15 +24,15 @@ def entry(at: float) -> str:
     return json.dumps({"time": stamp, "0": "gateway line"})
 
 
-def gateway(source: str, pattern: str) -> SimpleNamespace:
+def gateway(source: str, pattern: str, tmp_path: Path) -> SimpleNamespace:
     profile = replace(PROFILE, log_source=source, log_file=pattern)
-    return SimpleNamespace(profile=profile, driver=SimpleNamespace(log_path=Path("/nonexistent")))
+    return SimpleNamespace(profile=profile, driver=InMemoryDriver(tmp_path / "deployment"))
 
 
 def test_a_stale_file_source_is_not_trusted(tmp_path: Path) -> None:
     log = tmp_path / "openclaw-2026-11-23.log"
     log.write_text(entry(time.time() - 3600) + "\n")  # its newest entry: an hour ago
-    gw = gateway("file", str(tmp_path / "openclaw-*.log"))
+    gw = gateway("file", str(tmp_path / "openclaw-*.log"), tmp_path)
     watcher = watcher_for(gw, ())
     assert isinstance(watcher, LogWatcher) and watcher.path == log
     report = report_for(gw, watcher, since=time.time() - 60)
@@ -44,20 +45,20 @@ def test_a_stale_file_source_is_not_trusted(tmp_path: Path) -> None:
 def test_a_fresh_file_source_is_trusted(tmp_path: Path) -> None:
     log = tmp_path / "openclaw-2026-11-23.log"
     log.write_text(entry(time.time()) + "\n")
-    gw = gateway("file", str(tmp_path / "openclaw-*.log"))
+    gw = gateway("file", str(tmp_path / "openclaw-*.log"), tmp_path)
     report = report_for(gw, watcher_for(gw, ()), since=time.time() - 60)
     assert report["trusted"] is True and report["file"]["stale"] is False
 
 
 def test_a_missing_file_log_is_stale(tmp_path: Path) -> None:
-    gw = gateway("file", str(tmp_path / "openclaw-*.log"))
+    gw = gateway("file", str(tmp_path / "openclaw-*.log"), tmp_path)
     report = report_for(gw, watcher_for(gw, ()), since=time.time())
     assert report["trusted"] is False and "no such file" in report["file"]["reason"]
 
 
 def test_beside_another_source_a_stale_file_is_flagged_only(tmp_path: Path) -> None:
     (tmp_path / "openclaw-x.log").write_text(entry(time.time() - 600) + "\n")
-    gw = gateway("stdout", str(tmp_path / "openclaw-*.log"))
+    gw = gateway("stdout", str(tmp_path / "openclaw-*.log"), tmp_path)
     report = report_for(gw, SimpleNamespace(), since=time.time() - 60)
     assert report["trusted"] is True and report["file"]["stale"] is True
     assert report["reasons"][0].startswith("flagged, not used: ")

@@ -74,7 +74,7 @@ class Staging:
 
 @pytest.fixture(scope="module")
 def install() -> tuple[NodeRuntime, Installation]:
-    runtime = Runtime(CACHE / "runtime")
+    runtime = Runtime((CACHE / "runtime").resolve())  # the path the container mounts
     node = runtime.node("22")
     release = runtime.registry.resolve("openclaw", VERSION, "test")
     return node, runtime.install(release, node, {"OPENCLAW_DISABLE_BUNDLED_PLUGIN_POSTINSTALL":

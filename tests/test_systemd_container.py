@@ -79,7 +79,7 @@ class Deployment:
 
 @pytest.fixture(scope="session")
 def runtime() -> Runtime:
-    return Runtime(CACHE / "runtime")
+    return Runtime((CACHE / "runtime").resolve())  # the path the container mounts
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ class Procedure:
         for lint in self.gateway.config_lint():  # e.g. the gateway's own auto-update is off
             note(lint["check"], lint["ok"], lint["observed"], lint["expected"])
         # the registry's own packages, fetched now so a rollback needs no network later
-        prefix = self.gateway.driver.active_prefix()
+        prefix = self.gateway.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             what = "tarball" if release.ecosystem == "npm" else "resolved set"
             try:

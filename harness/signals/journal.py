@@ -109,6 +109,10 @@ class JournalWatcher(Following):
         self._take(line, now, _iso(stamp) if stamp is not None else None)
 
     # -- beyond LogWatcher -------------------------------------------------------------
+    @property
+    def origin(self) -> dict[str, str]:
+        return {"unit": self.unit}
+
     def newest_timestamp(self) -> float | None:
         with self._lock:
             return self.newest

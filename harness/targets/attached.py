@@ -1,21 +1,25 @@
 """A deployment that is already running: observed, soaked, and left exactly as found.
 
-`provision = "attached"` (harness.targets.profile) names a staging host's own gateway: its
-systemd user unit, the URL it answers on, where its token comes from, its state dir. A run
-against it (`pytest scenarios -m soak --target staging.toml`) installs, stops and restarts
-nothing; it reads, through the same command runner as the systemd driver, as the unit's user:
+`provision = "attached"` (harness.targets.profile) names a staging gateway as it runs: a
+systemd user unit (`driver = "systemd"`, here), a docker container (`docker`,
+harness.targets.docker) or only its URL (`url`, here); where it answers and where its token
+comes from. A run against it (`pytest scenarios -m soak --target staging.toml`) installs,
+stops and restarts nothing: every attached driver refuses those (harness.targets.driver).
 
     AttachedUnit    the unit's state (MainPID, ActiveEnterTimestamp, NRestarts), its ExecStart
-                    and Environment, and its journal (the soak's log source); start, stop and
-                    activate refuse, so no phase can change it by mistake
+                    and Environment, read as its user through the same command runner as the
+                    systemd driver, and its journal (the soak's log source)
     observe()       which version runs, from the running deployment itself: the package.json
                     of the package its ExecStart runs (resolved on the target), the unit's
                     version variable and the main process's own environment; where these
                     disagree (a package replaced under a running process, a unit rewritten
                     and not restarted) the notes say so
-    attach()        all of it before any test runs: a unit that is not running, or a gateway
-                    that does not answer its live probe, is GatewayUnreachableError (exit 22);
-                    a token that cannot be had is a bad input naming the profile key (exit 20)
+    AttachedUrl     a gateway known by its URL: running while its live probe answers, its
+                    version from the endpoint its kind names, its log a file
+    attach()        all of it before any test runs: a deployment that is not running, or a
+                    gateway that does not answer its live probe, is GatewayUnreachableError
+                    (exit 22); a token that cannot be had is a bad input naming the profile key
+                    (exit 20)
 """
 
 from __future__ import annotations
@@ -23,86 +27,45 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from harness.common.commands import Completed
 from harness.common.errors import GatewayUnreachableError, InfrastructureError, InputError
 from harness.targets.client import GatewayEndpoint
+from harness.targets.driver import AttachedDriver, Observation, driver_class
 from harness.targets.profile import AttachedSpec, TargetProfile
 from harness.targets.runner import CommandRunner, runner_for
 from harness.targets.systemd import SystemdUserUnit
+
+__all__ = ["Attached", "AttachedUnit", "AttachedUrl", "Observation", "attach", "token_of"]
 
 # a package replaced this long after the process started is not what the process runs
 _SLACK_S = 2
 
 
-@dataclass(frozen=True)
-class Observation:
-    """The attached unit at one moment, and the version it runs."""
+class AttachedUnit(SystemdUserUnit, AttachedDriver):
+    """The attached deployment's systemd user unit, read as its user; never written, started
+    or stopped. Its journal is its console."""
 
-    unit: str
-    active: str
-    sub: str
-    main_pid: int
-    active_since: str  # ActiveEnterTimestamp: a restart, even by Restart=always, changes it
-    n_restarts: int
-    version: str | None
-    sources: dict[str, Any] = field(default_factory=dict)  # where the version was read
-    notes: list[str] = field(default_factory=list)  # where those sources disagree
-
-    @property
-    def running(self) -> bool:
-        return self.active == "active" and self.main_pid != 0
-
-    def changes_since(self, before: Observation) -> list[str]:
-        """What differs from an earlier observation, one phrase each (empty: as found)."""
-        found = []
-        for name, label in (("main_pid", "MainPID"), ("active_since", "ActiveEnterTimestamp"),
-                            ("n_restarts", "NRestarts"), ("active", "ActiveState"),
-                            ("version", "version")):
-            old, new = getattr(before, name), getattr(self, name)
-            if old != new:
-                found.append(f"{label} {old} -> {new}")
-        return found
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class AttachedUnit(SystemdUserUnit):
-    """The attached deployment's unit, read as its user; never written, started or stopped."""
+    name = "systemd"
 
     def __init__(self, runner: CommandRunner, user: str, spec: AttachedSpec,
                  package: str) -> None:
         super().__init__(runner, user, spec.unit)
         self.spec = spec
         self.package = package
+        self.what = spec.unit
         self.env: dict[str, str] = {}  # the unit's and its process's environment (redaction)
         self.version: str | None = None  # of the last observation
 
-    # -- never a change ---------------------------------------------------------------------
-    def _refuse(self, what: str) -> InfrastructureError:
-        return InfrastructureError(f"{self.unit} is an attached deployment: the harness never "
-                                   f"{what} it (it soaks it and leaves it as found)")
-
-    def start(self) -> int:
-        raise self._refuse("starts")
-
-    def stop(self, timeout_s: float) -> bool:
-        raise self._refuse("stops")
-
-    def restart(self) -> int:
-        raise self._refuse("restarts")
-
-    def activate(self, install: Any) -> None:
-        raise self._refuse("switches the version of")
-
-    def active_prefix(self) -> None:
-        return None  # no prefix of the harness's: observe() says what runs
-
-    def run_cli(self, args: list[str], timeout_s: float) -> Completed:
-        raise self._refuse("runs the gateway's own commands against")
+    @classmethod
+    def for_profile(cls, profile: TargetProfile) -> AttachedUnit:
+        assert profile.attached is not None and profile.systemd is not None
+        return cls(_runner(profile), profile.systemd.user, profile.attached,
+                   profile.package.name)
 
     # -- reading it -------------------------------------------------------------------------
     def show(self, *props: str) -> dict[str, str]:
@@ -115,7 +78,13 @@ class AttachedUnit(SystemdUserUnit):
     def read_file(self, path: str) -> Completed:
         return self._as_user(["cat", "--", path], timeout=30)
 
+    def not_running(self) -> str | None:
+        state = self.state()
+        return None if state.main_pid else f"is {state.active}/{state.sub}"
+
     def observe(self) -> Observation:
+        """Its state, and the version: the package its ExecStart runs, the unit's version
+        variable and the main process's own environment, disagreements noted."""
         state = self.state()
         props = self.show("ExecStart", "Environment")
         unit_env = environment_words(props.get("Environment", ""))
@@ -226,57 +195,155 @@ def judge_version(facts: dict[str, Any], unit_says: str | None,
     return version, sources, notes
 
 
+class AttachedUrl(AttachedDriver):
+    """A gateway known only by its URL and token (a managed host, a compose file on another
+    machine): nothing of its process can be read, so it is observed through its HTTP surface
+    (it answers its live probe; its version from the endpoint its kind names), and its log is
+    a file (`[logs] file`) read where `target.host` says, checked for staleness."""
+
+    name = "url"
+
+    def __init__(self, runner: CommandRunner, url: str, live: str,
+                 version_from: tuple[str, str] = ("", "")) -> None:
+        self.runner = runner
+        self.what = url
+        self.live = live
+        self.version_from = version_from  # the kind's (endpoint, key), or ("", "")
+        self.env: dict[str, str] = {}
+        self.endpoint: GatewayEndpoint | None = None  # set by attach(), once the token is had
+        self._up = False
+
+    @classmethod
+    def for_profile(cls, profile: TargetProfile) -> AttachedUrl:
+        from harness.targets.kinds import kind
+
+        assert profile.attached is not None
+        found = kind(profile.kind)
+        return cls(_runner(profile), profile.attached.url, profile.api.live,
+                   (found.version_endpoint, found.version_key))
+
+    @property
+    def pid(self) -> int | None:
+        return None  # not visible from here
+
+    def is_running(self) -> bool:
+        return self._up
+
+    def exit_code(self) -> int | None:
+        return None
+
+    def console_watcher(self, signatures: tuple) -> Any:
+        raise InfrastructureError(f"{self.what}: a gateway known by its URL has no console "
+                                  "the harness can read: its log is [logs] file")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return ""
+
+    def read_file(self, path: str) -> Completed:
+        assert self.runner is not None
+        return self.runner.run(["cat", "--", path], timeout=30)
+
+    def observe(self) -> Observation:
+        assert self.endpoint is not None
+        status, reason = self.endpoint.probe(self.live, timeout=5)
+        self._up = status == 200
+        version, source, notes = endpoint_version(self.endpoint, *self.version_from)
+        self.version = version
+        return Observation(self.what, "active" if self._up else "not answering",
+                           str(status or reason), 0, "", 0, version, {"endpoint": source},
+                           notes, labels={"active": "live probe", "version": "version"})
+
+
+def endpoint_version(endpoint: GatewayEndpoint, path: str,
+                     key: str) -> tuple[str | None, dict[str, Any], list[str]]:
+    """The version a running gateway reports at the endpoint its kind names (LiteLLM's
+    /health/readiness: `litellm_version`); none when the kind names none."""
+    if not path:
+        return None, {"path": None, "version": None}, [
+            "no version found: the kind names no version endpoint and nothing else of the "
+            "deployment can be read"]
+    try:
+        response = httpx.get(endpoint.base_url + path, headers=endpoint.auth_headers(),
+                             timeout=5)
+        value: Any = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, {"path": path, "key": key, "version": None}, [
+            f"{path} did not answer with JSON: {type(exc).__name__}: {exc}"]
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    version = value if isinstance(value, str) and value.strip() else None
+    notes = [] if version else [f"{path} did not report {key}"]
+    return version, {"path": path, "key": key, "version": version}, notes
+
+
+def _runner(profile: TargetProfile) -> CommandRunner:
+    kwargs = {"docker_host": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ \
+        and profile.host.startswith("docker://") else {}
+    return runner_for(profile.host, **kwargs)
+
+
 @dataclass
 class Attached:
-    """What attach() found: the unit, the token, and the deployment as it was found."""
+    """What attach() found: the driver, the token, and the deployment as it was found."""
 
-    unit: AttachedUnit
+    driver: AttachedDriver
     endpoint: GatewayEndpoint
     found: Observation
     config_document: Any = None  # the gateway's config (for redaction), when the profile names it
 
+    @property
+    def unit(self) -> AttachedDriver:
+        """The driver, by its first name (a systemd unit was the only way to attach)."""
+        return self.driver
+
 
 def attach(profile: TargetProfile) -> Attached:
+    """Find the deployment, its token, and what it runs, before any test: the driver the
+    profile names (ATTACHED in harness.targets.driver) observes it."""
     spec = profile.attached
-    assert spec is not None and profile.systemd is not None
-    where = f"attached {spec.unit} on {profile.host}"
-    kwargs = {"docker_host": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ \
-        and profile.host.startswith("docker://") else {}
+    assert spec is not None
+    where = f"attached {spec.what} on {profile.host}"
     try:
-        unit = AttachedUnit(runner_for(profile.host, **kwargs), profile.systemd.user, spec,
-                            profile.package.name)
+        driver: Any = driver_class("attached", profile.driver).for_profile(profile)
+        down = driver.not_running()
     except InfrastructureError as exc:
         raise GatewayUnreachableError(f"{where}: cannot reach it: {exc}") from None
-    token = token_of(profile, unit)
+    if down:
+        raise GatewayUnreachableError(
+            f"{where} {down}, not running: nothing to soak (the harness starts nothing it "
+            f"attaches to); last log line: {driver.log_tail(1)!r}")
+    token = token_of(profile, driver)
+    endpoint = GatewayEndpoint(base_url=spec.url, token=token, headers=profile.api.headers,
+                               chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
+                               stream_finish_reason=profile.api.stream_finish_reason)
+    driver.endpoint = endpoint
     try:
-        found = unit.observe()
+        found = driver.observe()
     except InfrastructureError as exc:
         raise GatewayUnreachableError(f"{where}: cannot read its state: {exc}") from None
     if not found.running:
         raise GatewayUnreachableError(
             f"{where} is {found.active}/{found.sub}, not running: nothing to soak (the harness "
-            f"starts nothing it attaches to); last log line: {unit.log_tail(1)!r}")
-    endpoint = GatewayEndpoint(base_url=spec.url, token=token, headers=profile.api.headers,
-                               chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
-                               stream_finish_reason=profile.api.stream_finish_reason)
+            f"starts nothing it attaches to); last log line: {driver.log_tail(1)!r}")
     status, reason = endpoint.probe(profile.api.live, timeout=5)
     if status != 200:
+        runs = f" although the {spec.kind_word} runs as PID {found.main_pid}" \
+            if found.main_pid else ""
         raise GatewayUnreachableError(
             f"{where}: the gateway at {spec.url} does not answer {profile.api.live} "
-            f"({status or reason}) although the unit runs as PID {found.main_pid}: is "
-            f"{profile.path}: attached.url right?")
+            f"({status or reason}){runs}: is {profile.path}: attached.url right?")
     document = None
     if spec.config:
-        done = unit.read_file(f"{spec.state_dir}/{spec.config}")
+        done = driver.read_file(f"{spec.state_dir}/{spec.config}")
         try:
             document = json.loads(done.stdout) if done.returncode == 0 else None
         except ValueError:
             document = None
-    return Attached(unit, endpoint, found, document)
+    return Attached(driver, endpoint, found, document)
 
 
-def token_of(profile: TargetProfile, unit: AttachedUnit) -> str:
-    """The gateway's token: from the harness's environment, or a file on the target."""
+def token_of(profile: TargetProfile, driver: AttachedDriver) -> str:
+    """The gateway's token: from the harness's environment, or a file where it runs."""
     spec = profile.attached
     assert spec is not None
     source = str(profile.path)
@@ -286,10 +353,10 @@ def token_of(profile: TargetProfile, unit: AttachedUnit) -> str:
             raise InputError(source, "attached.token_env",
                              f"{spec.token_env} is not set in the harness's environment")
         return value
-    done = unit.read_file(spec.token_file)
+    done = driver.read_file(spec.token_file)
     if done.returncode != 0:
         raise InputError(source, "attached.token_file", f"cannot read {spec.token_file} on "
-                         f"{profile.host} as {unit.user}: {done.tail(1)}")
+                         f"{profile.host} ({driver.what}): {done.tail(1)}")
     if not spec.token_key:
         value = done.stdout.strip()
         if not value:
@@ -312,9 +379,10 @@ def token_of(profile: TargetProfile, unit: AttachedUnit) -> str:
 def attached_lock(profile: TargetProfile) -> dict[str, Any]:
     """What an attached run is locked against: the declared deployment (never its token)."""
     spec = profile.attached
-    assert spec is not None and profile.systemd is not None
+    assert spec is not None
     token_from = f"env {spec.token_env}" if spec.token_env else \
         f"file {spec.token_file}" + (f" key {spec.token_key}" if spec.token_key else "")
-    return {"unit": spec.unit, "host": profile.host, "user": profile.systemd.user,
+    return {"unit": spec.what, "driver": profile.driver, "host": profile.host,
+            "user": profile.systemd.user if profile.systemd else None,
             "url": spec.url, "state_dir": spec.state_dir, "token_from": token_from,
             "package": profile.package.name}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import socket
 import string
@@ -15,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 from harness.common import commands
 from harness.common.errors import InputError, LeaseLostError
 from harness.targets.client import GatewayEndpoint
-from harness.targets.local import LocalProcessDriver
+from harness.targets.driver import Driver, driver_class
 from harness.targets.profile import TargetProfile
-from harness.targets.runtime import MARKER, Installation, NodeRuntime, Runtime
-from harness.targets.systemd import SystemdUserDriver, SystemdUserUnit
+from harness.targets.runtime import Installation, NodeRuntime, Runtime
 
 if TYPE_CHECKING:
-    from harness.targets.attached import Attached, AttachedUnit
+    from harness.targets.attached import Attached
 
 
 READY_POLL_S = 0.05  # a start is measured to the probe that sees it ready: probe often
@@ -38,14 +35,13 @@ class Readiness:
 
 class Gateway:
     def __init__(self, profile: TargetProfile, runtime: Runtime | None, node: NodeRuntime | None,
-                 driver: LocalProcessDriver | SystemdUserDriver | AttachedUnit,
-                 endpoint: GatewayEndpoint, state_dir: Path) -> None:
+                 driver: Driver, endpoint: GatewayEndpoint, state_dir: Path | None) -> None:
         self.profile = profile
         self.runtime = runtime
         self.node = node
         self.driver = driver
         self.endpoint = endpoint
-        self.state_dir = state_dir  # an attached deployment's is on the target
+        self.state_dir = state_dir  # an attached deployment's is where it runs (or unknown)
         self.guard: Any = None  # harness.procedure.guard.Guard, once keep_known_good() prepared it
         self.guard_evidence: list[dict[str, Any]] = []
         self.config_document: Any = None  # an attached gateway's config, read for redaction
@@ -78,7 +74,8 @@ class Gateway:
         config_path = state_dir / profile.state.config
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(config)
-        driver = _driver(profile, deployment, argv, env, node)
+        driver = driver_class("embedded", profile.driver).for_profile(
+            profile, deployment, argv, env, node)
         endpoint = GatewayEndpoint(
             base_url=f"http://127.0.0.1:{port}", token=token, headers=profile.api.headers,
             chat_path=profile.api.chat, model_prefix=profile.api.model_prefix,
@@ -90,22 +87,21 @@ class Gateway:
     def attach(cls, profile: TargetProfile, found: Attached) -> Gateway:
         """The facade over a deployment that runs already (harness.targets.attached.attach)."""
         assert profile.attached is not None
-        gateway = cls(profile, None, None, found.unit, found.endpoint,
-                      Path(profile.attached.state_dir))
+        state_dir = profile.attached.state_dir
+        gateway = cls(profile, None, None, found.driver, found.endpoint,
+                      Path(state_dir) if state_dir else None)
         gateway.config_document = found.config_document
         return gateway
 
     # -- versions -----------------------------------------------------------------------
     def active_version(self) -> str | None:
-        if self.attached:
-            return self.driver.version  # read from the running deployment by observe()
-        prefix = self.driver.active_prefix()
-        if prefix is None:
-            return None
-        try:
-            return json.loads((prefix / MARKER).read_text())["version"]
-        except (OSError, KeyError, json.JSONDecodeError):
-            return None
+        """The version that is active: its install's marker, or what an attached deployment
+        was observed to run."""
+        return self.driver.active_version()
+
+    def active_prefix(self) -> Path | None:
+        """The active install's prefix (None: none of the harness's, as when attached)."""
+        return self.driver.active_prefix()
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -154,25 +150,15 @@ class Gateway:
         (harness.procedure.guardian.finish_run)."""
         from harness.procedure.guard import Guard
 
+        assert self.driver.deployment is not None, "an attached deployment is never guarded"
         deployment = Path(self.driver.deployment)
-        local_spec = None
-        if isinstance(self.driver, LocalProcessDriver):
-            local_spec = {
-                "argv": [str(self.driver.executable()), *self.driver.start_argv],
-                "env": {**os.environ, **self.driver.env,
-                        "PATH": node.path_env() if (node := installation.node or self.node)
-                        else self.driver.path_env()},
-                "cwd": str(deployment), "log": str(self.driver.log_path),
-                "pid_file": str(self.driver.pid_path)}
         api = self.profile.api
         self.guard = Guard(deployment / "guard", current=deployment / "current",
                            api={"base_url": self.endpoint.base_url, "live": api.live,
                                 "ready": api.ready, "chat": api.chat,
                                 "token": self.endpoint.token, "headers": dict(api.headers),
                                 "model_prefix": api.model_prefix, "agent": api.health_agent},
-                           mode="local" if local_spec else "systemd",
-                           systemd_driver=None if local_spec else self.driver,
-                           local_spec=local_spec, run=run)
+                           run=run, **self.driver.guard_terms(installation, self.node))
         self.guard.prepare(installation.prefix, installation.release.version, self.state_dir,
                            list(self.profile.state.restore))
 
@@ -237,26 +223,13 @@ class Gateway:
         return Readiness(False, limit, live, ready, f"not ready within {limit:g} s")
 
     def _holds_port(self) -> str | None:
-        """None when the process this harness started holds the gateway's port (or this host
+        """None when the process the driver started holds the gateway's port (or this host
         cannot tell: another host or PID namespace); else who does. Readiness is that of the
         PID the owner started, never of whoever answers the port."""
-        if not isinstance(self.driver, LocalProcessDriver) or self.pid is None:
-            return None
-        from harness.procedure.guardian import holds_port, port_holders
-
-        port = int(self.endpoint.base_url.rsplit(":", 1)[1])
-        if holds_port(self.pid, port) is False:
-            return f"port {port} is held by PID {sorted(port_holders(port))}, not by {self.pid}"
-        return None
+        return self.driver.port_owner(int(self.endpoint.base_url.rsplit(":", 1)[1]))
 
     def log_tail(self, lines: int = 20) -> str:
-        if isinstance(self.driver, SystemdUserUnit):
-            return self.driver.log_tail(lines)
-        try:
-            text = self.driver.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.driver.log_tail(lines)
 
     # -- its log, whatever the driver -----------------------------------------------------
     def log_watcher(self, signatures: tuple) -> Any:
@@ -278,27 +251,6 @@ class Gateway:
         from harness.targets.logsource import lint_config
 
         return lint_config(self.profile, self.state_dir / self.profile.state.config)
-
-
-def _driver(profile: TargetProfile, deployment: Path, argv: list[str], env: dict[str, str],
-            node: NodeRuntime) -> LocalProcessDriver | SystemdUserDriver:
-    if profile.driver == "local":
-        return LocalProcessDriver(deployment, profile.package.bin, argv, env, node,
-                                  profile.package.ecosystem)
-    from harness.targets.runner import runner_for
-
-    assert profile.systemd is not None
-    kwargs = {"docker_host": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ \
-        and profile.host.startswith("docker://") else {}
-    runner = runner_for(profile.host, **kwargs)
-    # The deployment folder is written here and must be the service user's there: the harness
-    # shares it at the same path (it runs on the staging host, or the folder is mounted).
-    runner.run(["chown", "-R", "-h", f"{profile.systemd.user}:", str(deployment)], timeout=120)
-    return SystemdUserDriver(runner, profile.systemd.user, deployment, profile.gateway.unit,
-                             profile.package.bin, argv, env, node,
-                             version_env=profile.gateway.version_env or None,
-                             restart_sec=profile.systemd.restart_sec,
-                             stop_timeout_s=profile.gateway.stop_timeout_s)
 
 
 def _render(value: str, values: dict[str, str], profile: TargetProfile, key: str) -> str:

@@ -17,14 +17,21 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.common import commands
 from harness.common.errors import InfrastructureError
+from harness.signals.logwatch import LogWatcher
+from harness.signals.signatures import Signature
+from harness.targets.driver import Driver
 from harness.targets.packages import bin_path
+from harness.targets.profile import TargetProfile
 from harness.targets.runtime import Installation, NodeRuntime
 
 
-class LocalProcessDriver:
+class LocalProcessDriver(Driver):
+    name = "local"
+
     def __init__(self, deployment: Path, bin_name: str, start_argv: list[str],
                  env: dict[str, str], node: NodeRuntime | None, ecosystem: str = "npm") -> None:
         self.deployment = deployment
@@ -39,6 +46,11 @@ class LocalProcessDriver:
         self._proc: subprocess.Popen[bytes] | None = None
         for sub in ("state", "home", "logs"):
             (deployment / sub).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_profile(cls, profile: TargetProfile, deployment: Path, argv: list[str],
+                    env: dict[str, str], node: NodeRuntime | None) -> LocalProcessDriver:
+        return cls(deployment, profile.package.bin, argv, env, node, profile.package.ecosystem)
 
     # -- which install is active --------------------------------------------------------
     def active_prefix(self) -> Path | None:
@@ -126,6 +138,37 @@ class LocalProcessDriver:
             pass
         except PermissionError:
             os.kill(pid, sig)
+
+    # -- its log, its port, its guard -----------------------------------------------------
+    def console_watcher(self, signatures: tuple[Signature, ...]) -> LogWatcher:
+        return LogWatcher.from_end(self.log_path, signatures)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def port_owner(self, port: int) -> str | None:
+        """Readiness is that of the PID this driver started, never of whoever answers."""
+        from harness.procedure.guardian import holds_port, port_holders
+
+        if self.pid is not None and holds_port(self.pid, port) is False:
+            return f"port {port} is held by PID {sorted(port_holders(port))}, not by {self.pid}"
+        return None
+
+    def guard_terms(self, installation: Installation, node: NodeRuntime | None
+                    ) -> dict[str, Any]:
+        """The guard starts the known-good itself, as this driver would (a double-forked
+        daemon: harness.procedure.guard)."""
+        runs_on = installation.node or node
+        return {"mode": "local", "local_spec": {
+            "argv": [str(self.executable()), *self.start_argv],
+            "env": {**os.environ, **self.env,
+                    "PATH": runs_on.path_env() if runs_on else self.path_env()},
+            "cwd": str(self.deployment), "log": str(self.log_path),
+            "pid_file": str(self.pid_path)}}
 
     def forget_child(self) -> None:
         """The gateway this driver started is no longer the one to follow (the guard took over

@@ -2,7 +2,11 @@
 
     stdout   the local driver's console file (the gateway's own stdout and stderr)
     journal  the systemd unit's journal: the default of a systemd target
-    file     a log file the gateway writes itself (OpenClaw: /tmp/openclaw/openclaw-*.log)
+    docker   `docker logs` of an attached container: the default of a docker target
+    file     a log file the gateway writes itself (OpenClaw: /tmp/openclaw/openclaw-*.log);
+             the only log of a gateway known by its URL
+The first three are the driver's own console (harness.targets.driver: `console_watcher`); the
+log source never asks which driver it is.
 
 A file log is checked for staleness after the soak (harness.signals.journal.file_log_staleness):
 a file whose newest entry is older than the soak's start, or lagging the journal, is flagged in
@@ -12,22 +16,20 @@ profile's `[logs] file` is checked beside it and flagged the same way, for a per
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 from typing import Any
 
-from harness.signals.journal import JournalWatcher, file_log_staleness
-from harness.signals.logwatch import LogWatcher
+from harness.signals.journal import file_log_staleness
+from harness.signals.logwatch import Following, LogWatcher
 from harness.signals.records import RecordReader
 from harness.targets.kinds import kind
 from harness.targets.profile import TargetProfile
-from harness.targets.systemd import SystemdUserUnit
 
 MAX_LAG_S = 30.0
 
 
-def watcher_for(gateway: Any, signatures: tuple) -> LogWatcher | JournalWatcher:
+def watcher_for(gateway: Any, signatures: tuple) -> Following:
     watcher = _watcher(gateway, signatures)
     watcher.records = records_for(gateway.profile.kind)
     return watcher
@@ -41,41 +43,34 @@ def records_for(kind_name: str) -> RecordReader | None:
     return RecordReader(log.record_start, log.strip_ansi, log.clock)
 
 
-def _watcher(gateway: Any, signatures: tuple) -> LogWatcher | JournalWatcher:
-    source = gateway.profile.log_source
-    if source == "journal":
-        return gateway.driver.journal(signatures, poll_s=0.5)
-    if source == "file":
+def _watcher(gateway: Any, signatures: tuple) -> Following:
+    if gateway.profile.log_source == "file":
         path = newest_file(gateway, gateway.profile.log_file)
         return LogWatcher.from_end(Path(path) if path else Path(gateway.profile.log_file),
                                    signatures)
-    return LogWatcher.from_end(gateway.driver.log_path, signatures)
+    return gateway.driver.console_watcher(signatures)  # stdout, the journal, docker logs
 
 
 def newest_file(gateway: Any, pattern: str) -> str | None:
-    """The newest file matching the glob, on the target."""
-    if isinstance(gateway.driver, SystemdUserUnit):
-        done = gateway.driver.runner.run(
-            ["sh", "-c", f"ls -1t -- {pattern} 2>/dev/null | head -n 1"], timeout=30)
-        return done.stdout.strip() or None
-    found = sorted(glob.glob(pattern), key=lambda p: Path(p).stat().st_mtime, reverse=True)
-    return found[0] if found else None
+    """The newest file matching the glob, where the gateway runs."""
+    return gateway.driver.newest_file(pattern)
 
 
 def report_for(gateway: Any, watcher: Any, since: float) -> dict[str, Any]:
     profile: TargetProfile = gateway.profile
     report: dict[str, Any] = {"source": profile.log_source, "trusted": True, "reasons": []}
     journal_newest = None
-    if isinstance(watcher, JournalWatcher):
+    if profile.log_source in ("journal", "docker"):  # read by a command: it can fail
         journal_newest = watcher.newest_timestamp()
-        report["journal"] = {"unit": watcher.unit, "lines": watcher.line_count,
-                             "newest": journal_newest, "errors": watcher.errors[-3:]}
+        report[profile.log_source] = {**watcher.origin, "lines": watcher.line_count,
+                                      "newest": journal_newest, "errors": watcher.errors[-3:]}
         if watcher.errors:
             report["trusted"] = False
-            report["reasons"].append(f"journalctl failed while watching: {watcher.errors[-1]}")
+            tool = "journalctl" if profile.log_source == "journal" else "docker logs"
+            report["reasons"].append(f"{tool} failed while watching: {watcher.errors[-1]}")
     if profile.log_file:
         path = newest_file(gateway, profile.log_file)
-        runner = gateway.driver.runner if isinstance(gateway.driver, SystemdUserUnit) else None
+        runner = gateway.driver.runner
         stale = file_log_staleness(path or profile.log_file, since, journal_newest=journal_newest,
                                    max_lag_s=MAX_LAG_S, runner=runner)
         report["file"] = {"glob": profile.log_file, "path": path, "stale": stale.stale,

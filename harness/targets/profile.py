@@ -27,7 +27,9 @@ from harness.common.schema import Table, load_toml
 
 AUTO_NODE = "auto"  # `package.node`: each version runs on the Node.js its own engines.node names
 
-DRIVERS = ("local", "systemd")
+# target.driver: the names of harness.targets.driver's EMBEDDED and ATTACHED maps
+EMBEDDED_DRIVERS = ("local", "systemd")
+ATTACHED_DRIVERS = ("systemd", "docker", "url")
 PROVISION = ("embedded", "attached")
 # tables that only mean something for a deployment the run installs and changes itself
 NOT_ATTACHED = {
@@ -38,9 +40,9 @@ NOT_ATTACHED = {
     "preflight": "no preflight runs: nothing is upgraded",
 }
 # stdout: the local driver's console file; journal: the systemd unit's journal (its default);
-# file: a log file the gateway writes itself, checked for staleness and never trusted for a pass
-LOG_SOURCES = ("stdout", "journal", "file")
-DEFAULT_LOG_SOURCE = {"local": "stdout", "systemd": "journal"}
+# docker: `docker logs` of an attached container; file: a log file the gateway writes itself,
+# checked for staleness and never trusted for a pass
+LOG_SOURCES = ("stdout", "journal", "docker", "file")
 
 
 # What `{...}` may name in gateway.start and gateway.env (harness.targets.gateway renders them),
@@ -160,19 +162,33 @@ class AlertSpec:
 class AttachedSpec:
     """A deployment that is already running: the run soaks it and leaves it as found.
 
-    Its token is never written into the profile: it comes from the harness's environment
-    (`token_env`, a CI secret, say) or from a file on the target (`token_file`, read as the
-    service user; `token_key` picks a dotted key when the file is JSON, such as OpenClaw's own
-    config), and is redacted from every report like an embedded gateway's."""
+    How it runs is `target.driver`: a systemd user `unit`, a docker `container`, or nothing
+    the harness can see (`url`: only its URL, its log a file). Its token is never written into
+    the profile: it comes from the harness's environment (`token_env`, a CI secret, say) or
+    from a file where it runs (`token_file`: read as the service user, or in the container;
+    `token_key` picks a dotted key when the file is JSON, such as OpenClaw's own config), and
+    is redacted from every report like an embedded gateway's."""
 
-    unit: str  # the user unit that runs the gateway
     url: str  # where the harness reaches it: http://HOST:PORT, no trailing slash
-    state_dir: str  # the gateway's state dir on the target (reported, never changed)
+    state_dir: str = ""  # the gateway's state dir where it runs (reported, never changed)
+    unit: str = ""  # driver systemd: the user unit that runs the gateway
+    container: str = ""  # driver docker: the container's name (or id)
     token_env: str = ""
     token_file: str = ""
     token_key: str = ""
     config: str = ""  # its config file, relative to state_dir: read for redaction only
     version_env: str = ""  # an environment variable of the unit naming its version
+
+    @property
+    def what(self) -> str:
+        """How a person names it: the unit, the container, or the URL."""
+        if self.unit:
+            return self.unit
+        return f"container {self.container}" if self.container else self.url
+
+    @property
+    def kind_word(self) -> str:
+        return "unit" if self.unit else "container" if self.container else "gateway"
 
 
 @dataclass(frozen=True)
@@ -295,18 +311,46 @@ def load_target(path: Path) -> TargetProfile:
     if "attached" in root.data:
         raise root.fail("attached", "only for target.provision = \"attached\" (a deployment "
                         "that is running already); this target is embedded")
-
     kind = _kind(target)
     package = _package(root.table("package"), kind)
-
     versions = root.table("versions")
     versions.reject_unknown({"known_good", "candidate", "deny"})
+    logs = root.table("logs")
+    logs.reject_unknown({"source", "file"})
+    driver = target.str("driver", choices=tuple(EMBEDDED_DRIVERS))
+    state, st = _state(path, root.table("state"))
+    profile = TargetProfile(
+        path=path, sha256=digest,
+        name=target.str("name"), kind=kind,
+        driver=driver,
+        provision=target.str("provision", choices=PROVISION),
+        package=package,
+        known_good=versions.str("known_good"), candidate=versions.str("candidate"),
+        gateway=_gateway(root.table("gateway"), package), state=state, api=_api(root, kind),
+        log_source=logs.str("source", _console("embedded", driver), choices=LOG_SOURCES),
+        candidate_config=root.table("candidate_config", required=False).data,
+        host=check_host(target.str("host", "local://"), str(path), target.key("host")),
+        systemd=_systemd(root, driver), log_file=_log_file(logs),
+        alert=_alert(root), config_lint=_config_lint(root), deny=_deny(versions),
+        scenarios=_scenarios(path, target),
+    )
+    _check_logs(profile, logs)
+    if profile.state.config_template is None:
+        raise st.fail("config_template", "an embedded deployment needs a config template")
+    _check_agents_in_template(profile)
+    return profile
+
+
+def _deny(versions: Table) -> tuple[DeniedVersion, ...]:
     deny = []
     for row in versions.tables("deny"):
         row.reject_unknown({"version", "reason"})
         deny.append(DeniedVersion(row.str("version"), row.str("reason")))
+    return tuple(deny)
 
-    gw = root.table("gateway")
+
+def _gateway(gw: Table, package: PackageSpec) -> GatewaySpec:
+    """How the run starts its own deployment: argv and environment templates, its token."""
     gw.reject_unknown({"start", "env", "port", "token_env", "ready_timeout_s", "stop_timeout_s",
                        "unit", "version_env", "token_prefix"})
     gateway = GatewaySpec(
@@ -324,8 +368,12 @@ def load_target(path: Path) -> TargetProfile:
         raise gw.fail("unit", f"expected a service unit name, got {gateway.unit!r}")
     if gateway.port > 65535:
         raise gw.fail("port", f"expected a TCP port (0 for a free one), got {gateway.port}")
+    return gateway
 
-    st = root.table("state")
+
+def _state(path: Path, st: Table) -> tuple[StateSpec, Table]:
+    """The deployment's state: its config, what a rollback restores, what a full backup
+    holds (by kind), what does not apply, and the target's own backup command."""
     st.reject_unknown({"config", "config_template", "restore", "paths", "backup",
                        "not_applicable"})
     template = st.opt_str("config_template")
@@ -338,6 +386,16 @@ def load_target(path: Path) -> TargetProfile:
     # without declared paths a backup can only be shown to hold the config file
     paths = {kind: paths_table.str_list(kind) for kind in STATE_KINDS
              if kind in paths_table.data} if paths_table.data else {"config": [config_file]}
+    state = StateSpec(
+        config=config_file, config_template=template_path,
+        restore=st.str_list("restore"), paths=paths,
+        backup=_backup(st.table("backup", required=False)),
+        not_applicable=_not_applicable(st, paths),
+    )
+    return state, st
+
+
+def _not_applicable(st: Table, paths: dict[str, list[str]]) -> dict[str, str]:
     not_applicable = st.str_map("not_applicable")
     for name, why in not_applicable.items():
         if name not in STATE_KINDS or name == "config":
@@ -348,7 +406,10 @@ def load_target(path: Path) -> TargetProfile:
                           "is kept or not applicable, not both")
         if not why.strip():
             raise st.fail(f"not_applicable.{name}", "say why it does not apply")
-    bk = st.table("backup", required=False)
+    return not_applicable
+
+
+def _backup(bk: Table) -> BackupCommands:
     bk.reject_unknown({"full", "config_only", "timeout_s"})
     commands = BackupCommands(
         full=bk.str_list("full") if "full" in bk.data else None,
@@ -361,26 +422,20 @@ def load_target(path: Path) -> TargetProfile:
             raise bk.fail(name, "needs {dest}: the folder the archive is written into")
         if argv is not None:
             _placeholders(bk, name, argv, BACKUP_PLACEHOLDERS)
-    state = StateSpec(
-        config=config_file, config_template=template_path,
-        restore=st.str_list("restore"), paths=paths, backup=commands,
-        not_applicable=not_applicable,
-    )
+    return commands
 
-    api = _api(root, kind)
 
-    logs = root.table("logs")
-    logs.reject_unknown({"source", "file"})
-    driver = target.str("driver", choices=DRIVERS)
-    host = check_host(target.str("host", "local://"), str(path), target.key("host"))
-    systemd = None
+def _systemd(root: Table, driver: str) -> SystemdSpec | None:
     sd = root.table("systemd", required=False)
     sd.reject_unknown({"user", "restart_sec"})
-    if driver == "systemd":
-        systemd = SystemdSpec(user=sd.str("user"),
-                              restart_sec=sd.seconds("restart_sec", 5, minimum=0, exclusive=True,
-                                                      maximum=3600))
-    alert = _alert(root)
+    if driver != "systemd":
+        return None
+    return SystemdSpec(user=sd.str("user"),
+                       restart_sec=sd.seconds("restart_sec", 5, minimum=0, exclusive=True,
+                                              maximum=3600))
+
+
+def _config_lint(root: Table) -> tuple[ConfigLint, ...]:
     lints = []
     pre = root.table("preflight", required=False)
     pre.reject_unknown({"config"})
@@ -390,26 +445,19 @@ def load_target(path: Path) -> TargetProfile:
             raise row.fail("expect", "missing")
         lints.append(ConfigLint(key=row.str("key"), expect=row.data["expect"],
                                 required=row.bool("required", True), why=row.str("why", "")))
+    return tuple(lints)
 
-    profile = TargetProfile(
-        path=path, sha256=digest,
-        name=target.str("name"), kind=kind,
-        driver=driver,
-        provision=target.str("provision", choices=PROVISION),
-        package=package,
-        known_good=versions.str("known_good"), candidate=versions.str("candidate"),
-        gateway=gateway, state=state, api=api,
-        log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
-        candidate_config=root.table("candidate_config", required=False).data,
-        host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
-        alert=alert, config_lint=tuple(lints), deny=tuple(deny),
-        scenarios=_scenarios(path, target),
-    )
-    _check_logs(profile, logs)
-    if profile.provision == "embedded" and profile.state.config_template is None:
-        raise st.fail("config_template", "an embedded deployment needs a config template")
-    _check_agents_in_template(profile)
-    return profile
+
+def _log_file(logs: Table) -> str:
+    return logs.str("file", "") if "file" in logs.data else ""
+
+
+def _console(provision: str, driver: str) -> str:
+    """The log a driver's gateway writes its console to (harness.targets.driver.CONSOLE);
+    a gateway known only by its URL has none, so its log is a file."""
+    from harness.targets.driver import CONSOLE
+
+    return CONSOLE.get((provision, driver), "") or "file"
 
 
 def _check_agents_in_template(profile: TargetProfile) -> None:
@@ -567,51 +615,110 @@ def _alert(root: Table) -> AlertSpec:
 
 
 def _check_logs(profile: TargetProfile, logs: Table) -> None:
-    if profile.log_source == "journal" and profile.driver != "systemd":
-        raise logs.fail("source", "the journal is the log of a systemd target only")
-    if profile.log_source == "stdout" and profile.driver != "local":
-        raise logs.fail("source", "under systemd the console is the journal: use \"journal\"")
+    """A log source is the driver's own console (stdout, the journal, `docker logs`) or a
+    file the gateway writes itself."""
+    console = _console(profile.provision, profile.driver)
+    if profile.log_source not in (console, "file"):
+        raise logs.fail("source", f"{profile.log_source!r} is not where a {profile.driver} "
+                        f"{'deployment' if profile.provision == 'embedded' else 'attachment'} "
+                        f"logs: use {console!r} (its console) or \"file\"")
     if profile.log_source == "file" and not profile.log_file:
-        raise logs.fail("file", "a file log source needs the file (a glob) it reads")
+        raise logs.fail("file", "a file log source needs the file (a glob) it reads"
+                        + ("; a gateway known only by its URL has no console the harness "
+                           "could read instead" if console == "file" else ""))
 
 
 _URL = re.compile(r"^https?://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
 
 
 def _load_attached(path: Path, digest: str, root: Table, target: Table) -> TargetProfile:
-    """A deployment that runs already: what it is, where it answers, where its token is."""
+    """A deployment that runs already: how it runs, where it answers, where its token is."""
     for name, why in NOT_ATTACHED.items():
         if name in root.data:
             raise root.fail(name, f"not used with target.provision = \"attached\": {why}")
     root.reject_unknown({"target", "package", "systemd", "attached", "api", "logs", "alert"})
-    driver = target.str("driver", choices=DRIVERS)
-    if driver != "systemd":
-        raise target.fail("driver", "an attached deployment is a systemd unit the run observes: "
-                          "use \"systemd\" (a local process is only ever embedded)")
-    host = check_host(target.str("host", "local://"), str(path), target.key("host"))
+    driver = target.str("driver")
+    if driver not in ATTACHED_DRIVERS:
+        raise target.fail("driver", "an attached deployment is a systemd unit, a docker "
+                          "container or a URL the run observes: use \"systemd\", \"docker\" or "
+                          "\"url\" (a local process is only ever embedded)")
     pkg = root.table("package")
     pkg.reject_unknown({"name", "bin"})
-    name = pkg.str("name")
-    package = PackageSpec(name=name, bin=pkg.str("bin", name), node_major="", install_env={})
+    package = PackageSpec(name=pkg.str("name"), bin=pkg.str("bin", pkg.str("name")),
+                          node_major="", install_env={})
+    systemd = _attached_systemd(root, driver)
+    attached = _attached_spec(root.table("attached"), driver, package)
+    logs = root.table("logs", required=False)
+    logs.reject_unknown({"source", "file"})
+    kind = _kind(target)
+    profile = TargetProfile(
+        path=path, sha256=digest, name=target.str("name"), kind=kind,
+        driver=driver, provision="attached", package=package, known_good="", candidate="",
+        gateway=GatewaySpec(start=[], env={}, port=_port(attached.url), token_env="",
+                            ready_timeout_s=60.0, stop_timeout_s=20.0,
+                            unit=attached.unit or attached.what,
+                            version_env=attached.version_env),
+        state=StateSpec(config=attached.config, config_template=None, restore=[]),
+        api=_api(root, kind),
+        log_source=logs.str("source", _console("attached", driver), choices=LOG_SOURCES),
+        host=check_host(target.str("host", "local://"), str(path), target.key("host")),
+        systemd=systemd, log_file=_log_file(logs), alert=_alert(root), attached=attached,
+    )
+    _check_logs(profile, logs)
+    return profile
+
+
+def _attached_systemd(root: Table, driver: str) -> SystemdSpec | None:
+    """The unit's user, for a unit; nothing else attached has one."""
+    if driver != "systemd":
+        if "systemd" in root.data:
+            raise root.fail("systemd", f"only for target.driver = \"systemd\" (this is "
+                            f"{driver!r})")
+        return None
     sd = root.table("systemd")
     sd.reject_unknown({"user"})
-    systemd = SystemdSpec(user=sd.str("user"), restart_sec=0.0)
+    return SystemdSpec(user=sd.str("user"), restart_sec=0.0)
 
-    at = root.table("attached")
+
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BY_DRIVER = {"unit": "systemd", "container": "docker", "version_env": "systemd"}
+
+
+def _attached_spec(at: Table, driver: str, package: PackageSpec) -> AttachedSpec:
     at.reject_unknown({"unit", "url", "state_dir", "token_env", "token_file", "token_key",
-                       "config", "version_env"})
-    unit = at.str("unit", f"{package.bin}-gateway.service")
-    if not re.fullmatch(r"[\w@.:-]+\.service", unit):
+                       "config", "version_env", "container"})
+    for key, only in _BY_DRIVER.items():
+        if key in at.data and driver != only:
+            raise at.fail(key, f"only for target.driver = \"{only}\" (this is {driver!r})")
+    unit = at.str("unit", f"{package.bin}-gateway.service") if driver == "systemd" else ""
+    if unit and not re.fullmatch(r"[\w@.:-]+\.service", unit):
         raise at.fail("unit", f"expected a service unit name, got {unit!r}")
+    container = at.str("container") if driver == "docker" else ""
+    if container and not _CONTAINER.match(container):
+        raise at.fail("container", f"expected a container's name or id, got {container!r}")
     url = at.str("url").rstrip("/")
     found = _URL.match(url)
     if found is None or (found["port"] and not 0 < int(found["port"]) < 65536):
         raise at.fail("url", "expected http(s)://HOST[:PORT] (the gateway's base URL), "
                       f"got {url!r}")
-    port = int(found["port"]) if found["port"] else (443 if url.startswith("https") else 80)
-    state_dir = at.str("state_dir")
-    if not state_dir.startswith("/"):
+    state_dir = at.str("state_dir") if driver == "systemd" or "state_dir" in at.data else ""
+    if state_dir and not state_dir.startswith("/"):
         raise at.fail("state_dir", f"expected an absolute path on the target, got {state_dir!r}")
+    token_env, token_file, token_key = _attached_token(at)
+    config = at.str("config") if "config" in at.data else ""
+    if config and (config.startswith("/") or ".." in Path(config).parts):
+        raise at.fail("config", f"expected a path inside state_dir, got {config!r}")
+    if config and not state_dir:
+        raise at.fail("config", "needs state_dir: the folder it is in")
+    return AttachedSpec(
+        unit=unit, container=container, url=url, state_dir=state_dir, token_env=token_env,
+        token_file=token_file, token_key=token_key, config=config,
+        version_env=at.str("version_env") if "version_env" in at.data else "",
+    )
+
+
+def _attached_token(at: Table) -> tuple[str, str, str]:
+    """Exactly one source of the token: the harness's environment, or a file where it runs."""
     sources = [k for k in ("token_env", "token_file") if k in at.data]
     if len(sources) != 1:
         raise at.fail("token_env" if not sources else sources[1], "expected exactly one of "
@@ -626,26 +733,10 @@ def _load_attached(path: Path, digest: str, root: Table, target: Table) -> Targe
     token_env = at.str("token_env") if "token_env" in at.data else ""
     if token_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         raise at.fail("token_env", f"expected an environment variable name, got {token_env!r}")
-    config = at.str("config") if "config" in at.data else ""
-    if config and (config.startswith("/") or ".." in Path(config).parts):
-        raise at.fail("config", f"expected a path inside state_dir, got {config!r}")
-    attached = AttachedSpec(
-        unit=unit, url=url, state_dir=state_dir, token_env=token_env, token_file=token_file,
-        token_key=at.str("token_key") if "token_key" in at.data else "", config=config,
-        version_env=at.str("version_env") if "version_env" in at.data else "",
-    )
-    logs = root.table("logs", required=False)
-    logs.reject_unknown({"source", "file"})
-    profile = TargetProfile(
-        path=path, sha256=digest, name=target.str("name"), kind=_kind(target),
-        driver=driver, provision="attached", package=package, known_good="", candidate="",
-        gateway=GatewaySpec(start=[], env={}, port=port, token_env="", ready_timeout_s=60.0,
-                            stop_timeout_s=20.0, unit=unit, version_env=attached.version_env),
-        state=StateSpec(config=config, config_template=None, restore=[]),
-        api=_api(root, _kind(target)),
-        log_source=logs.str("source", DEFAULT_LOG_SOURCE[driver], choices=LOG_SOURCES),
-        host=host, systemd=systemd, log_file=logs.str("file", "") if "file" in logs.data else "",
-        alert=_alert(root), attached=attached,
-    )
-    _check_logs(profile, logs)
-    return profile
+    return token_env, token_file, at.str("token_key") if "token_key" in at.data else ""
+
+
+def _port(url: str) -> int:
+    found = _URL.match(url)
+    assert found is not None
+    return int(found["port"]) if found["port"] else (443 if url.startswith("https") else 80)

@@ -1,15 +1,16 @@
 """Systemd user-service driver: the gateway as `systemctl --user` runs it on a real host.
 
-Same interface as LocalProcessDriver (activate, active_prefix, start, stop, is_running, pid,
-exit_code, log_path), but every action is a command run on the target through a command
-runner (harness.targets.runner), as the service's user:
+The driver protocol (harness.targets.driver) like LocalProcessDriver's, but every action is a
+command run on the target through a command runner (harness.targets.runner), as the service's
+user:
 
     <deployment>/current -> <versioned prefix>   switched with one rename(2) on the target
     <deployment>/state, <deployment>/home        the gateway's state dir and HOME
     ~/.config/systemd/user/<unit>                written by the driver; `daemon-reload` when
                                                  its content changes
 
-The unit runs `<deployment>/current/node_modules/.bin/<bin> <start argv>` with Restart=always,
+The unit runs the active install's binary (`<deployment>/current/node_modules/.bin/<bin>` for
+npm, `<deployment>/current/bin/<bin>` for a virtualenv) with its start argv, Restart=always,
 and bakes the active version into an environment variable (OpenClaw's own installer does the
 same with OPENCLAW_SERVICE_VERSION); activating an install rewrites that line, so the unit
 never names a version that is no longer installed. Restart=always brings back a gateway that
@@ -26,10 +27,14 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.common.commands import Completed
 from harness.common.errors import InfrastructureError
 from harness.signals.signatures import Signature
+from harness.targets.driver import Driver
+from harness.targets.packages import bin_path
+from harness.targets.profile import TargetProfile
 from harness.targets.runner import CommandRunner, systemd_user_env
 from harness.targets.runtime import Installation, NodeRuntime
 
@@ -134,18 +139,26 @@ class SystemdUserUnit:
         return JournalWatcher.from_now(self.runner, self.unit, signatures, user=self.user,
                                        uid=self.uid, poll_s=poll_s)
 
+    def console_watcher(self, signatures: tuple[Signature, ...]):  # noqa: ANN201
+        """Under systemd the console is the journal."""
+        return self.journal(signatures, poll_s=0.5)
+
     def log_tail(self, lines: int = 20) -> str:
         done = self._as_user(["journalctl", "--user", "-u", self.unit, "-n", str(lines),
                               "-o", "cat", "--no-pager"], timeout=30)
         return done.stdout.rstrip("\n")
 
 
-class SystemdUserDriver(SystemdUserUnit):
+class SystemdUserDriver(SystemdUserUnit, Driver):
+    name = "systemd"
+
     def __init__(self, runner: CommandRunner, user: str, deployment: str | Path, unit: str,
                  bin_name: str, start_argv: Sequence[str], env: Mapping[str, str],
-                 node: NodeRuntime, *, version_env: str | None = None,
-                 restart_sec: float = 5, stop_timeout_s: float = 20) -> None:
+                 node: NodeRuntime | None, *, version_env: str | None = None,
+                 restart_sec: float = 5, stop_timeout_s: float = 20,
+                 ecosystem: str = "npm") -> None:
         super().__init__(runner, user, unit)
+        self.ecosystem = ecosystem
         self.deployment = Path(deployment)
         self.bin_name = bin_name
         self.start_argv = list(start_argv)
@@ -161,6 +174,29 @@ class SystemdUserDriver(SystemdUserUnit):
         self._reachable(self.deployment)
         self._sh(f"mkdir -p {_q(self.deployment)}/state {_q(self.deployment)}/home",
                  "create the deployment folder")
+
+    @classmethod
+    def for_profile(cls, profile: TargetProfile, deployment: Path, argv: list[str],
+                    env: dict[str, str], node: NodeRuntime | None) -> SystemdUserDriver:
+        """The profile's unit, driven where `target.host` says, as `[systemd] user`."""
+        import os
+
+        from harness.targets.runner import runner_for
+
+        assert profile.systemd is not None
+        kwargs = {"docker_host": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ \
+            and profile.host.startswith("docker://") else {}
+        runner = runner_for(profile.host, **kwargs)
+        # The deployment folder is written here and must be the service user's there: the
+        # harness shares it at the same path (it runs on the staging host, or it is mounted).
+        runner.run(["chown", "-R", "-h", f"{profile.systemd.user}:", str(deployment)],
+                   timeout=120)
+        return cls(runner, profile.systemd.user, deployment, profile.gateway.unit,
+                   profile.package.bin, argv, env, node,
+                   version_env=profile.gateway.version_env or None,
+                   restart_sec=profile.systemd.restart_sec,
+                   stop_timeout_s=profile.gateway.stop_timeout_s,
+                   ecosystem=profile.package.ecosystem)
 
     def _reachable(self, folder: Path) -> None:
         """The service's user must traverse every folder above the deployment; a project kept
@@ -195,8 +231,9 @@ class SystemdUserDriver(SystemdUserUnit):
 
     # -- the unit -----------------------------------------------------------------------
     def unit_text(self) -> str:
-        executable = self.current / "node_modules" / ".bin" / self.bin_name
-        env = {"PATH": f"{self.node.bin_dir}:/usr/local/bin:/usr/bin:/bin", **self.env}
+        executable = bin_path(self.current, self.ecosystem, self.bin_name)
+        path = "/usr/local/bin:/usr/bin:/bin"
+        env = {"PATH": f"{self.node.bin_dir}:{path}" if self.node else path, **self.env}
         if self.version_env and self.version:
             env[self.version_env] = self.version
         lines = [
@@ -257,7 +294,7 @@ class SystemdUserDriver(SystemdUserUnit):
 
     def activate(self, install: Installation) -> None:
         """Switch `current` with one rename on the target; bake the version into the unit."""
-        binary = _q(install.prefix / "node_modules" / ".bin" / self.bin_name)
+        binary = _q(install.bin(self.bin_name))
         check = self._as_user(["sh", "-c", f"test -x {binary}"])
         if check.returncode != 0:
             raise InfrastructureError(
@@ -295,6 +332,19 @@ class SystemdUserDriver(SystemdUserUnit):
 
     def forget_child(self) -> None:
         """Nothing to forget: the unit's MainPID is read from systemd each time."""
+
+    def run_cli(self, args: list[str], timeout_s: float) -> Completed:
+        """The active install's own CLI, as the service's user with the unit's environment."""
+        binary = bin_path(self.current, self.ecosystem, self.bin_name)
+        path = "/usr/local/bin:/usr/bin:/bin"
+        env = {"PATH": f"{self.node.bin_dir}:{path}" if self.node else path, **self.env}
+        return self.runner.run([str(binary), *args], user=self.user, env=env,
+                               cwd=str(self.deployment), timeout=timeout_s)
+
+    def guard_terms(self, installation: Installation, node: NodeRuntime | None
+                    ) -> dict[str, Any]:
+        """The guard is a transient unit of the same user manager that drives this unit."""
+        return {"mode": "systemd", "systemd_driver": self}
 
     def restart(self) -> int:
         self.write_unit()

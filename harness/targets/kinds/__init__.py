@@ -3,7 +3,8 @@
 A kind is a package whose folder holds
     kind.toml         [kind]: name, ecosystem (npm, pypi), config_format (json, yaml), where
                       its secrets live (config keys, state files); [log]: how its log lines are
-                      read (where a record starts, colour codes, the clock its lines carry)
+                      read (where a record starts, colour codes, the clock its lines carry);
+                      [version]: where a running gateway says its version (endpoint, key)
     signatures.toml   [[signatures]]: its log signature catalogue (name, class, pattern)
 Kinds are found through the entry-point group `gateway_release_harness.kinds` (a name and the
 kind's package); OpenClaw and LiteLLM proxy are the built-in ones, and a kind outside this
@@ -53,6 +54,10 @@ class Kind:
     api: dict[str, str] = field(default_factory=dict)
     # where its config names the agents (models) it serves: dotted keys, `*` every list item
     config_agents: str = ""
+    # where a running gateway says its version (an attached one's, when nothing else can be
+    # read): a GET path and the dotted key of the version in its JSON ("": it says none)
+    version_endpoint: str = ""
+    version_key: str = ""
 
 
 def _signatures(path: Path) -> tuple[Signature, ...]:
@@ -79,7 +84,12 @@ def load_kind(folder: Path) -> Kind:
     if not (folder / "kind.toml").is_file():
         raise InputError(str(folder / "kind.toml"), "", "a kind's folder needs its kind.toml")
     root, _ = load_toml(folder / "kind.toml")
-    root.reject_unknown({"kind", "log", "install", "api"})
+    root.reject_unknown({"kind", "log", "install", "api", "version"})
+    version = root.table("version", required=False)
+    version.reject_unknown({"endpoint", "key"})
+    if version.data and not version.str("endpoint").startswith("/"):
+        raise version.fail("endpoint", "expected a path such as \"/health\", got "
+                           f"{version.str('endpoint')!r}")
     api = root.table("api", required=False)
     api.reject_unknown({"live", "ready", "chat", "model_prefix"})
     api_defaults = dict(api.data)
@@ -120,6 +130,8 @@ def load_kind(folder: Path) -> Kind:
                       clock=log.str("clock", "iso", choices=CLOCKS)),
         moved_at_start=tuple(moved.items()), api=api_defaults,
         config_agents=table.opt_str("config_agents") or "",
+        version_endpoint=version.str("endpoint") if version.data else "",
+        version_key=version.str("key") if version.data else "",
     )
 
 
