@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from harness.common import http
 from harness.common.commands import Completed
 from harness.common.errors import GatewayUnreachableError, InfrastructureError, InputError
 from harness.targets.client import GatewayEndpoint
@@ -263,8 +264,8 @@ def endpoint_version(endpoint: GatewayEndpoint, path: str,
             "no version found: the kind names no version endpoint and nothing else of the "
             "deployment can be read"]
     try:
-        response = httpx.get(endpoint.base_url + path, headers=endpoint.auth_headers(),
-                             timeout=5)
+        with http.sync_client(timeout=5) as client:
+            response = client.get(endpoint.base_url + path, headers=endpoint.auth_headers())
         value: Any = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         return None, {"path": path, "key": key, "version": None}, [
