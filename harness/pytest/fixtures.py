@@ -180,13 +180,15 @@ def _guard_run(settings: RunSettings, record: RunRecord, lab: ModelLab) -> dict[
     """What the guard needs to end the run itself should the harness die: where its records
     go, the versions, the alert hook, and (embedded) the model lab to stop."""
     from harness.common.commands import start_time
+    from harness.targets.driver import driver_class
 
     alert = settings.target.alert
     return {"run_id": settings.run_id, "run_dir": str(settings.run_dir),
             "started": round(record.started, 3), "target": settings.target.name,
             "known_good": settings.known_good.version if settings.known_good else None,
             "candidate": settings.candidate.version if settings.candidate else None,
-            "embedded": settings.target.driver == "local",
+            "embedded": driver_class(settings.target.provision,
+                                     settings.target.driver).ends_with_the_run,
             "alert": {"command": list(alert.command or []), "webhook": alert.webhook},
             "model_lab": {"pid": lab.pid, "start_time": start_time(lab.pid)
                           if lab.pid else None}}

@@ -60,6 +60,9 @@ class Driver(ABC):
     """What the facade may ask of any driver."""
 
     name: ClassVar[str]
+    # the gateway is the run's own process and ends with the run (the guard, when the harness
+    # died, stops it and the model lab once the known-good is proven); else it keeps serving
+    ends_with_the_run: ClassVar[bool] = False
     deployment: Path | None = None  # where the run's deployment lives (None: attached)
     env: dict[str, str]  # what the gateway process gets (the redactor reads it for secrets)
     log_path: Path | None = None  # its console as a file on this host, if it is one

@@ -31,6 +31,7 @@ from harness.targets.runtime import Installation, NodeRuntime
 
 class LocalProcessDriver(Driver):
     name = "local"
+    ends_with_the_run = True
 
     def __init__(self, deployment: Path, bin_name: str, start_argv: list[str],
                  env: dict[str, str], node: NodeRuntime | None, ecosystem: str = "npm") -> None:
