@@ -142,7 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(interruption, "harness-interruption")
     if _runs_the_suite(config):  # every state transition as JSON lines, journal and alerts
         config.pluginmanager.register(
-            Transitions(run_id, run_dir.resolve(), facts=config.stash[RECORD].facts),
+            Transitions(run_id, run_dir.resolve(), record=config.stash[RECORD]),
             "harness-transitions")
     # allure-pytest reads its folder in its own pytest_configure, which runs after this one
     if _runs_the_suite(config) and getattr(config.option, "allure_report_dir", None) is None:
@@ -160,7 +160,7 @@ def _own_run_dir(config: pytest.Config, run_dir: Path, run_id: str) -> None:
         raise  # unreachable: pytest.exit raised
     config.stash[RUN_DIR_OWNER] = owner
     if cleanup is not None:
-        config.stash[RECORD].facts["resumed_cleanup"] = cleanup
+        config.stash[RECORD].resumed_cleanup = cleanup
         stopped = ", ".join(f"{p['role']} PID {p['pid']} ({p['how']})"
                             for p in cleanup["stopped"]) or "nothing was still running"
         sys.stderr.write(f"harness: run {cleanup['run_id']} in {run_dir} had died without a "
@@ -311,7 +311,7 @@ def settings_for(config: pytest.Config) -> RunSettings:
     except HarnessError as exc:
         _fail_input(config, exc)
         raise
-    config.stash[RECORD].facts["release_lock"] = {
+    config.stash[RECORD].locks.release = {
         "file": str(lock_path(run_dir)), "locked_at": locked["locked_at"], "reused": reused}
     config.stash[SETTINGS] = settings
     return settings
@@ -400,8 +400,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _fail_input(config, exc)
         raise  # unreachable: pytest.exit raised
     config.stash[ATTACHED] = found
-    config.stash[RECORD].facts["attached"] = {**settings.lock()["attached"],
-                                              "before": found.found.as_dict()}
+    config.stash[RECORD].attached_deployment(settings.lock()["attached"]).before = \
+        found.found.as_dict()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -453,9 +453,7 @@ def _finish_run(session: pytest.Session) -> None:
     if interruption is not None:
         interruption.uninstall()
         if interruption.interrupted and (settings is not None or _runs_the_suite(config)):
-            record.interruption = interruption.as_dict()
-            record.facts["interruption"] = {**interruption.as_dict(),
-                                            **record.facts.get("interruption", {})}
+            record.interruption = interruption.as_dict()  # leads the verdict's `interruption`
     if settings is None and record.error is None and record.interruption is None:
         return
     if not any(p.family in FAMILIES for p in record.phases) and record.error is None \
@@ -469,7 +467,7 @@ def _finish_run(session: pytest.Session) -> None:
         if results and Path(results).is_dir():
             (Path(results) / "environment.properties").write_text(
                 f"backup_posture={posture_line(record)}\n"
-                + allure_environment(settings.lock(), record.facts))
+                + allure_environment(settings.lock(), record))
         latest = config.rootpath / "reports" / "latest"
         try:
             if latest.parent not in run_dir.parents:
