@@ -40,12 +40,14 @@ from harness.targets import semver
 from harness.targets.client import ChatOutcome
 from harness.targets.config import patch_json_file
 from harness.targets.gateway import Gateway
+from harness.targets.registry import Release
 from harness.targets.runtime import Installation, NodeRuntime, Runtime
 
 MIN_FREE_BYTES = 2 * 1024**3
 # after a rollback: judged by whether every path works and the pattern is gone, not by samples
 POST_ROLLBACK = ("smoke", "watch", "late_watch")
 SMOKE_FAST_S = 30.0  # a path the known-good's baseline finished within this is a fast one
+Note = Callable[[str, bool, Any, Any], None]  # one preflight check: name, ok, observed, expected
 
 
 @dataclass
@@ -135,22 +137,7 @@ class Procedure:
                                "expected": expected})
 
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
-            note(f"{role} {release.label} resolved with its integrity hash",
-                 bool(release.integrity), release.integrity or "none", "registry dist.integrity")
-            if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
-                engine = self.safety.packages.engine(release, None)
-                note(engine.line, engine.ok, engine.observed, engine.expected)
-                continue
-            engine = release.node_engine or "*"
-            try:  # each version on its own Node.js (the profile's pin, or its engines)
-                node = self.safety.node_for(release).version
-            except HarnessError as exc:
-                node = f"none ({exc.message})"
-            fits = node[0].isdigit() and semver.satisfies(node, engine)
-            self.record.installs.node[role] = NodeFit(release.version, release.node_engine, node,
-                                                      fits)
-            note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
-                 f"{release.label} engines.node {engine!r}", fits, node, engine)
+            self._runs_on(role, release, note)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")
@@ -161,7 +148,34 @@ class Procedure:
              active, s.known_good.version)
         for lint in self.gateway.config_lint():  # e.g. the gateway's own auto-update is off
             note(lint["check"], lint["ok"], lint["observed"], lint["expected"])
-        # the registry's own packages, fetched now so a rollback needs no network later
+        self._as_the_registry_ships(active, note)
+        failed = [c["check"] for c in checks if not c["ok"]]
+        summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
+        return PhaseResult("preflight", not failed, summary, {"checks": checks})
+
+    def _runs_on(self, role: str, release: Release, note: Note) -> None:
+        """`release` resolved with its hash, and the runtime it will run on fits it."""
+        note(f"{role} {release.label} resolved with its integrity hash",
+             bool(release.integrity), release.integrity or "none", "registry dist.integrity")
+        if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
+            check = self.safety.packages.engine(release, None)
+            note(check.line, check.ok, check.observed, check.expected)
+            return
+        engine = release.node_engine or "*"
+        try:  # each version on its own Node.js (the profile's pin, or its engines)
+            node = self.safety.node_for(release).version
+        except HarnessError as exc:
+            node = f"none ({exc.message})"
+        fits = node[0].isdigit() and semver.satisfies(node, engine)
+        self.record.installs.node[role] = NodeFit(release.version, release.node_engine, node,
+                                                  fits)
+        note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
+             f"{release.label} engines.node {engine!r}", fits, node, engine)
+
+    def _as_the_registry_ships(self, active: str | None, note: Note) -> None:
+        """The registry's own packages, fetched now so a rollback needs no network later, and
+        the known-good install checked against its package."""
+        s = self.settings
         prefix = self.gateway.driver.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             what = "tarball" if release.ecosystem == "npm" else "resolved set"
@@ -177,9 +191,6 @@ class Procedure:
             findings = self.safety.verify_install(s.known_good, prefix, "known-good (preflight)")
             note(f"the known-good install is {s.known_good.label} as the registry ships it",
                  not findings.corrupt, findings.summary(), "every shipped file, identical")
-        failed = [c["check"] for c in checks if not c["ok"]]
-        summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
-        return PhaseResult("preflight", not failed, summary, {"checks": checks})
 
     def backup(self) -> PhaseResult:
         return self._timed("backup", lambda: self._backup("pre-upgrade", decides=True))
