@@ -335,3 +335,29 @@ def test_a_phase_that_breaks_attaches_its_traceback_and_its_story_to_the_port(
         report_phase(result, shown)
     assert [(k.kind, k.name, k.body) for k in shown.items if k.kind == "label"] == [
         ("label", "story", "rollback backup")]
+
+
+# the keys of a real rolled-back run's verdict.json, as the facts dict wrote them (in order)
+ROLLED_BACK_KEYS = [
+    "outcome", "exit_code", "error", "started", "ended", "lock", "phases", "release_lock",
+    "node", "ground_truth", "backups", "backup_posture", "baseline", "lock_checks",
+    "restart_decisions", "backup_refreshes", "soak", "rollback_path", "rollback_state_diff",
+    "smoke", "recovery", "watch", "late_watch", "guard", "final_state", "claim"]
+
+
+def test_a_rolled_back_runs_keys_come_in_the_order_the_run_wrote_them() -> None:
+    record = RunRecord(changed=True, rollback_started=True)
+    record.guard.log = []  # recorded last of all, given first here: the order is the run's
+    for label in ("late_watch", "watch", "smoke", "soak", "baseline"):
+        record.soaks[label] = SoakRecord(label, verdict={"verdict": "pass"})
+    record.rollback.recovery = {"seconds": 3.0}
+    record.rollback.state_diff = {"missing": [], "added": [], "changed": []}
+    record.rollback.path = RollbackPath({}, "kept prefix", "prefix switch")
+    record.backups.refreshes.append(Refresh("pre-upgrade"))
+    record.restarts.append(REFUSED)
+    record.locks.checks.append(LockCheck("install", 1.0))
+    record.backups.taken["pre-upgrade"] = record.backups.posture = posture()
+    record.installs.ground_truth["known-good (preflight)"] = findings()
+    record.installs.node["candidate"] = NodeFit("2026.4.1", None, "22.1.0", True)
+    record.locks.release = {"file": "release.lock.json", "locked_at": 1.0, "reused": False}
+    assert list(build_verdict(record, LOCK)) == ROLLED_BACK_KEYS

@@ -306,17 +306,24 @@ class Records:
         return self.soaks.get(label) or SoakRecord(label)
 
     def as_dict(self, interruption: Json | None = None) -> Json:
-        """The records under verdict.json's keys; `interruption` is the signal's own account
-        (RunRecord.interruption), which leads that key."""
-        soaks = {label: self.soaks[label].as_dict() for label in
-                 [*SOAK_LABELS, *(k for k in self.soaks if k not in SOAK_LABELS)]
-                 if label in self.soaks}
-        return {
-            **_present([("resumed_cleanup", self.resumed_cleanup)]),
-            **self.locks.as_dict(),
-            **_present([("attached", self.attached.as_dict() if self.attached else None)]),
-            **self.installs.as_dict(), **self.backups.as_dict(),
-            **_present([("restart_decisions", [d.as_dict() for d in self.restarts] or None)]),
-            **soaks, **self.rollback.as_dict(), **self.guard.as_dict(),
-            **_present([("interruption", self.after_interruption.as_dict(interruption))]),
-        }
+        """The records under verdict.json's keys, in the order a run records them;
+        `interruption` is the signal's own account (RunRecord.interruption), which leads that
+        key."""
+        found: Json = {
+            **_present([("resumed_cleanup", self.resumed_cleanup),
+                        ("attached", self.attached.as_dict() if self.attached else None),
+                        ("restart_decisions",
+                         [d.as_dict() for d in self.restarts] or None)]),
+            **self.locks.as_dict(), **self.installs.as_dict(), **self.backups.as_dict(),
+            **{label: soak.as_dict() for label, soak in self.soaks.items()},
+            **self.rollback.as_dict(), **self.guard.as_dict(),
+            **_present([("interruption", self.after_interruption.as_dict(interruption))])}
+        return {key: found[key] for key in [*ORDER, *found] if key in found}
+
+
+# verdict.json's keys in the order a run writes them (the facts dict kept insertion order)
+ORDER = ("resumed_cleanup", "release_lock", "attached", "node", "ground_truth", "backups",
+         "backup_posture", "baseline", "lock_checks", "restart_decisions", "backup_refreshes",
+         "soak", "updater", "rollback_path", "rollback_state_diff",
+         "rollback_state_not_restored", "smoke", "recovery", "rollback_lock_note", "watch",
+         "late_watch", "lease_lost", "guard", "guard_trips", "interruption")
