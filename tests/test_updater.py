@@ -23,6 +23,7 @@ import pytest
 
 from harness.judge.policy import load_policy
 from harness.procedure.gate import RestartGate
+from harness.procedure.phases import rollback_path
 from harness.procedure.run import RunRecord, RunSettings
 from harness.procedure.safety import BY_UPDATER, Safety
 from harness.soak.scenarios import load_scenarios
@@ -178,6 +179,8 @@ def test_a_rollback_by_the_updater_uses_its_result_and_judges_its_warning_benign
            "verify)" in updater["summary"]
     assert record.as_dict()["ground_truth"]["known-good (rollback) by the updater"]["verdict"] == \
         "intact"
+    assert rollback_path(prepared, "tool@2.0.0").startswith(
+        "the target's own updater, run by tool@2.0.0 on a copy of its install (")
 
 
 def test_a_corrupt_result_of_the_updater_is_not_used_the_kept_prefix_is(tmp_path: Path) -> None:
@@ -190,6 +193,9 @@ def test_a_corrupt_result_of_the_updater_is_not_used_the_kept_prefix_is(tmp_path
         "dist/ext/a/runtime.js": "corrupt", "dist/ext/b/runtime.js": "benign"}
     assert updater["ground_truth"]["missing"]["paths"] == ["dist/ext/a/runtime.js"]
     assert prepared.as_dict()["updater"]["used"] is False
+    assert rollback_path(prepared, "tool@2.0.0") == (
+        "prefix switch: the kept known-good prefix, no download (the target's own updater was "
+        "tried: its result was not used)")
 
 
 def test_an_updater_past_its_time_limit_is_killed_with_its_children(tmp_path: Path) -> None:

@@ -457,17 +457,11 @@ class Procedure:
         else:
             prepared = self.safety.prepare(release, "known-good (rollback)")
         self.prepared["known_good"] = prepared
-        path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
-                BY_UPDATER: f"the target's own updater, run by {self.settings.candidate.label} "
-                            f"on a copy of its install ({prepared.installation.seconds:.0f} s)"
-                }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
-                                     f"{prepared.installation.seconds:.0f} s)")
-        if prepared.updater is not None and not prepared.updater["used"]:
-            path += " (the target's own updater was tried: its result was not used)"
+        path = rollback_path(prepared, self.settings.candidate.label)
         self.record.rollback.path = RollbackPath(prepared.as_dict(), prepared.path, path)
         summary = f"{path}; {prepared.findings.summary()}"
         if prepared.updater is not None:
-            summary += f". The updater: {prepared.updater['summary']}"
+            summary += f". The updater: {prepared.updater.summary}"
         return PhaseResult("rollback_prepare", prepared.ok, summary, prepared.as_dict())
 
     def rollback_restore(self) -> PhaseResult:
@@ -520,6 +514,19 @@ class Procedure:
         if unheld:
             summary += f"; not restored, the backup does not hold them: {', '.join(unheld)}"
         return PhaseResult("restore", True, summary, details)
+
+
+def rollback_path(prepared: Prepared, candidate: str) -> str:
+    """How the known-good was made ready, in the words of the report and the claim."""
+    seconds = prepared.installation.seconds
+    path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
+            BY_UPDATER: f"the target's own updater, run by {candidate} on a copy of its "
+                        f"install ({seconds:.0f} s)"
+            }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
+                                 f"{seconds:.0f} s)")
+    if prepared.updater is not None and not prepared.updater.used:
+        path += " (the target's own updater was tried: its result was not used)"
+    return path
 
 
 def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0) -> ChatOutcome:
