@@ -182,7 +182,7 @@ class Bench:
                 replied = first_good_reply(gateway, self.target.api.health_agent)
                 steps["first reply"] = round(replied - began, 2)
             total = round(replied - decided, 2)
-            taken = procedure.record.facts["rollback_path"]["path"]
+            taken = procedure.record.rollback.path.path  # type: ignore[union-attr]
             self.say(f"{path}: first good reply {total:.1f} s after the decision ({taken})")
             return {"path": path, "seconds": total, "steps": steps, "rollback_path": taken,
                     "active_version": gateway.active_version(), "npm_calls": calls,

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.soak
 
 
 def test_soak_log_source(soak_run: SoakRun, run_record: RunRecord) -> None:
-    report = run_record.facts.get("soak", {}).get("log_source", {})
+    report = run_record.soak_of("soak").log_source or {}
     allure.dynamic.story("log source")
     allure.attach(json.dumps(report, indent=2, default=str), name="log source",
                   attachment_type=allure.attachment_type.JSON)

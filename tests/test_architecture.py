@@ -180,9 +180,6 @@ def test_allure_lives_in_the_report_and_the_wiring_and_the_procedure_at_most() -
     assert _library(outside, "allure") + _library(outside, "allure_commons") == []
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14: the procedure emits evidence to one port and "
-                   "the Allure adapter lives in reporting/; phases, safety and recovery still "
-                   "call allure on this branch")
 def test_the_procedure_does_not_import_allure() -> None:
     found = _of({"procedure"})
     assert _library(found, "allure") + _library(found, "allure_commons") == []

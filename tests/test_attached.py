@@ -18,6 +18,7 @@ from harness.common.errors import InputError
 from harness.targets.attached import (
     AttachedUnit,
     Observation,
+    RunningProcess,
     environment_words,
     exec_argv,
     judge_version,
@@ -120,21 +121,21 @@ def test_the_units_exec_start_and_environment_are_read() -> None:
     assert env["OPENCLAW_SERVICE_VERSION"] == "2026.3.28"
 
 
-def _facts(package: str | None = "2026.3.28", mtime: int | None = 1000,
-           started: int | None = 2000, process: str | None = "2026.3.28") -> dict:
-    return {"root": "/srv/oc/node_modules/openclaw", "package_version": package,
-            "package_mtime": mtime, "process_started": started, "process_env_version": process}
+def _process(package: str | None = "2026.3.28", mtime: int | None = 1000,
+           started: int | None = 2000, process: str | None = "2026.3.28") -> RunningProcess:
+    return RunningProcess("/srv/oc/node_modules/openclaw", package, mtime, started,
+                          process_env_version=process)
 
 
 def test_the_version_is_the_package_the_unit_runs_when_every_source_agrees() -> None:
-    version, sources, notes = judge_version(_facts(), "2026.3.28", "OPENCLAW_SERVICE_VERSION")
+    version, sources, notes = judge_version(_process(), "2026.3.28", "OPENCLAW_SERVICE_VERSION")
     assert version == "2026.3.28" and notes == []
     assert sources["package"] == {"path": "/srv/oc/node_modules/openclaw", "version": "2026.3.28"}
 
 
 def test_a_package_replaced_under_the_running_process_is_said_and_not_believed() -> None:
     # `npm i -g openclaw@2026.4.1` while 3.28 keeps running: the files say 4.1, the process not
-    version, _, notes = judge_version(_facts(package="2026.4.1", mtime=3000), "2026.3.28",
+    version, _, notes = judge_version(_process(package="2026.4.1", mtime=3000), "2026.3.28",
                                       "OPENCLAW_SERVICE_VERSION")
     assert version == "2026.3.28"
     assert any("replaced after the running process started" in n for n in notes)
@@ -142,14 +143,14 @@ def test_a_package_replaced_under_the_running_process_is_said_and_not_believed()
 
 
 def test_a_unit_rewritten_and_not_restarted_is_said() -> None:
-    version, _, notes = judge_version(_facts(), "2026.4.1", "OPENCLAW_SERVICE_VERSION")
+    version, _, notes = judge_version(_process(), "2026.4.1", "OPENCLAW_SERVICE_VERSION")
     assert version == "2026.3.28"
     assert notes == ["the unit names 2026.4.1, the running process was started with 2026.3.28: "
                      "the unit was rewritten and not restarted"]
 
 
 def test_no_version_anywhere_is_said() -> None:
-    version, _, notes = judge_version(_facts(package=None, process=None), None, "")
+    version, _, notes = judge_version(_process(package=None, process=None), None, "")
     assert version is None and "no version found" in notes[0]
 
 

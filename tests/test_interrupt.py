@@ -62,7 +62,7 @@ def test_the_claim_of_an_interrupted_run_says_what_was_done_and_what_serves() ->
     rec = record(("upgrade", "health", "passed"))
     rec.interruption = {"by": "SIGINT", "during": "test_soak[reply-plain]",
                         "signals": [{"signal": "SIGINT"}, {"signal": "SIGINT"}]}
-    rec.facts["interruption"] = {"restore": {"proven": True, "summary": "2026.3.28 active"}}
+    rec.after_interruption.restore = {"proven": True, "summary": "2026.3.28 active"}
     rec.final_state = {"serving": True, "version": "2026.3.28", "proven": True}
     claim = _claim("interrupted", LOCK, rec)
     assert claim.startswith("Interrupted by SIGINT during test_soak[reply-plain] (1 more "
@@ -158,7 +158,7 @@ def test_a_lost_lease_interrupts_the_main_thread_and_the_guard_proof_counts() ->
         interruption.uninstall()
     rec = record(("upgrade", "start", "passed"))
     assert rec.proven() is None
-    rec.facts["interruption"] = {"guard": {"proven": True, "summary": "restored: ..."}}
+    rec.after_interruption.guard = {"proven": True, "summary": "restored: ..."}
     assert rec.proven() == "known_good"
     rec.interruption = interruption.as_dict()
     claim = _claim("interrupted", LOCK, rec)

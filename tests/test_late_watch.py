@@ -19,6 +19,7 @@ from harness.judge import assess
 from harness.judge.judge import Judge
 from harness.judge.policy import Window, load_policy
 from harness.modellab import ModelLab
+from harness.procedure.records import SoakRecord
 from harness.procedure.run import PhaseOutcome, RunRecord, build_verdict, with_windows
 from harness.signals.logwatch import LogWatcher
 from harness.signals.signatures import OPENCLAW
@@ -199,9 +200,10 @@ def rolled_back(late: dict | None, late_phase: str = "passed", reason: str = "")
                      PhaseOutcome("soak", "soak_policy", "failed", 1.0),
                      PhaseOutcome("rollback", "rollback_watch", "passed", 1.0),
                      PhaseOutcome("rollback", "rollback_late_watch", late_phase, 1.0, reason)]
-    record.facts["watch"] = {"verdict": {"verdict": "pass"}}
+    record.soaks["watch"] = SoakRecord("watch", verdict={"verdict": "pass"})
     if late is not None:
-        record.facts["late_watch"] = late
+        record.soaks["late_watch"] = SoakRecord("late_watch", {"delay_s": late["delay_s"]},
+                                                late["verdict"])
     lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
             "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain"]}}
     return build_verdict(record, lock)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import ExitCode
+from harness.procedure.records import SoakRecord
 from harness.procedure.run import PhaseOutcome, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +83,8 @@ def test_an_accepted_inconclusive_soak_is_said_to_be_inconclusive() -> None:
 
     rec = record(("upgrade", "health", "passed"), ("soak", "soak_policy", "passed"),
                  ("soak", "soak[reply-plain]", "skipped"))
-    rec.facts["soak"] = {"verdict": {"verdict": "inconclusive", "scenarios": {
-        "reply-plain": {"verdict": "inconclusive"}, "reply-quick": {"verdict": "pass"}}}}
+    rec.soaks["soak"] = SoakRecord("soak", verdict={"verdict": "inconclusive", "scenarios": {
+        "reply-plain": {"verdict": "inconclusive"}, "reply-quick": {"verdict": "pass"}}})
     lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
             "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain", "reply-quick"]}}
     verdict = build_verdict(rec, lock)

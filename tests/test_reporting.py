@@ -86,7 +86,6 @@ from pathlib import Path
 
 import allure
 from harness.modellab import ModelLab
-from harness.procedure.phases import attach_json
 from harness.judge.policy import Window, load_policy
 from harness.reporting import evidence, redact
 from harness.procedure.run import RunRecord, write_verdict
@@ -95,7 +94,8 @@ from harness.signals.signatures import OPENCLAW
 from harness.judge import assess
 from harness.soak.driver import SoakDriver
 from harness.judge.judge import Judge
-from harness.reporting.soak import report_soak
+from harness.procedure.records import SoakRecord
+from harness.reporting.allure_evidence import AllureEvidence
 from harness.soak.scenarios import load_scenarios
 from harness.targets.client import GatewayEndpoint
 
@@ -164,11 +164,12 @@ within_s = 60
         writer.join()
     run.matches = watcher.snapshot()
     run.context = evidence.capture(run, watcher)
-    report_soak(run)
-    attach_json("endpoint", {{"endpoint": repr(endpoint)}})
+    shown = AllureEvidence()  # the procedure's evidence port, as a run of the suite has it
+    shown.soak(run)
+    shown.attach_json("endpoint", {{"endpoint": repr(endpoint)}})
     record = RunRecord()
-    record.facts["soak"] = {{**assess.summary(run), "planted": LINE,
-                            "verdict": assess.soak_verdict(run, {{"quick": 1}})}}
+    record.soaks["soak"] = SoakRecord("soak", {{**assess.summary(run), "planted": LINE}},
+                                      assess.soak_verdict(run, {{"quick": 1}}))
     write_verdict(RUN_DIR / "verdict.json", record, None)
     (RUN_DIR / "modellab.log").write_text(f"request with Authorization: Bearer {{TOKEN}}\\n")
     assert run.stopped_by == "failover-burst", run.stopped_by

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from harness.common.errors import ExitCode
 from harness.judge.policy import load_policy
 from harness.procedure.gate import RestartGate
+from harness.procedure.records import RollbackPath
 from harness.procedure.run import RunRecord, RunSettings, build_verdict
 from harness.procedure.safety import Safety
 from harness.soak.scenarios import load_scenarios
@@ -48,14 +49,14 @@ def test_a_backup_the_state_outgrew_is_taken_again_before_the_interruption(
         tmp_path: Path) -> None:
     steps, record, state = safety(tmp_path)
     assert steps.backup("pre-upgrade", decides=True).posture == "full"
-    assert steps.refresh("pre-upgrade")["retaken"] is False
+    assert steps.refresh("pre-upgrade").retaken is False
     (state / "agents/main/sessions/s.jsonl").write_text("one\ntwo, while a person decided\n")
     again = steps.refresh("pre-upgrade")
-    assert again["retaken"] and again["kept_posture"]
-    assert again["changed"] == {"changed": ["agents/main/sessions/s.jsonl"]}
+    assert again.retaken and again.kept_posture
+    assert again.changed == {"changed": ["agents/main/sessions/s.jsonl"]}
     backup = steps.backup_of("pre-upgrade")
-    assert backup is not None and steps.refresh("pre-upgrade")["retaken"] is False
-    assert [r["retaken"] for r in record.facts["backup_refreshes"]] == [False, True, False]
+    assert backup is not None and steps.refresh("pre-upgrade").retaken is False
+    assert [r["retaken"] for r in record.as_dict()["backup_refreshes"]] == [False, True, False]
 
 
 def test_a_moved_candidate_halts_the_run_before_any_change(tmp_path: Path) -> None:
@@ -116,10 +117,10 @@ def not_approved_rollback(tmp_path: Path, deny: bool) -> dict:
         ("rollback", "rollback_backup", "passed"), ("rollback", "rollback_prepare", "passed"),
         ("rollback", "rollback_restart_gate", "failed"),
         ("rollback", "rollback_restore", "skipped"))]
-    record.facts["restart_decisions"] = [{"approved": True, "by": "ops-alice"},
-                                         decision.as_dict()]
-    record.facts["rollback_path"] = {"path": "prefix switch: the kept known-good prefix, no "
-                                             "download"}
+    approved = RestartGate("auto", tmp_path, 1).ask("stop the known-good", {})
+    record.restarts = [approved, decision]
+    record.rollback.path = RollbackPath({}, "kept prefix", "prefix switch: the kept known-good "
+                                        "prefix, no download")
     record.final_state = {"serving": True, "version": "2026.4.1"}
     lock = {"candidate": {"version": "2026.4.1"}, "known_good": {"version": "2026.3.28"},
             "policy": {"name": "p"}, "scenarios": {"ids": ["reply-plain"]},

@@ -23,6 +23,7 @@ import pytest
 
 from harness.judge.policy import load_policy
 from harness.procedure.gate import RestartGate
+from harness.procedure.phases import rollback_path
 from harness.procedure.run import RunRecord, RunSettings
 from harness.procedure.safety import BY_UPDATER, Safety
 from harness.soak.scenarios import load_scenarios
@@ -166,7 +167,7 @@ def test_a_rollback_by_the_updater_uses_its_result_and_judges_its_warning_benign
         "cli.py"  # through npm's own global bin link
     marker = json.loads((installed.prefix / MARKER).read_text())
     assert marker["version"] == "1.0.0" and marker["installed_by"] == BY_UPDATER
-    updater = record.facts["updater"]
+    updater = record.as_dict()["updater"]
     assert updater["exit_code"] == 1 and updater["its_reason"] == "global install verify"
     assert updater["its_before"] == {"version": "2.0.0"} and updater["used"] is True
     assert updater["verifier"]["verdict"] == "benign"
@@ -176,20 +177,25 @@ def test_a_rollback_by_the_updater_uses_its_result_and_judges_its_warning_benign
     assert "dist/ext/b/runtime.js: benign" in updater["summary"]
     assert "`tool update --tag 1.0.0 --yes --json` exit 1, status error (global install " \
            "verify)" in updater["summary"]
-    assert record.facts["ground_truth"]["known-good (rollback) by the updater"]["verdict"] == \
+    assert record.as_dict()["ground_truth"]["known-good (rollback) by the updater"]["verdict"] == \
         "intact"
+    assert rollback_path(prepared, "tool@2.0.0").startswith(
+        "the target's own updater, run by tool@2.0.0 on a copy of its install (")
 
 
 def test_a_corrupt_result_of_the_updater_is_not_used_the_kept_prefix_is(tmp_path: Path) -> None:
     prepared, record, runtime = rollback_by_updater(tmp_path, drop=("dist/ext/a/runtime.js",))
     assert prepared.path == "kept prefix" and prepared.ok
     assert prepared.installation.prefix == runtime.prefix_for(KNOWN)
-    updater = record.facts["updater"]
+    updater = record.as_dict()["updater"]
     assert updater["used"] is False and updater["verifier"]["verdict"] == "corrupt"
     assert {f["path"]: f["classification"] for f in updater["verifier"]["findings"]} == {
         "dist/ext/a/runtime.js": "corrupt", "dist/ext/b/runtime.js": "benign"}
     assert updater["ground_truth"]["missing"]["paths"] == ["dist/ext/a/runtime.js"]
     assert prepared.as_dict()["updater"]["used"] is False
+    assert rollback_path(prepared, "tool@2.0.0") == (
+        "prefix switch: the kept known-good prefix, no download (the target's own updater was "
+        "tried: its result was not used)")
 
 
 def test_an_updater_past_its_time_limit_is_killed_with_its_children(tmp_path: Path) -> None:
@@ -198,9 +204,9 @@ def test_an_updater_past_its_time_limit_is_killed_with_its_children(tmp_path: Pa
     prepared, record, _ = rollback_by_updater(tmp_path, env={"FAKE_HANG": str(pid_file)},
                                               timeout_s=2)
     assert time.monotonic() - started < 30
-    assert record.facts["updater"]["exit_code"] is None
-    assert record.facts["updater"]["used"] is False and prepared.path == "kept prefix"
-    assert "killed at its time limit" in record.facts["updater"]["summary"]
+    assert record.as_dict()["updater"]["exit_code"] is None
+    assert record.as_dict()["updater"]["used"] is False and prepared.path == "kept prefix"
+    assert "killed at its time limit" in record.as_dict()["updater"]["summary"]
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:

@@ -2,7 +2,8 @@
 
 Each phase returns a `PhaseResult` (it never raises for a product failure), so the pytest
 fixtures can chain them and later phases can say which earlier phase stopped them. Every phase
-writes its evidence to the report as steps and attachments.
+shows its evidence through the evidence port (harness.procedure.evidence: steps and
+attachments) and keeps its outcome in the run's typed records (harness.procedure.records).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import allure
-
 from harness.common import http
 from harness.common.errors import ExitCode, HarnessError
 from harness.common.nonce import new_nonce
@@ -25,12 +24,14 @@ from harness.judge import assess
 from harness.judge.judge import Judge
 from harness.judge.policy import Window
 from harness.judge.recovery_time import recovery
+from harness.procedure import evidence as evidence_port
 from harness.procedure.backup import compare_selected, restore_paths, selected
+from harness.procedure.evidence import Evidence
 from harness.procedure.gate import RestartGate
+from harness.procedure.records import NodeFit, RollbackPath, SoakRecord
 from harness.procedure.run import RunRecord, RunSettings
 from harness.procedure.safety import BY_UPDATER, Prepared, Safety
-from harness.reporting import evidence
-from harness.reporting.soak import report_soak
+from harness.reporting.evidence import capture
 from harness.signals.signatures import catalogue
 from harness.soak.driver import Progress, SoakDriver, SoakRun, check, known_durations
 from harness.soak.scenarios import Scenario
@@ -38,12 +39,14 @@ from harness.targets import semver
 from harness.targets.client import ChatOutcome
 from harness.targets.config import patch_json_file
 from harness.targets.gateway import Gateway
+from harness.targets.registry import Release
 from harness.targets.runtime import Installation, NodeRuntime, Runtime
 
 MIN_FREE_BYTES = 2 * 1024**3
 # after a rollback: judged by whether every path works and the pattern is gone, not by samples
 POST_ROLLBACK = ("smoke", "watch", "late_watch")
 SMOKE_FAST_S = 30.0  # a path the known-good's baseline finished within this is a fast one
+Note = Callable[[str, bool, Any, Any], None]  # one preflight check: name, ok, observed, expected
 
 
 @dataclass
@@ -60,39 +63,35 @@ class PhaseError(Exception):
     """A phase stopped on an error of the harness or its infrastructure, not on a check."""
 
 
-def report_phase(result: PhaseResult) -> None:
+def report_phase(result: PhaseResult, evidence: Evidence | None = None) -> None:
     """The test body of a phase: its summary is the test's message. A phase that stopped on
     an error is reported as broken (an error, not a failed check of the product)."""
-    allure.dynamic.story(result.name)
+    (evidence or evidence_port.current()).label("story", result.name)
     if not result.ok and result.details.get("error"):
         raise PhaseError(f"harness error in phase {result.name} "
                          f"({result.details['error']}): {result.summary}")
     assert result.ok, result.summary
 
 
-def attach_json(name: str, payload: Any) -> None:
-    allure.attach(json.dumps(payload, indent=2, default=str), name=name,
-                  attachment_type=allure.attachment_type.JSON)
-
-
-def _timed(name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
+def _timed(name: str, body: Callable[[], PhaseResult],
+           evidence: Evidence | None = None) -> PhaseResult:
     """Run a phase; any error becomes a failed result, so the procedure can go on to restore
     service (a failed fresh backup must never keep the rollback from running)."""
+    shown = evidence or evidence_port.current()
     started = time.monotonic()
     started_at = time.time()
-    with allure.step(f"phase {name}"):
+    with shown.step(f"phase {name}"):
         try:
             result = body()
         except HarnessError as exc:
             result = PhaseResult(name, False, str(exc), {"error": type(exc).__name__})
         except Exception as exc:  # noqa: BLE001 - reported with its traceback, never swallowed
-            allure.attach(traceback.format_exc(), name=f"{name} error",
-                          attachment_type=allure.attachment_type.TEXT)
+            shown.attach_text(f"{name} error", traceback.format_exc())
             result = PhaseResult(name, False, f"{type(exc).__name__}: {exc}",
                                  {"error": type(exc).__name__})
         result.seconds = round(time.monotonic() - started, 3)
         result.started_at = round(started_at, 3)
-        attach_json(f"{name} result", result.__dict__)
+        shown.attach_json(f"{name} result", result.__dict__)
     return result
 
 
@@ -101,8 +100,9 @@ class Procedure:
 
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
                  node: NodeRuntime | None, gateway: Gateway, progress: Progress | None = None,
-                 gate: RestartGate | None = None) -> None:
+                 gate: RestartGate | None = None, evidence: Evidence | None = None) -> None:
         self.settings = settings
+        self.evidence = evidence or evidence_port.current()
         self.record = record
         self.runtime = runtime
         self.node = node
@@ -111,44 +111,32 @@ class Procedure:
         self.soaks: dict[str, SoakRun] = {}
         self._inconclusive: dict[str, str] = {}
         self.backup_dir = settings.cache_dir / "runs" / settings.run_id / "backups"
-        self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate)
+        self.safety = Safety(settings, record, runtime, node, gateway, self.backup_dir, gate,
+                             evidence=self.evidence)
         self.prepared: dict[str, Prepared] = {}
         self.timeline: dict[str, PhaseResult] = {}  # the latest result of each phase by name
 
+    def _timed(self, name: str, body: Callable[[], PhaseResult]) -> PhaseResult:
+        return _timed(name, body, self.evidence)
+
     # -- upgrade ------------------------------------------------------------------------
     def preflight(self) -> PhaseResult:
-        return _timed("preflight", self._preflight)
+        return self._timed("preflight", self._preflight)
 
     def _preflight(self) -> PhaseResult:
         s = self.settings
         checks: list[dict[str, Any]] = []
-        attach_json("release lock", self.safety.lock)
-        allure.attach(s.policy.text, name=f"policy {s.policy.path.name} "
-                      f"sha256:{s.policy.sha256[:16]}", attachment_type=allure.attachment_type.TEXT)
+        self.evidence.attach_json("release lock", self.safety.lock)
+        self.evidence.attach_text(f"policy {s.policy.path.name} sha256:{s.policy.sha256[:16]}",
+                                  s.policy.text)
 
         def note(name: str, ok: bool, observed: Any, expected: Any) -> None:
-            with allure.step(f"{'ok' if ok else 'FAILED'}: {name}"):
+            with self.evidence.step(f"{'ok' if ok else 'FAILED'}: {name}"):
                 checks.append({"check": name, "ok": ok, "observed": observed,
                                "expected": expected})
 
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
-            note(f"{role} {release.label} resolved with its integrity hash",
-                 bool(release.integrity), release.integrity or "none", "registry dist.integrity")
-            if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
-                engine = self.safety.packages.engine(release, None)
-                note(engine.line, engine.ok, engine.observed, engine.expected)
-                continue
-            engine = release.node_engine or "*"
-            try:  # each version on its own Node.js (the profile's pin, or its engines)
-                node = self.safety.node_for(release).version
-            except HarnessError as exc:
-                node = f"none ({exc.message})"
-            fits = node[0].isdigit() and semver.satisfies(node, engine)
-            self.record.facts.setdefault("node", {})[role] = {
-                "version": release.version, "engines_node": release.node_engine,
-                "node": node, "satisfies": fits}
-            note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
-                 f"{release.label} engines.node {engine!r}", fits, node, engine)
+            self._runs_on(role, release, note)
         free = shutil.disk_usage(s.cache_dir).free
         note("free disk space for the candidate install", free >= MIN_FREE_BYTES,
              f"{free / 1024**3:.1f} GiB", f">= {MIN_FREE_BYTES / 1024**3:.0f} GiB")
@@ -159,7 +147,34 @@ class Procedure:
              active, s.known_good.version)
         for lint in self.gateway.config_lint():  # e.g. the gateway's own auto-update is off
             note(lint["check"], lint["ok"], lint["observed"], lint["expected"])
-        # the registry's own packages, fetched now so a rollback needs no network later
+        self._as_the_registry_ships(active, note)
+        failed = [c["check"] for c in checks if not c["ok"]]
+        summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
+        return PhaseResult("preflight", not failed, summary, {"checks": checks})
+
+    def _runs_on(self, role: str, release: Release, note: Note) -> None:
+        """`release` resolved with its hash, and the runtime it will run on fits it."""
+        note(f"{role} {release.label} resolved with its integrity hash",
+             bool(release.integrity), release.integrity or "none", "registry dist.integrity")
+        if release.ecosystem != "npm":  # its Requires-Python against the harness's Python
+            check = self.safety.packages.engine(release, None)
+            note(check.line, check.ok, check.observed, check.expected)
+            return
+        engine = release.node_engine or "*"
+        try:  # each version on its own Node.js (the profile's pin, or its engines)
+            node = self.safety.node_for(release).version
+        except HarnessError as exc:
+            node = f"none ({exc.message})"
+        fits = node[0].isdigit() and semver.satisfies(node, engine)
+        self.record.installs.node[role] = NodeFit(release.version, release.node_engine, node,
+                                                  fits)
+        note(f"Node.js {node} {'satisfies' if fits else 'does not satisfy'} "
+             f"{release.label} engines.node {engine!r}", fits, node, engine)
+
+    def _as_the_registry_ships(self, active: str | None, note: Note) -> None:
+        """The registry's own packages, fetched now so a rollback needs no network later, and
+        the known-good install checked against its package."""
+        s = self.settings
         prefix = self.gateway.active_prefix()
         for role, release in (("candidate", s.candidate), ("known_good", s.known_good)):
             what = "tarball" if release.ecosystem == "npm" else "resolved set"
@@ -175,12 +190,9 @@ class Procedure:
             findings = self.safety.verify_install(s.known_good, prefix, "known-good (preflight)")
             note(f"the known-good install is {s.known_good.label} as the registry ships it",
                  not findings.corrupt, findings.summary(), "every shipped file, identical")
-        failed = [c["check"] for c in checks if not c["ok"]]
-        summary = "all checks passed" if not failed else "failed: " + "; ".join(failed)
-        return PhaseResult("preflight", not failed, summary, {"checks": checks})
 
     def backup(self) -> PhaseResult:
-        return _timed("backup", lambda: self._backup("pre-upgrade", decides=True))
+        return self._timed("backup", lambda: self._backup("pre-upgrade", decides=True))
 
     def _backup(self, label: str, decides: bool) -> PhaseResult:
         assessed = self.safety.backup(label, decides)
@@ -191,7 +203,7 @@ class Procedure:
         return PhaseResult(label, True, assessed.line(), details)
 
     def install(self) -> PhaseResult:
-        return _timed("install", self._install_candidate)
+        return self._timed("install", self._install_candidate)
 
     def _install_candidate(self) -> PhaseResult:
         """The candidate into its own prefix beside the running known-good: no interruption."""
@@ -215,7 +227,7 @@ class Procedure:
         return PhaseResult("install", ok, summary, {**prepared.as_dict(), "integrity": marker})
 
     def restart_gate(self, purpose: str) -> PhaseResult:
-        return self._kept(_timed(f"restart gate ({purpose})",
+        return self._kept(self._timed(f"restart gate ({purpose})",
                                  lambda: self._restart_gate(purpose)))
 
     def _restart_gate(self, purpose: str) -> PhaseResult:
@@ -228,7 +240,7 @@ class Procedure:
                           f"(PID {self.gateway.pid})",
             "then": f"switch to {coming.label} ({prepared.path if prepared else 'prefix'}, "
                     "verified against the registry) and start it",
-            "backup": (self.record.facts.get("backup_posture") or {}).get("line"),
+            "backup": self.record.backups.posture_line,
             "health": f"{self.gateway.endpoint.base_url}{s.target.api.live}",
         }
         decision = self.safety.ask(purpose, plan, halt_on_refusal=not rollback)
@@ -242,7 +254,7 @@ class Procedure:
         return PhaseResult("restart_gate", decision.approved, summary, decision.as_dict())
 
     def stop(self) -> PhaseResult:
-        return _timed("stop", self._stop)
+        return self._timed("stop", self._stop)
 
     def _stop(self) -> PhaseResult:
         """The interruption: re-check the lock and the backup, stop, switch to the candidate."""
@@ -250,46 +262,45 @@ class Procedure:
         if not check.ok:
             return PhaseResult("stop", False, check.message(self.safety.lock), check.as_dict())
         fresh = self.safety.refresh("pre-upgrade")
-        if fresh.get("retaken") and not fresh.get("kept_posture"):
+        if fresh.weakened:
             reason = (f"the state changed since the pre-upgrade backup and taking it again "
-                      f"gave posture {fresh['posture']}: refusing to stop on a weaker backup")
+                      f"gave posture {fresh.posture}: refusing to stop on a weaker backup")
             self.record.halt("backup_no_go", ExitCode.BACKUP_NO_GO, reason)
-            return PhaseResult("stop", False, reason, fresh)
+            return PhaseResult("stop", False, reason, fresh.as_dict())
         pid = self.gateway.pid
         self.record.changed = True
-        with allure.step(f"stop gateway PID {pid}"):
+        with self.evidence.step(f"stop gateway PID {pid}"):
             was_running = self.gateway.stop()
         if self.gateway.is_running():
             return PhaseResult("stop", False, f"gateway PID {pid} still running",
                                {"was_running": was_running})
         prepared = self.prepared["candidate"]
-        with allure.step(f"switch the active install to {self.settings.candidate.version}"):
+        with self.evidence.step(f"switch the active install to {self.settings.candidate.version}"):
             self.gateway.activate(prepared.installation)
         summary = (f"gateway PID {pid} stopped; active install switched to "
                    f"{self.gateway.active_version()}")
-        details: dict[str, Any] = {"was_running": was_running, "backup_refresh": fresh,
+        details: dict[str, Any] = {"was_running": was_running, "backup_refresh": fresh.as_dict(),
                                    "prefix": str(prepared.installation.prefix)}
         patch = self.settings.candidate_config
         if patch:
             config = self.gateway.state_dir / self.settings.target.state.config
-            with allure.step(f"apply the candidate's config change to {config.name}"):
+            with self.evidence.step(f"apply the candidate's config change to {config.name}"):
                 patch_json_file(config, patch)
-                attach_json("candidate config patch", patch)
+                self.evidence.attach_json("candidate config patch", patch)
             details["config_patch"] = patch
             summary += f"; config patched with {json.dumps(patch)}"
         ok = self.gateway.active_version() == self.settings.candidate.version
         return PhaseResult("stop", ok, summary, details)
 
     def start(self) -> PhaseResult:
-        return self._kept(_timed("start", self._start))
+        return self._kept(self._timed("start", self._start))
 
     def _start(self) -> PhaseResult:
         pid = self.gateway.start()
-        with allure.step(f"gateway started as PID {pid}; waiting for /healthz and /readyz"):
+        with self.evidence.step(f"gateway started as PID {pid}; waiting for /healthz and /readyz"):
             ready = self.gateway.wait_ready()
         if not ready.ready:
-            allure.attach(self.gateway.log_tail(40), name="gateway log tail",
-                          attachment_type=allure.attachment_type.TEXT)
+            self.evidence.attach_text("gateway log tail", self.gateway.log_tail(40))
             return PhaseResult("start", False, f"gateway never became ready: {ready.reason}",
                                {"pid": pid, "live": ready.live, "ready": ready.readyz})
         return PhaseResult("start", True, f"PID {pid} ready in {ready.seconds:.1f} s",
@@ -297,14 +308,14 @@ class Procedure:
                             "ready_s": round(ready.seconds, 2)})
 
     def health(self) -> PhaseResult:
-        return _timed("health", self._health)
+        return self._timed("health", self._health)
 
     def _health(self) -> PhaseResult:
         api = self.settings.target.api
         live = self.gateway.endpoint.probe(api.live)
         ready = self.gateway.endpoint.probe(api.ready)
         nonce = new_nonce()
-        with allure.step(f"one real reply from agent {api.health_agent}"):
+        with self.evidence.step(f"one real reply from agent {api.health_agent}"):
             outcome = one_reply(self.gateway, api.health_agent,
                                 f"Health check: quote the reference tag {nonce} verbatim.")
         verdict, reason = check(outcome, (nonce,))
@@ -315,7 +326,7 @@ class Procedure:
 
     # -- baseline and soak -----------------------------------------------------------------
     def baseline(self) -> PhaseResult:
-        return _timed("baseline", self._baseline)
+        return self._timed("baseline", self._baseline)
 
     def _baseline(self) -> PhaseResult:
         window = self.settings.baseline
@@ -323,10 +334,9 @@ class Procedure:
             return PhaseResult("baseline", True, "no baseline soak declared (policy [baseline] "
                                "or --baseline SECONDS): candidate judged by the policy alone")
         run = self._soak("baseline", window, list(self.settings.scenarios.scenarios))
-        verdict = self.record.facts["baseline"]["verdict"]
-        report_soak(run)
-        allure.attach("\n".join(verdict["reasons"]), name="baseline verdict",
-                      attachment_type=allure.attachment_type.TEXT)
+        verdict = self.record.soaks["baseline"].verdict
+        self.evidence.soak(run)
+        self.evidence.attach_text("baseline verdict", "\n".join(verdict["reasons"]))
         classes = {k: v for k, v in assess.class_counts(run).items() if v}
         numbers = {"requests": len(run.exchanges()), "classes": classes}
         if verdict["verdict"] == "fail":
@@ -344,11 +354,12 @@ class Procedure:
         when the run says `ask`."""
         if run.label in self._inconclusive:
             return self._inconclusive[run.label]
-        verdict = self.record.facts.get(run.label, {}).get("verdict", {}).get("verdict", "")
+        soaked = self.record.soak_of(run.label)
+        verdict = str(soaked.verdict.get("verdict", ""))
 
         def ask() -> tuple[bool, dict[str, Any]]:
-            unsure = [sid for sid, v in self.record.facts[run.label]["verdict"][
-                "scenarios"].items() if v["verdict"] == "inconclusive"]
+            unsure = [sid for sid, v in soaked.verdict["scenarios"].items()
+                      if v["verdict"] == "inconclusive"]
             gate = RestartGate("manual", self.settings.run_dir, self.settings.gate_timeout_s,
                                terminal=self.safety.gate.terminal, say=self.safety.gate.say)
             decision = gate.ask(f"accept an inconclusive {run.label} of "
@@ -358,7 +369,7 @@ class Procedure:
 
         mode, decision = assess.inconclusive_mode(self.settings.on_inconclusive, verdict, ask)
         if decision is not None:
-            self.record.facts[run.label]["inconclusive_decision"] = decision
+            soaked.inconclusive_decision = decision
         self._inconclusive[run.label] = mode
         return mode
 
@@ -381,11 +392,11 @@ class Procedure:
         chosen = [replace(s, concurrency=1, pause_s=0.0, rate_per_min=None) for s in chosen]
         timeout = max(s.timeout_s for s in chosen) * 2
         smoke = self._soak("smoke", Window(0.0, timeout), chosen, once=True)
-        self.record.facts["recovery"] = recovery(self.soaks.get("soak"), self.timeline, smoke)
+        self.record.rollback.recovery = recovery(self.soaks.get("soak"), self.timeline, smoke)
         if self.record.rollback_started:  # the lock re-checked, once service is back
             check = self.safety.lock_holds("rollback", refuse=False)
             if not check.ok:
-                self.record.facts["rollback_lock_note"] = check.message(self.safety.lock)
+                self.record.locks.rollback_note = check.message(self.safety.lock)
         return smoke
 
     def _kept(self, result: PhaseResult) -> PhaseResult:
@@ -404,31 +415,31 @@ class Procedure:
                             known_s=known_durations(baseline) if baseline else None,
                             # the candidate's soak after a change: a decision rolls back
                             decision_rolls_back=label == "soak" and self.record.changed)
-        with allure.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
+        with self.evidence.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
                          f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
             run = driver.run(label, window, once=once)
         run.matches = watcher.snapshot()
-        run.context = evidence.capture(run, watcher)  # evidence lines with their neighbours
+        run.context = capture(run, watcher)  # evidence lines with their neighbours
         self.soaks[label] = run
-        facts = assess.summary(run)
-        facts["log_source"] = self.gateway.log_report(watcher, run.started)
+        soaked = SoakRecord(label, assess.summary(run),
+                            log_source=self.gateway.log_report(watcher, run.started))
         if label in POST_ROLLBACK:  # judged as its test judges it: every path shown working
-            facts["verdict"] = assess.watch_verdict(run)
+            soaked.verdict = assess.watch_verdict(run)
         else:
-            facts["verdict"] = assess.soak_verdict(run, s.min_samples(), baseline)
+            soaked.verdict = assess.soak_verdict(run, s.min_samples(), baseline)
         if baseline is not None:
-            facts["comparison"] = assess.compare(baseline, run)
-        self.record.facts[label] = facts
+            soaked.comparison = assess.compare(baseline, run)
+        self.record.soaks[label] = soaked
         return run
 
     # -- rollback -----------------------------------------------------------------------
     def rollback_backup(self) -> PhaseResult:
         self.record.rollback_started = True
-        return self._kept(_timed("rollback backup",
+        return self._kept(self._timed("rollback backup",
                                  lambda: self._backup("pre-rollback", decides=False)))
 
     def rollback_prepare(self) -> PhaseResult:
-        return self._kept(_timed("prepare known-good", self._rollback_prepare))
+        return self._kept(self._timed("prepare known-good", self._rollback_prepare))
 
     def _rollback_prepare(self) -> PhaseResult:
         """The known-good back in place beside the candidate, before anything is interrupted:
@@ -445,22 +456,15 @@ class Procedure:
         else:
             prepared = self.safety.prepare(release, "known-good (rollback)")
         self.prepared["known_good"] = prepared
-        path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
-                BY_UPDATER: f"the target's own updater, run by {self.settings.candidate.label} "
-                            f"on a copy of its install ({prepared.installation.seconds:.0f} s)"
-                }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
-                                     f"{prepared.installation.seconds:.0f} s)")
-        if prepared.updater is not None and not prepared.updater["used"]:
-            path += " (the target's own updater was tried: its result was not used)"
-        self.record.facts["rollback_path"] = {**prepared.as_dict(), "how": prepared.path,
-                                              "path": path}
+        path = rollback_path(prepared, self.settings.candidate.label)
+        self.record.rollback.path = RollbackPath(prepared.as_dict(), prepared.path, path)
         summary = f"{path}; {prepared.findings.summary()}"
         if prepared.updater is not None:
-            summary += f". The updater: {prepared.updater['summary']}"
+            summary += f". The updater: {prepared.updater.summary}"
         return PhaseResult("rollback_prepare", prepared.ok, summary, prepared.as_dict())
 
     def rollback_restore(self) -> PhaseResult:
-        return self._kept(_timed("restore known-good", self._rollback_restore))
+        return self._kept(self._timed("restore known-good", self._rollback_restore))
 
     def _rollback_restore(self) -> PhaseResult:
         return self.restore_known_good(self.prepared["known_good"].installation)
@@ -471,9 +475,9 @@ class Procedure:
         that is interrupted before any version was proven does itself
         (harness.procedure.recovery)."""
         fresh = self.safety.refresh("pre-rollback")  # insurance only: it never blocks
-        with allure.step("stop the candidate gateway (if it is running)"):
+        with self.evidence.step("stop the candidate gateway (if it is running)"):
             self.gateway.stop()
-        with allure.step(f"switch the active install to {self.settings.known_good.version}"):
+        with self.evidence.step(f"switch the active install to {self.settings.known_good.version}"):
             self.gateway.activate(installation)
         active = self.gateway.active_version()
         backup = self.safety.backup_of("pre-upgrade")
@@ -486,16 +490,17 @@ class Procedure:
         restored: list[str] = []
         diff = {"missing": [], "added": [], "changed": []}
         if backup is not None and held:
-            with allure.step(f"restore {held} from the pre-upgrade backup"):
+            with self.evidence.step(f"restore {held} from the pre-upgrade backup"):
                 restored = restore_paths(backup, self.gateway.state_dir, held)
                 diff = compare_selected(backup, self.gateway.state_dir, held)
         same = not any(diff.values())
-        self.record.facts["rollback_state_diff"] = diff
+        self.record.rollback.state_diff = diff
         if unheld:
-            self.record.facts["rollback_state_not_restored"] = unheld
+            self.record.rollback.not_restored = unheld
         details = {"active_version": active, "restored_files": len(restored),
                    "state_diff": diff, "not_in_backup": unheld, "backup_refresh": fresh,
-                   "rollback_path": self.record.facts.get("rollback_path", {}).get("path")}
+                   "rollback_path": self.record.rollback.path.path
+                   if self.record.rollback.path else None}
         if active != self.settings.known_good.version:
             return PhaseResult("restore", False, f"active version is {active}, not "
                                f"{self.settings.known_good.version}", details)
@@ -508,6 +513,19 @@ class Procedure:
         if unheld:
             summary += f"; not restored, the backup does not hold them: {', '.join(unheld)}"
         return PhaseResult("restore", True, summary, details)
+
+
+def rollback_path(prepared: Prepared, candidate: str) -> str:
+    """How the known-good was made ready, in the words of the report and the claim."""
+    seconds = prepared.installation.seconds
+    path = {"kept prefix": "prefix switch: the kept known-good prefix, no download",
+            BY_UPDATER: f"the target's own updater, run by {candidate} on a copy of its "
+                        f"install ({seconds:.0f} s)"
+            }.get(prepared.path, f"reinstall from the registry ({prepared.path}, "
+                                 f"{seconds:.0f} s)")
+    if prepared.updater is not None and not prepared.updater.used:
+        path += " (the target's own updater was tried: its result was not used)"
+    return path
 
 
 def one_reply(gateway: Gateway, agent: str, prompt: str, timeout: float = 180.0) -> ChatOutcome:

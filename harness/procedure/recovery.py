@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import allure
-
 from harness.common.errors import HarnessError
 from harness.common.nonce import new_nonce
 from harness.procedure.interrupt import Interruption, Skipped
-from harness.procedure.phases import Procedure, attach_json, one_reply
+from harness.procedure.phases import Procedure, one_reply
 from harness.soak.driver import check
 
 PROOF_TIMEOUT_S = 90.0
@@ -30,7 +28,7 @@ Emit = Callable[..., Any]
 
 def put_known_good_back(procedure: Procedure, interruption: Interruption,
                         emit: Emit | None = None) -> dict[str, Any]:
-    """Restore, start and prove the known-good; the outcome goes to the run's facts
+    """Restore, start and prove the known-good; the outcome goes to the run's records
     (`interruption.restore`) and, through `emit`, to transitions.jsonl."""
     record, settings, gateway = procedure.record, procedure.settings, procedure.gateway
     good = settings.known_good
@@ -40,10 +38,10 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
     was = gateway.active_version()
     outcome: dict[str, Any] = {"from": was, "to": good.version, "restored": False,
                                "ready": False, "proven": False}
-    record.facts.setdefault("interruption", {})["restore"] = outcome
+    record.after_interruption.restore = outcome
     emit("interrupted", "restore", summary=f"no version proven since the first change "
          f"(active: {was}): putting {good.version} back")
-    with allure.step(f"interrupted before a version was proven: put {good.label} back"):
+    with procedure.evidence.step(f"interrupted before a version was proven: put {good.label} back"):
         try:
             if was == good.version and gateway.is_running():
                 # the rollback had restored and started it (it starts only a restored one):
@@ -70,7 +68,7 @@ def put_known_good_back(procedure: Procedure, interruption: Interruption,
             outcome["error"] = exc.message
         outcome["seconds"] = round(time.monotonic() - started, 2)
         outcome["summary"] = _summary(outcome)
-        attach_json("restore after the interruption", outcome)
+        procedure.evidence.attach_json("restore after the interruption", outcome)
     emit("interrupted", "restored" if outcome["ready"] else "restore_failed",
          summary=outcome["summary"], proven=outcome["proven"])
     return outcome

@@ -19,6 +19,8 @@ from typing import Any
 from harness import __version__
 from harness.common.errors import ExitCode
 from harness.judge.policy import Policy, Window
+from harness.procedure.gate import Decision
+from harness.procedure.records import AttachedRecord, Records
 from harness.reporting.redact import redact
 from harness.soak.scenarios import ScenarioSet
 from harness.targets.profile import TargetProfile
@@ -124,12 +126,14 @@ class PhaseOutcome:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Records):
+    """The run as it went: its phases, whether it changed the host, the typed records of every
+    step (harness.procedure.records), and what served at the end."""
+
     started: float = field(default_factory=time.time)
     phases: list[PhaseOutcome] = field(default_factory=list)
     changed: bool = False  # something on the host was stopped or switched
     rollback_started: bool = False
-    facts: dict[str, Any] = field(default_factory=dict)  # evidence for verdict.json
     final_state: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     error_code: ExitCode | None = None
@@ -151,8 +155,7 @@ class RunRecord:
         """Which version this run proved once something changed: `candidate` (it passed every
         phase and the soak), `known_good` (after a rollback, its watches passed; after an
         interruption, the restored one answered a real reply), or None."""
-        stopped = self.facts.get("interruption") or {}
-        if stopped.get("restore", {}).get("proven") or stopped.get("guard", {}).get("proven"):
+        if self.after_interruption.proven:
             return "known_good"
         ran = {p.name: p.outcome for p in self.phases}
         if self.rollback_started:
@@ -201,22 +204,22 @@ def build_verdict(record: RunRecord, lock: dict[str, Any] | None) -> dict[str, A
         "started": round(record.started, 3), "ended": round(time.time(), 3),
         "lock": lock,
         "phases": [p.__dict__ for p in record.phases],
-        **record.facts,
+        **record.as_dict(record.interruption),
         "final_state": record.final_state,
         "claim": _claim(outcome, lock, record),
     }
     # the backup posture leads every claim about a run that got going; a run stopped on an
     # error before any backup was taken has no posture to state
-    if record.error is None or record.facts.get("backup_posture"):
+    if record.error is None or record.backups.posture is not None:
         verdict["claim"] = f"{posture_line(record)}. {verdict['claim']}"
     return verdict
 
 
 def posture_line(record: RunRecord) -> str:
     """The first words of every claim: how safe the run's backup was."""
-    posture = record.facts.get("backup_posture")
-    if posture:
-        return str(posture["line"][0].upper() + posture["line"][1:])
+    line = record.backups.posture_line
+    if line:
+        return line[0].upper() + line[1:]
     return "Backup posture: none taken (no backup phase ran)"
 
 
@@ -227,13 +230,13 @@ def write_verdict(path: Path, record: RunRecord, lock: dict[str, Any] | None) ->
     return verdict
 
 
-def allure_environment(lock: dict[str, Any], facts: dict[str, Any] | None = None) -> str:
+def allure_environment(lock: dict[str, Any], record: Records | None = None) -> str:
     """The report's environment panel: what was upgraded (or soaked as found), under which
     declared policy."""
     rows: dict[str, Any] = {"target": f"{lock['target']['name']} ({lock['target']['kind']})"}
     attached = lock.get("attached")
     if attached:
-        found = ((facts or {}).get("attached") or {}).get("before") or {}
+        found = (record.attached.before if record and record.attached else None) or {}
         rows["attached"] = f"{attached['unit']} on {attached['host']} at {attached['url']}"
         rows["running_version"] = f"{attached['package']} {found.get('version')}"
         rows["upgrade"] = "none attempted: soaked as found"
@@ -274,17 +277,22 @@ def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
         verb = "passed" if outcome == "passed" else f"failed ({failed})"
         return (f"The running {running} {verb} the soak on this host under policy {policy!r}; "
                 "no upgrade was part of this run.")
+    return _upgrade_claim(outcome, lock, record, cand, good, failed)
+
+
+def _upgrade_claim(outcome: str, lock: dict[str, Any], record: RunRecord, cand: str,
+                   good: str, failed: str) -> str:
+    """The claim of a run that upgraded (or set out to)."""
+    policy = lock["policy"]["name"]
     paths = ", ".join(lock.get("scenarios", {}).get("ids", [])) or "the declared paths"
-    soak = record.facts.get("soak", {}).get("verdict", {})
     if outcome == "passed":
-        unsure = sorted(sid for sid, v in soak.get("scenarios", {}).items()
-                        if v.get("verdict") == "inconclusive")
-        if unsure:
-            by = record.facts.get("soak", {}).get("inconclusive_decision", {}).get("by")
+        soak = record.soak_of("soak")
+        if soak.inconclusive:
+            by = soak.accepted_by
             accepted = f"by {by} at the manual gate" if by else "for this run"
             return (f"{cand} passed every phase on this host under policy {policy!r}, but the "
-                    f"soak was inconclusive on {', '.join(unsure)} (too few samples; accepted "
-                    f"{accepted}); no claim about those paths.")
+                    f"soak was inconclusive on {', '.join(soak.inconclusive)} (too few "
+                    f"samples; accepted {accepted}); no claim about those paths.")
         return (f"{cand} passed every phase and the soak ({paths}) on this host under policy "
                 f"{policy!r}; no claim beyond these paths and this window.")
     if outcome == "rolled_back":
@@ -309,28 +317,25 @@ def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> st
     """A soak of a deployment the run found running: what ran, that nothing was changed, and
     whether it stayed as found."""
     at = lock["attached"]
-    facts = record.facts.get("attached") or {}
-    found = facts.get("before") or {}
+    seen = record.attached or AttachedRecord()
+    found = seen.before or {}
     version = found.get("version") or "an unknown version"
     what = (f"the running {at['unit']} on {at['host']} ({at['package']} {version}, PID "
             f"{found.get('main_pid')}, active since {found.get('active_since')})")
     policy = lock["policy"]["name"]
     paths = ", ".join(lock.get("scenarios", {}).get("ids", [])) or "the declared paths"
     if outcome == "passed":
-        soak = record.facts.get("soak", {}).get("verdict", {})
-        unsure = sorted(sid for sid, v in soak.get("scenarios", {}).items()
-                        if v.get("verdict") == "inconclusive")
+        unsure = record.soak_of("soak").inconclusive
         verdict = f"passed the soak ({paths})"
         if unsure:
             verdict += f", inconclusive on {', '.join(unsure)} (too few samples; accepted)"
     else:
         failed = ", ".join(sorted({p.name for p in record.failures("soak")})) or outcome
         verdict = f"failed {failed}"
-    changes = facts.get("changes")
-    if changes is None:
+    if seen.changes is None:
         after = "its state after the soak was not read"
-    elif changes:
-        after = f"it did not stay as found: {'; '.join(changes)}"
+    elif seen.changes:
+        after = f"it did not stay as found: {'; '.join(seen.changes)}"
     else:
         after = "it was left as found (same MainPID and start time, serving)"
     notes = found.get("notes") or []
@@ -342,29 +347,27 @@ def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> st
 
 def _watches(record: RunRecord) -> str:
     """What the post-rollback watches showed, each by its own verdict."""
-    early = record.facts.get("watch", {}).get("verdict", {}).get("verdict", "not run")
-    late = record.facts.get("late_watch")
+    early = record.soak_of("watch").outcome
+    late = record.soaks.get("late_watch")
     if late is None:
         ran = {p.name: p for p in record.phases if p.family == "rollback"}
         why = ran["rollback_late_watch"].reason if "rollback_late_watch" in ran else "not run"
         return f"its watch {_verb(early)} (no later watch: {why})"
-    delay = late.get("delay_s") or 0
-    return (f"its early watch {_verb(early)}, and its later watch after {delay:g} s of quiet "
-            f"{_verb(late.get('verdict', {}).get('verdict', 'not run'))}")
+    return (f"its early watch {_verb(early)}, and its later watch after {late.delay_s:g} s of "
+            f"quiet {_verb(late.outcome)}")
 
 
 def _by_updater(record: RunRecord) -> str:
     """When the target's own updater did the rollback: what its warnings really were."""
-    updater = record.facts.get("updater")
-    if not updater or not updater.get("used"):
+    updater = record.installs.updater
+    if updater is None or not updater.used:
         return ""
-    verifier = updater.get("verifier") or {}
-    named = len(verifier.get("findings") or [])
-    if not named:
+    if not updater.named or updater.verifier is None:
         return " by the target's own updater"
-    return (f" by the target's own updater, whose verifier named {named} file(s) missing: "
-            f"{verifier.get('verdict')} against {verifier.get('package')}@"
-            f"{verifier.get('version')}'s own package")
+    verifier = updater.verifier
+    return (f" by the target's own updater, whose verifier named {updater.named} file(s) "
+            f"missing: {verifier.verdict} against {verifier.package}@{verifier.version}'s own "
+            "package")
 
 
 def _verb(verdict: str) -> str:
@@ -375,9 +378,9 @@ def _rollback_failed(record: RunRecord, cand: str, good: str, failed: str,
                      policy: str, lock: dict[str, Any]) -> str:
     """The rollback did not prove healthy: which step stopped it, and why."""
     steps = record.failures("rollback")
-    decision = (record.facts.get("restart_decisions") or [{}])[-1]
-    if any(p.name == "rollback_restart_gate" for p in steps) and \
-            decision.get("approved") is False:  # not a gate that broke before deciding
+    decision = record.restarts[-1] if record.restarts else None
+    if any(p.name == "rollback_restart_gate" for p in steps) and decision is not None \
+            and decision.approved is False:  # not a gate that broke before deciding
         return _rollback_not_approved(record, decision, cand, good, failed, policy,
                                       lock.get("gate_timeout_s"))
     which = "; ".join(f"{p.name}: {p.reason.splitlines()[0][:200]}" if p.reason else p.name
@@ -386,18 +389,18 @@ def _rollback_failed(record: RunRecord, cand: str, good: str, failed: str,
             f"({which}): a person must look now.")
 
 
-def _rollback_not_approved(record: RunRecord, decision: dict[str, Any], cand: str,
+def _rollback_not_approved(record: RunRecord, decision: Decision, cand: str,
                            good: str, failed: str, policy: str,
                            timeout_s: float | None) -> str:
     """The rollback's restart gate got no approval: nothing was interrupted, so the failed
     candidate kept running. Say so, and who must decide."""
-    if decision.get("channel") == "timeout":
-        waited = timeout_s if timeout_s is not None else decision.get("waited_s", 0)
+    if decision.channel == "timeout":
+        waited = timeout_s if timeout_s is not None else decision.waited_s
         how = f"nobody approved its restart within {waited:g} s"
     else:
-        how = (f"{decision.get('by')} refused its restart via {decision.get('channel')} "
-               f"({decision.get('reason') or 'no reason given'})")
-    prepared = record.facts.get("rollback_path", {}).get("path", "prepared")
+        how = (f"{decision.by} refused its restart via {decision.channel} "
+               f"({decision.reason or 'no reason given'})")
+    prepared = record.rollback.path.path if record.rollback.path else "prepared"
     state = record.final_state
     left = (f"The failed {state.get('version')} kept serving until the run ended"
             if state.get("serving") else "The gateway was NOT serving when the run ended")
@@ -417,22 +420,6 @@ def _interrupted(record: RunRecord, cand: str, good: str) -> str:
         else ""
     head = (f"Interrupted by {stop.get('by')} during {stop.get('during') or 'the session'}"
             f"{later}: no claim about {cand}.")
-    restore = (record.facts.get("interruption") or {}).get("restore")
-    guard = (record.facts.get("interruption") or {}).get("guard")
-    proven = record.proven()
-    if not record.changed:
-        did = f"Nothing had been changed: {good} was left as it was."
-    elif guard is not None:
-        did = ("This harness had stalled past its lease, so its guard took the gateway over "
-               "and the harness stopped acting on it: the guard "
-               f"{guard.get('summary') or 'gave no result'}.")
-    elif restore is None:
-        which = {"candidate": f"{cand} had passed the soak", "known_good":
-                 f"{good} had passed its watches"}.get(proven or "", "no version was proven")
-        did = f"{which}; the harness left it in place."
-    else:
-        did = (f"{cand} was not proven, so the harness put {good} back itself: "
-               f"{restore.get('summary')}.")
     state = record.final_state
     if state.get("serving"):
         tested = "proven" if state.get("proven") else "NOT proven"
@@ -440,4 +427,24 @@ def _interrupted(record: RunRecord, cand: str, good: str) -> str:
     else:
         left = f"At the end nothing was serving (active install {state.get('version')})"
     after = state.get("after_run")
-    return f"{head} {did} {left}{f'; {after}' if after else ''}."
+    return (f"{head} {_after_interruption(record, cand, good)} {left}"
+            f"{f'; {after}' if after else ''}.")
+
+
+def _after_interruption(record: RunRecord, cand: str, good: str) -> str:
+    """What the harness (or its guard) did once interrupted."""
+    restore = record.after_interruption.restore
+    guard = record.after_interruption.guard
+    if not record.changed:
+        return f"Nothing had been changed: {good} was left as it was."
+    if guard is not None:
+        return ("This harness had stalled past its lease, so its guard took the gateway over "
+                "and the harness stopped acting on it: the guard "
+                f"{guard.get('summary') or 'gave no result'}.")
+    if restore is None:
+        which = {"candidate": f"{cand} had passed the soak", "known_good":
+                 f"{good} had passed its watches"}.get(record.proven() or "",
+                                                       "no version was proven")
+        return f"{which}; the harness left it in place."
+    return (f"{cand} was not proven, so the harness put {good} back itself: "
+            f"{restore.get('summary')}.")

@@ -1,33 +1,32 @@
 """The safety steps the procedure's phases are built from: the release lock re-check, backups
 with an honest posture, package ground truth after every install, and the restart gate.
 
-Each step writes its evidence to the report (Allure steps and attachments) and to the run's
-facts in verdict.json:
-    release_lock, lock_checks      the lock and every re-check before a change
-    backup_posture, backups        the pre-upgrade posture (the claim's first words), every backup
-    backup_refreshes               right before each interruption: did the state outgrow it?
-    ground_truth                   each install judged against the registry's package
-    restart_decisions              who or what approved each restart, and when
-    rollback_path                  prefix switch (no download), reinstall from the registry, or
-                                   the target's own updater (`--rollback-path updater`)
-    updater                        that updater's run, its own verdict, each file its verifier
-                                   named judged benign or corrupt against the package
+Each step shows its evidence through the evidence port (harness.procedure.evidence: steps and
+attachments) and keeps its outcome in the run's typed records (harness.procedure.records),
+which verdict.json is written from:
+    record.locks        the lock and every re-check before a change (lock_checks)
+    record.backups      the pre-upgrade posture (the claim's first words), every backup, and
+                        right before each interruption: did the state outgrow it?
+    record.installs     each install judged against the registry's package (ground_truth), and
+                        the target's own updater when it did the rollback (`--rollback-path
+                        updater`): its run, each file its verifier named judged against the package
+    record.restarts     who or what approved each restart, and when (restart_decisions)
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import allure
-
 from harness.common.errors import ExitCode, HarnessError
+from harness.procedure import evidence as evidence_port
 from harness.procedure.backup import Backup, diff_manifests, manifest_of, selected
+from harness.procedure.evidence import Evidence
 from harness.procedure.gate import Decision, RestartGate
 from harness.procedure.lock import LockCheck, Resolver, read_lock, recheck
 from harness.procedure.posture import Assessment, BackupTaker
+from harness.procedure.records import Refresh, UpdaterRecord
 from harness.procedure.run import RunRecord, RunSettings
 from harness.targets.gateway import Gateway
 from harness.targets.groundtruth import (
@@ -45,11 +44,6 @@ from harness.targets.updater import UpdaterRun, as_installation, run_updater
 BY_UPDATER = "the target's own updater"
 
 
-def _attach(name: str, payload: Any) -> None:
-    allure.attach(json.dumps(payload, indent=2, default=str), name=name,
-                  attachment_type=allure.attachment_type.JSON)
-
-
 @dataclass
 class Prepared:
     """An install made ready beside the running one, and how it got there."""
@@ -60,7 +54,7 @@ class Prepared:
     first: InstallFindings | None = None  # the damaged prefix's findings, when reinstalled
     # the target's own updater, when it was asked to do the rollback: its run and the files
     # its verifier named, judged against the package (used or not)
-    updater: dict[str, Any] | None = None
+    updater: UpdaterRecord | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,15 +65,17 @@ class Prepared:
                 "seconds": round(self.installation.seconds, 3),
                 "ground_truth": self.findings.as_dict(),
                 "damaged_prefix": self.first.as_dict() if self.first else None,
-                **({"updater": {k: self.updater.get(k) for k in ("used", "summary")}}
+                **({"updater": {"used": self.updater.used, "summary": self.updater.summary}}
                    if self.updater is not None else {})}
 
 
 class Safety:
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
                  node: NodeRuntime | None, gateway: Gateway, backup_dir: Path,
-                 gate: RestartGate | None = None, resolve: Resolver | None = None) -> None:
+                 gate: RestartGate | None = None, resolve: Resolver | None = None,
+                 evidence: Evidence | None = None) -> None:
         self.settings = settings
+        self.evidence = evidence or evidence_port.current()
         self.record = record
         self.runtime = runtime
         self.node = node
@@ -101,9 +97,9 @@ class Safety:
     def lock_holds(self, before: str, refuse: bool = True) -> LockCheck:
         """Resolve both locked specs again; a moved one refuses the step (when `refuse`)."""
         check = recheck(self.lock, self.resolve, before)
-        self.record.facts.setdefault("lock_checks", []).append(check.as_dict())
-        with allure.step(f"{'ok' if check.ok else 'STALE'}: release lock before {before}"):
-            _attach(f"lock check before {before}", check.as_dict())
+        self.record.locks.checks.append(check)
+        with self.evidence.step(f"{'ok' if check.ok else 'STALE'}: release lock before {before}"):
+            self.evidence.attach_json(f"lock check before {before}", check.as_dict())
         if not check.ok and refuse:
             self.record.halt("stale_lock", ExitCode.STALE_LOCK, check.message(self.lock))
         return check
@@ -112,16 +108,17 @@ class Safety:
     def backup(self, label: str, decides: bool) -> Assessment:
         """Take and assess a backup; when it `decides`, a posture below the accepted floor
         halts the run before any change."""
-        with allure.step(f"back up the state ({label}): full first, test restore, posture"):
+        with self.evidence.step(f"back up the state ({label}): full first, test restore, "
+                                "posture"):
             assessed = self.taker.take(label, self.settings.accept_backup_posture)
         self.assessments[label] = assessed
-        self.record.facts.setdefault("backups", {})[label] = assessed.as_dict()
+        self.record.backups.taken[label] = assessed
         if decides:
-            self.record.facts["backup_posture"] = assessed.as_dict()
+            self.record.backups.posture = assessed
         if assessed.backup is not None:
-            _attach(f"backup manifest ({label})", {**assessed.backup.summary(),
-                                                   "manifest": assessed.backup.manifest})
-        _attach(f"backup posture ({label})", assessed.as_dict())
+            self.evidence.attach_json(f"backup manifest ({label})", {
+                **assessed.backup.summary(), "manifest": assessed.backup.manifest})
+        self.evidence.attach_json(f"backup posture ({label})", assessed.as_dict())
         if decides and not assessed.go:
             self.record.halt("backup_no_go", ExitCode.BACKUP_NO_GO, assessed.no_go())
         return assessed
@@ -138,12 +135,12 @@ class Safety:
         return [g for kind, c in found.coverage.items() if c["covered"]
                 for g in c["declared"]]
 
-    def refresh(self, label: str) -> dict[str, Any]:
+    def refresh(self, label: str) -> Refresh:
         """Right before an interruption: if the state changed since the backup `label` (the
         gateway kept serving while a person decided), take it again so it is not stale."""
         backup = self.backup_of(label)
         if backup is None:
-            return {"label": label, "checked": False}
+            return Refresh(label, checked=False)
         globs = self.covered_globs(label)
         live = {p: h for p, h in manifest_of(self.gateway.state_dir).items()
                 if selected(p, globs)}
@@ -151,25 +148,24 @@ class Safety:
                               live)
         changed = {k: v for k, v in diff.items() if v}
         if not changed:
-            result: dict[str, Any] = {"label": label, "checked": True, "changed": {},
-                                      "retaken": False}
-            self.record.facts.setdefault("backup_refreshes", []).append(result)
+            result = Refresh(label)
+            self.record.backups.refreshes.append(result)
             return result
         floor = self.assessments[label]
-        with allure.step(f"the state changed since the {label} backup: take it again"):
+        with self.evidence.step(f"the state changed since the {label} backup: take it again"):
             again = self.taker.take(label, self.settings.accept_backup_posture)
         if again.backup is not None and again.posture == floor.posture:
             self.assessments[label] = again
-            self.record.facts.setdefault("backups", {})[label] = again.as_dict()
-        result = {"label": label, "checked": True, "changed": changed, "retaken": True,
-                  "posture": again.posture, "kept_posture": again.posture == floor.posture}
-        self.record.facts.setdefault("backup_refreshes", []).append(result)
+            self.record.backups.taken[label] = again
+        result = Refresh(label, True, changed, True, again.posture,
+                         again.posture == floor.posture)
+        self.record.backups.refreshes.append(result)
         return result
 
     # -- package ground truth -----------------------------------------------------------
     def truth(self, release: Release) -> PackageTruth:
-        with allure.step(f"registry ground truth for {release.label} (tarball checked against "
-                         f"{release.integrity[:16]}...)"):
+        with self.evidence.step(f"registry ground truth for {release.label} (tarball checked "
+                                f"against {release.integrity[:16]}...)"):
             return self.truths.truth(release)
 
     def package_truth(self, release: Release) -> str:
@@ -183,11 +179,11 @@ class Safety:
     def verify_install(self, release: Release, prefix: Path, name: str) -> InstallFindings:
         against = ("its package" if release.ecosystem == "npm"
                    else "the resolved set and each wheel's RECORD")
-        with allure.step(f"installed files of {release.label} against {against}"):
+        with self.evidence.step(f"installed files of {release.label} against {against}"):
             # an npm tree checked before in this run is read again only where it changed since
             findings = self.packages.verify(release, prefix)
-        self.record.facts.setdefault("ground_truth", {})[name] = findings.as_dict()
-        _attach(f"ground truth {release.label} ({name})", findings.as_dict())
+        self.record.installs.ground_truth[name] = findings
+        self.evidence.attach_json(f"ground truth {release.label} ({name})", findings.as_dict())
         return findings
 
     def node_for(self, release: Release) -> NodeRuntime | None:
@@ -201,13 +197,14 @@ class Safety:
         """Make `release` ready in its own prefix beside the active one, verified against the
         registry's package; a kept prefix found damaged is reinstalled from the registry."""
         env = self.settings.target.package.install_env
-        with allure.step(f"{release.label} into its own prefix (kept if there, else download)"):
+        with self.evidence.step(f"{release.label} into its own prefix (kept if there, else "
+                                "download)"):
             installation = self.runtime.install(release, self.node_for(release), env)
         findings = self.verify_install(release, installation.prefix, name)
         path = "kept prefix" if installation.reused else "download"
         if not findings.corrupt or not installation.reused:
             return Prepared(installation, findings, path)
-        with allure.step(f"the kept prefix of {release.label} is damaged: reinstall it"):
+        with self.evidence.step(f"the kept prefix of {release.label} is damaged: reinstall it"):
             again = self.runtime.install(release, self.node_for(release), env, force=True)
         return Prepared(again, self.verify_install(release, again.prefix, name),
                         "reinstall over a damaged prefix", findings)
@@ -219,53 +216,55 @@ class Safety:
         every file the updater's verifier says is missing; a result that is not `release`
         intact, or an updater that broke, is not used: the kept prefix (or a reinstall) is,
         and the report says why. The optional path never keeps the rollback from running."""
-        package = self.settings.target.package
-        work = self.settings.cache_dir / "runs" / self.settings.run_id / "updater"
         try:
-            with allure.step(f"{candidate.release.label}'s own updater takes a copy of its "
-                             f"install to {release.version}"):
-                run = run_updater(candidate, release, package,
-                                  candidate.node or self.node_for(candidate.release), work,
-                                  self.runtime.npm_env())
-                allure.attach(run.stdout or "(nothing)", name="updater stdout",
-                              attachment_type=allure.attachment_type.TEXT)
-                allure.attach(run.stderr or "(nothing)", name="updater stderr",
-                              attachment_type=allure.attachment_type.TEXT)
-            truth = self.truth(release)
-            with allure.step(f"the updater's verifier output, path by path, against "
-                             f"{release.label}'s package"):
-                judged = judge_report([run.stdout, run.stderr], truth, run.root,
-                                      package.verifier_patterns)
-                _attach(f"updater verifier output judged against {release.label}",
-                        judged.as_dict())
-            findings = self.verify_install(release, run.prefix / "lib",
-                                           f"{name} by the updater")
-            usable = not findings.corrupt and judged.verdict != "corrupt"
-            evidence: dict[str, Any] = {
-                **run.as_dict(), "verifier": judged.as_dict(),
-                "ground_truth": findings.as_dict(), "used": usable,
-                "summary": updater_summary(run, judged, findings, release)}
-            installation = (as_installation(run, release, package, self.node_for(release))
-                            if usable else None)
+            updater, installation = self._by_updater(candidate, release, name)
         except (HarnessError, OSError) as exc:
             installation = None
-            evidence = {"used": False, "error": f"{type(exc).__name__}: {exc}",
-                        "summary": f"the updater could not be run or read: {exc}"}
-        self.record.facts["updater"] = evidence
-        if installation is not None:
-            return Prepared(installation, findings, BY_UPDATER, updater=evidence)
-        with allure.step(f"the updater's result is not {release.label} intact: not used"):
+            updater = UpdaterRecord(False, f"the updater could not be run or read: {exc}",
+                                    error=f"{type(exc).__name__}: {exc}")
+        self.record.installs.updater = updater
+        if installation is not None and updater.ground_truth is not None:
+            return Prepared(installation, updater.ground_truth, BY_UPDATER, updater=updater)
+        with self.evidence.step(f"the updater's result is not {release.label} intact: not "
+                                "used"):
             fallback = self.prepare(release, name)
-        fallback.updater = evidence
+        fallback.updater = updater
         return fallback
+
+    def _by_updater(self, candidate: Installation, release: Release,
+                    name: str) -> tuple[UpdaterRecord, Installation | None]:
+        """Run the updater on a copy and judge what it did; the install only when usable."""
+        package = self.settings.target.package
+        work = self.settings.cache_dir / "runs" / self.settings.run_id / "updater"
+        with self.evidence.step(f"{candidate.release.label}'s own updater takes a copy of its "
+                                f"install to {release.version}"):
+            run = run_updater(candidate, release, package,
+                              candidate.node or self.node_for(candidate.release), work,
+                              self.runtime.npm_env())
+            self.evidence.attach_text("updater stdout", run.stdout or "(nothing)")
+            self.evidence.attach_text("updater stderr", run.stderr or "(nothing)")
+        truth = self.truth(release)
+        with self.evidence.step(f"the updater's verifier output, path by path, against "
+                                f"{release.label}'s package"):
+            judged = judge_report([run.stdout, run.stderr], truth, run.root,
+                                  package.verifier_patterns)
+            self.evidence.attach_json(f"updater verifier output judged against "
+                                      f"{release.label}", judged.as_dict())
+        findings = self.verify_install(release, run.prefix / "lib", f"{name} by the updater")
+        usable = not findings.corrupt and judged.verdict != "corrupt"
+        updater = UpdaterRecord(usable, updater_summary(run, judged, findings, release),
+                                run.as_dict(), judged, findings)
+        installation = (as_installation(run, release, package, self.node_for(release))
+                        if usable else None)
+        return updater, installation
 
     # -- the restart gate ---------------------------------------------------------------
     def ask(self, purpose: str, plan: dict[str, Any],
             halt_on_refusal: bool = True) -> Decision:
-        with allure.step(f"restart gate ({self.settings.restart_gate}): {purpose}"):
+        with self.evidence.step(f"restart gate ({self.settings.restart_gate}): {purpose}"):
             decision = self.gate.ask(purpose, plan)
-        self.record.facts.setdefault("restart_decisions", []).append(decision.as_dict())
-        _attach(f"restart decision ({purpose})", decision.as_dict())
+        self.record.restarts.append(decision)
+        self.evidence.attach_json(f"restart decision ({purpose})", decision.as_dict())
         if not decision.approved and halt_on_refusal:
             self.record.halt("no_approval", ExitCode.NO_APPROVAL, decision.summary())
         return decision

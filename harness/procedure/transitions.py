@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from harness.common import http
+from harness.procedure.records import Records
 from harness.procedure.table import FAMILIES
 from harness.targets.profile import AlertSpec, TargetProfile
 from harness.targets.runner import runner_for, systemd_user_env
@@ -94,10 +95,10 @@ class JournalSink:
 
 class Transitions:
     def __init__(self, run_id: str, run_dir: Path, profile: TargetProfile | None = None,
-                 facts: dict[str, Any] | None = None) -> None:
+                 record: Records | None = None) -> None:
         self.run_id = run_id
         self.path = run_dir / "transitions.jsonl"
-        self.facts = facts if facts is not None else {}  # the RunRecord's, for the verdict
+        self.record = record if record is not None else Records()  # the run's, for the verdict
         self.profile: TargetProfile | None = None
         self.journal: JournalSink | None = None
         self.alert_spec = AlertSpec()
@@ -201,16 +202,14 @@ class Transitions:
         return [r["step"] for r in self.records if r.get("event") == "failed"]
 
     def _soak_verdict(self) -> None:
-        soak = self.facts.get("soak", {})
-        verdict = soak.get("verdict", {})
-        self.emit("verdict", verdict.get("verdict", "none"), stopped_by=soak.get("stopped_by"),
-                  summary="; ".join(verdict.get("reasons", []))[:1000],
-                  log_source=soak.get("log_source"))
+        soak = self.record.soak_of("soak")
+        self.emit("verdict", str(soak.verdict.get("verdict", "none")), stopped_by=soak.stopped_by,
+                  summary="; ".join(soak.reasons)[:1000], log_source=soak.log_source)
 
     def finish(self, verdict: dict[str, Any]) -> None:
         """The run's outcome as the last record, and the alert when it is not a pass (called
         by harness.pytest.plugin once the verdict is written, after the session's teardown)."""
-        if self.family == "soak" and self.facts.get("soak", {}).get("verdict"):
+        if self.family == "soak" and self.record.soak_of("soak").verdict:
             self._soak_verdict()  # a soak cut short by an interruption gave none: no record
         outcome = verdict.get("outcome")
         self.emit("outcome", str(outcome), exit_code=verdict.get("exit_code"),

@@ -69,9 +69,7 @@ class Finisher:
             return
         interruption.uninstall()
         if interruption.interrupted and (settings is not None or runs_the_suite(self.config)):
-            record.interruption = interruption.as_dict()
-            record.facts["interruption"] = {**interruption.as_dict(),
-                                            **record.facts.get("interruption", {})}
+            record.interruption = interruption.as_dict()  # leads the verdict's `interruption`
 
     @staticmethod
     def has_verdict(record: RunRecord, settings: RunSettings | None) -> bool:
@@ -86,7 +84,7 @@ class Finisher:
         if results and Path(results).is_dir():
             (Path(results) / "environment.properties").write_text(
                 f"backup_posture={posture_line(record)}\n"
-                + allure_environment(settings.lock(), record.facts))
+                + allure_environment(settings.lock(), record))
 
     def link_latest(self, run_dir: Path) -> None:
         latest = self.config.rootpath / "reports" / "latest"

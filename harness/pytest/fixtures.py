@@ -102,21 +102,21 @@ def attached_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
     found = pytestconfig.stash[ATTACHED]
     gateway = Gateway.attach(run_settings.target, found)
     redact.watch_gateway(gateway)  # its token, its config's keys, its unit's environment
-    facts = run_record.facts.setdefault("attached", {})
-    facts["before"] = found.found.as_dict()
+    facts = run_record.attached_deployment()
+    facts.before = found.found.as_dict()
     try:
         yield gateway
     finally:
         try:
             after = found.unit.observe()
-            facts["after"] = after.as_dict()
-            facts["changes"] = after.changes_since(found.found)
+            facts.after = after.as_dict()
+            facts.changes = after.changes_since(found.found)
             run_record.final_state = {"serving": gateway.is_serving(), "version": after.version,
                                       "pid": after.main_pid, "attached": True}
         except HarnessError as exc:
-            facts["after_error"] = exc.message
+            facts.after_error = exc.message
             run_record.final_state = {"serving": None, "attached": True, "error": exc.message}
-        facts["left_as_found"] = facts.get("changes") == []
+        facts.left_as_found = facts.changes == []
         allure.attach(json.dumps(build_verdict(run_record, run_settings.lock()), indent=2,
                                  default=str),
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
@@ -165,13 +165,13 @@ def embedded_deployment(pytestconfig: pytest.Config, run_settings: RunSettings,
         yield gateway
     finally:
         if gateway.guard is not None and not gateway.guard.owns():
-            run_record.facts["lease_lost"] = {"lease": gateway.guard.lost,
+            run_record.guard.lease_lost = {"lease": gateway.guard.lost,
                                               "guard": gateway.taken_over()}
         run_record.final_state = final_state(gateway, run_settings, run_record)
-        run_record.facts["guard"] = gateway.shutdown()
-        trips = [e for e in run_record.facts["guard"] if e.get("what") == "tripped"]
+        run_record.guard.log = gateway.shutdown()
+        trips = [e for e in run_record.guard.log if e.get("what") == "tripped"]
         if trips:  # the guard took over while this run lived (its steps are transitions)
-            run_record.facts["guard_trips"] = [e["details"] for e in trips]
+            run_record.guard.trips = [e["details"] for e in trips]
         allure.attach(json.dumps(build_verdict(run_record, s.lock()), indent=2, default=str),
                       name="verdict.json", attachment_type=allure.attachment_type.JSON)
 
@@ -268,7 +268,7 @@ def taken_over(record: RunRecord, gateway: Gateway, emit: Callable[..., Any] | N
     """This harness stalled past its lease and the guard took the gateway over: it does not
     act; it waits for the guard's result and reports it as the interruption's restore."""
     result = gateway.taken_over() or {}
-    record.facts.setdefault("interruption", {})["guard"] = result
+    record.after_interruption.guard = result
     if emit is not None:
         emit("interrupted", "taken_over", summary="the lease was lost: the guard acted, "
              f"this harness did not ({result.get('summary', 'no result from the guard')})")

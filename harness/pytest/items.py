@@ -79,8 +79,8 @@ def check_attached(session: pytest.Session) -> None:
     except HarnessError as exc:
         fail_input(config, exc)
     config.stash[FOUND] = found
-    config.stash[RECORD].facts["attached"] = {**settings.lock()["attached"],
-                                              "before": found.found.as_dict()}
+    config.stash[RECORD].attached_deployment(settings.lock()["attached"]).before = \
+        found.found.as_dict()
 
 
 def record_outcome(item: pytest.Item, report: pytest.TestReport) -> None:

@@ -121,7 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[INTERRUPTION] = interruption
     config.pluginmanager.register(interruption, "harness-interruption")
     config.pluginmanager.register(  # every state transition as JSON lines, journal and alerts
-        Transitions(run_id, run_dir.resolve(), facts=config.stash[RECORD].facts),
+        Transitions(run_id, run_dir.resolve(), record=config.stash[RECORD]),
         "harness-transitions")
     # allure-pytest reads its folder in its own pytest_configure, which runs after this one
     if getattr(config.option, "allure_report_dir", None) is None:

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import HarnessError
+from harness.procedure import evidence
 from harness.pytest.session import RUN_DIR
 from harness.reporting import allure_writer, redact
+from harness.reporting.allure_evidence import AllureEvidence
 from harness.reporting.categories import write_categories
 from harness.reporting.compare import compare_paths
 from harness.reporting.summary import summary_markdown
@@ -37,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     redactor = redact.reset()
+    previous = evidence.use(AllureEvidence())  # the procedure's evidence, into the report
+    config.add_cleanup(lambda: evidence.use(previous))
     results = getattr(config.option, "allure_report_dir", None)
     if results:
         writer = allure_writer.install(Path(results).resolve(), redactor)

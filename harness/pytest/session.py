@@ -58,7 +58,7 @@ def own_run_dir(config: pytest.Config, run_dir: Path, run_id: str) -> None:
         fail_input(config, exc)
     config.stash[RUN_DIR_OWNER] = owner
     if cleanup is not None:
-        config.stash[RECORD].facts["resumed_cleanup"] = cleanup
+        config.stash[RECORD].resumed_cleanup = cleanup
         stopped = ", ".join(f"{p['role']} PID {p['pid']} ({p['how']})"
                             for p in cleanup["stopped"]) or "nothing was still running"
         sys.stderr.write(f"harness: run {cleanup['run_id']} in {run_dir} had died without a "
@@ -100,6 +100,6 @@ def settings_for(config: pytest.Config) -> RunSettings:
                                              lambda line: say(config, line))
     except HarnessError as exc:
         fail_input(config, exc)
-    config.stash[RECORD].facts["release_lock"] = release_lock
+    config.stash[RECORD].locks.release = release_lock
     config.stash[SETTINGS] = settings
     return settings

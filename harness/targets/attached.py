@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -41,10 +41,23 @@ from harness.targets.profile import AttachedSpec, TargetProfile
 from harness.targets.runner import CommandRunner, runner_for
 from harness.targets.systemd import SystemdUserUnit
 
-__all__ = ["Attached", "AttachedUnit", "AttachedUrl", "Observation", "attach", "token_of"]
+__all__ = ["Attached", "AttachedUnit", "AttachedUrl", "Observation", "RunningProcess", "attach",
+           "token_of"]
 
 # a package replaced this long after the process started is not what the process runs
 _SLACK_S = 2
+
+
+@dataclass
+class RunningProcess:
+    """What the running process and the package it runs say about the version."""
+
+    root: str  # the package's folder ("" when ExecStart runs none the profile names)
+    package_version: str | None  # its package.json
+    package_mtime: int | None  # when that package.json was written (unix time)
+    process_started: int | None  # when the main process started (unix time)
+    environ: dict[str, str] = field(default_factory=dict)  # the main process's environment
+    process_env_version: str | None = None  # the version variable in that environment
 
 
 class AttachedUnit(SystemdUserUnit, AttachedDriver):
@@ -89,14 +102,13 @@ class AttachedUnit(SystemdUserUnit, AttachedDriver):
         state = self.state()
         props = self.show("ExecStart", "Environment")
         unit_env = environment_words(props.get("Environment", ""))
-        facts = self._process_facts(state.main_pid, self._package_root(exec_argv(
+        process = self._process(state.main_pid, self._package_root(exec_argv(
             props.get("ExecStart", ""))))
-        environ = facts.pop("environ")
-        facts["process_env_version"] = environ.get(self.spec.version_env) \
+        process.process_env_version = process.environ.get(self.spec.version_env) \
             if self.spec.version_env else None
-        self.env = {**unit_env, **environ}  # both may hold secrets: the redactor reads them
+        self.env = {**unit_env, **process.environ}  # both may hold secrets: the redactor reads
         version, sources, notes = judge_version(
-            facts, unit_env.get(self.spec.version_env) if self.spec.version_env else None,
+            process, unit_env.get(self.spec.version_env) if self.spec.version_env else None,
             self.spec.version_env)
         self.version = version
         return Observation(self.unit, state.active, state.sub, state.main_pid,
@@ -119,7 +131,7 @@ class AttachedUnit(SystemdUserUnit, AttachedDriver):
                 return path
         return ""
 
-    def _process_facts(self, pid: int, root: str) -> dict[str, Any]:
+    def _process(self, pid: int, root: str) -> RunningProcess:
         script = ('printf "now=%s\\nelapsed=%s\\nmtime=%s\\n" "$(date +%s)" '
                   '"$(ps -o etimes= -p "$1" 2>/dev/null | tr -d " ")" '
                   '"$(stat -c %Y -- "$2" 2>/dev/null)"; echo ---package; cat -- "$2" 2>/dev/null; '
@@ -136,13 +148,11 @@ class AttachedUnit(SystemdUserUnit, AttachedDriver):
         started = None
         if numbers.get("now", "").isdigit() and numbers.get("elapsed", "").isdigit():
             started = int(numbers["now"]) - int(numbers["elapsed"])
-        return {"root": root, "package_version": package.get("version") if isinstance(
-                    package, dict) else None,
-                "package_mtime": int(numbers["mtime"]) if numbers.get("mtime", "").isdigit()
-                else None,
-                "process_started": started if pid else None,
-                "environ": dict(line.split("=", 1) for line in environ.splitlines()
-                                if "=" in line)}
+        return RunningProcess(
+            root, package.get("version") if isinstance(package, dict) else None,
+            int(numbers["mtime"]) if numbers.get("mtime", "").isdigit() else None,
+            started if pid else None,
+            dict(line.split("=", 1) for line in environ.splitlines() if "=" in line))
 
 
 def exec_argv(value: str) -> list[str]:
@@ -163,22 +173,22 @@ def environment_words(value: str) -> dict[str, str]:
     return dict(w.split("=", 1) for w in words if "=" in w)
 
 
-def judge_version(facts: dict[str, Any], unit_says: str | None,
+def judge_version(process: RunningProcess, unit_says: str | None,
                   version_env: str) -> tuple[str | None, dict[str, Any], list[str]]:
     """The running version and the sources it was read from; disagreements become notes."""
-    package = facts.get("package_version")
-    process_says = facts.get("process_env_version")
+    package = process.package_version
+    process_says = process.process_env_version
     sources: dict[str, Any] = {
-        "package": {"path": facts.get("root") or None, "version": package},
+        "package": {"path": process.root or None, "version": package},
         "unit_env": {"name": version_env or None, "version": unit_says},
         "process_env": {"name": version_env or None, "version": process_says},
     }
     notes = []
-    mtime, started = facts.get("package_mtime"), facts.get("process_started")
+    mtime, started = process.package_mtime, process.process_started
     replaced = package is not None and mtime is not None and started is not None and \
         mtime > started + _SLACK_S
     if replaced:
-        notes.append(f"the package at {facts.get('root')} was replaced after the running process "
+        notes.append(f"the package at {process.root} was replaced after the running process "
                      f"started ({mtime - started} s later): it may not run {package}")
     if package and process_says and package != process_says:
         notes.append(f"the process was started as {process_says} ({version_env}), the package "
