@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 
 # The entry points: only they may be imported by nobody.
