@@ -197,6 +197,18 @@ def test_the_claim_from_typed_records_is_the_claim_the_facts_gave(case: Any) -> 
         assert now.get(key) == before.get(key), key
 
 
+def test_a_container_is_named_by_its_own_identity_in_the_claim() -> None:
+    from harness.targets.docker import DOCKER_LABELS
+
+    record, lock = attached_left_as_found()
+    record.attached.before = {"version": "2026.3.28", "container_id": "3f2a", "main_pid": 7,
+                              "active_since": "2026-12-01T03:00:00Z", "labels": DOCKER_LABELS}
+    claim = build_verdict(record, lock)["claim"]
+    assert "container id 3f2a, PID 7, started 2026-12-01T03:00:00Z" in claim
+    assert "left as found (same container id, PID and start time, serving)" in claim
+    assert "MainPID" not in claim
+
+
 def test_the_cases_cover_every_claim_before() -> None:
     assert {c.__name__ for c in CASES} == set(BEFORE)
 

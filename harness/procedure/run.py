@@ -320,8 +320,11 @@ def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> st
     seen = record.attached or AttachedRecord()
     found = seen.before or {}
     version = found.get("version") or "an unknown version"
-    what = (f"the running {at['unit']} on {at['host']} ({at['package']} {version}, PID "
-            f"{found.get('main_pid')}, active since {found.get('active_since')})")
+    labels = found.get("labels") or {"main_pid": "MainPID", "active_since": "ActiveEnterTimestamp"}
+    identity = [k for k in ("container_id", "main_pid", "active_since") if k in labels]
+    spoken = {"MainPID": "PID", "ActiveEnterTimestamp": "active since", "StartedAt": "started"}
+    seen_as = "".join(f", {spoken.get(labels[k], labels[k])} {found.get(k)}" for k in identity)
+    what = f"the running {at['unit']} on {at['host']} ({at['package']} {version}{seen_as})"
     policy = lock["policy"]["name"]
     paths = ", ".join(lock.get("scenarios", {}).get("ids", [])) or "the declared paths"
     if outcome == "passed":
@@ -337,7 +340,10 @@ def _attached_claim(outcome: str, lock: dict[str, Any], record: RunRecord) -> st
     elif seen.changes:
         after = f"it did not stay as found: {'; '.join(seen.changes)}"
     else:
-        after = "it was left as found (same MainPID and start time, serving)"
+        names = [{"ActiveEnterTimestamp": "start time", "StartedAt": "start time"}.get(
+            labels[k], labels[k]) for k in identity] or ["live probe"]
+        same = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        after = f"it was left as found (same {same}, serving)"
     notes = found.get("notes") or []
     caveat = f" Version sources disagree: {'; '.join(notes)}." if notes else ""
     return (f"Attached to {what}: it {verdict} on this host under policy {policy!r}. No upgrade "
