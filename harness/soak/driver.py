@@ -41,7 +41,8 @@ from harness.signals.logwatch import LogWatcher, Match
 from harness.soak.scenarios import Scenario, Step
 from harness.targets.client import ChatOutcome, GatewayEndpoint
 
-KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
+KEPT_CHARS = 160  # of a reply once its iteration ended (its excerpt): a night's soak keeps no
+# full replies, only what the report shows of each
 
 
 @dataclass(slots=True)
@@ -62,7 +63,7 @@ class Exchange:
                     o.first_byte, 3), "ended": round(o.ended, 3), "seconds": round(o.seconds, 3),
                 "verdict": self.verdict, "reason": self.reason, "expected": list(self.expected),
                 "finish_reason": o.finish_reason, "done": o.done if o.stream else None,
-                "excerpt": o.content[:160]}
+                "excerpt": o.content[:KEPT_CHARS]}
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ def probe_tls() -> Any:
     return _probe_tls
 
 
-@dataclass
+@dataclass(slots=True)  # one per request, kept for the soak's report: no dict of its own
 class ChatOutcome:
     agent: str
     stream: bool
