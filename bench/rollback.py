@@ -259,9 +259,10 @@ def report(result: dict[str, Any], write: Callable[[str], None] = print) -> None
         npm = entry["npm_calls"]
         answered = sum(c["exit"] == 0 for c in npm)
         installs = sum(c["argv"][:1] in (["install"], ["pack"]) for c in npm)
-        met = "met" if entry["seconds"] <= GOAL_S else "missed"
-        write(f"  {entry['path']:<14} {entry['seconds']:7.1f} s   goal <= {GOAL_S:g} s ({met})"
-              f"   ({steps})")
+        goal = ""  # the goal is the prefix switch's; a reinstall is what it is compared with
+        if entry["path"] == "prefix switch":
+            goal = f"goal <= {GOAL_S:g} s ({'met' if entry['seconds'] <= GOAL_S else 'missed'})   "
+        write(f"  {entry['path']:<14} {entry['seconds']:7.1f} s   {goal}({steps})")
         write(f"  {'':<14} {entry['rollback_path']}; registry: {entry['registry']}; npm: "
               f"{len(npm)} calls, {answered} answered, {installs} installs")
     if "ratio_reinstall_to_switch" in result:
