@@ -25,6 +25,7 @@ budget. Every request is recorded: start, first byte, end, status, how it ended 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import time
@@ -42,7 +43,8 @@ from harness.signals.logwatch import LogWatcher, Match
 from harness.soak.scenarios import Scenario, Step
 from harness.targets.client import ChatOutcome, GatewayEndpoint
 
-KEPT_CHARS = 500  # of a reply, once its iteration ended: a night's soak keeps no full replies
+KEPT_CHARS = 160  # of a reply once its iteration ended (its excerpt): a night's soak keeps no
+# full replies, only what the report shows of each
 
 
 @dataclass(slots=True)
@@ -63,7 +65,7 @@ class Exchange:
                     o.first_byte, 3), "ended": round(o.ended, 3), "seconds": round(o.seconds, 3),
                 "verdict": self.verdict, "reason": self.reason, "expected": list(self.expected),
                 "finish_reason": o.finish_reason, "done": o.done if o.stream else None,
-                "excerpt": o.content[:160]}
+                "excerpt": o.content[:KEPT_CHARS]}
 
 
 @dataclass(slots=True)
@@ -279,6 +281,7 @@ SETTLE_S = 0.5  # after a decision, what fails with its evidence lands before th
 OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
 TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
 JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
+FREEZE_EVERY_S = 30.0  # what the soak keeps is set aside from the garbage collector this often
 
 
 class _LiveJudge:
@@ -317,6 +320,32 @@ class _LiveJudge:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self.reporter.shutdown(wait=True)
+
+
+class _Frozen:
+    """Every request a soak keeps stays in memory until its report is written, and a full
+    garbage collection walks every object the process holds: an hour at 10 requests a second
+    made each one a pause of tens of milliseconds, taken by whichever thread allocated (the
+    judge's, or the loop's: send lag). Every `FREEZE_EVERY_S`, what exists is moved to the
+    permanent generation (`gc.freeze`), so a collection walks only what came since; at the
+    end of the run it is handed back (`gc.unfreeze`) and collected as usual, cyclic garbage
+    that was frozen with it included."""
+
+    def __init__(self) -> None:
+        self.every_s = FREEZE_EVERY_S
+        self.last = time.monotonic()
+        self.froze = False
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            gc.freeze()
+            self.froze = True
+
+    def release(self) -> None:
+        if self.froze:
+            gc.unfreeze()
+            self.froze = False
 
 
 class _Clients:
@@ -394,14 +423,16 @@ class SoakDriver:
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
             live = _LiveJudge(self.judge, self.watcher, run)
+            frozen = _Frozen()
             try:
                 await self._watch(run, live, all_done, stop, traffic_starts,
-                                  window_closes + window.drain_s)
+                                  window_closes + window.drain_s, frozen)
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 live.close()
+                frozen.release()
         if self.watcher is not None:
             self.watcher.poll()
         run.ended = time.time()
@@ -410,12 +441,15 @@ class SoakDriver:
         return run
 
     async def _watch(self, run: SoakRun, live: _LiveJudge, all_done: asyncio.Future[Any],
-                     stop: asyncio.Event, traffic_starts: float, deadline: float) -> None:
+                     stop: asyncio.Event, traffic_starts: float, deadline: float,
+                     frozen: _Frozen | None = None) -> None:
         """Judge while the load runs, until it is done, the deadline, or a deciding trigger
         (then nothing new starts and what is in flight gets the grace)."""
         last_progress = time.monotonic()
         while not all_done.done():
             await asyncio.wait([all_done], timeout=TICK_S)
+            if frozen is not None:
+                frozen.tick()
             if live.due():
                 run.decisions = await live()
             if run.deciding() and run.stopped_by is None:

