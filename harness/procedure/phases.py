@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.common import http
+from harness.common import http, waits
 from harness.common.errors import ExitCode, HarnessError
 from harness.common.nonce import new_nonce
 from harness.judge import assess
@@ -45,6 +45,7 @@ from harness.targets.runtime import Installation, NodeRuntime, Runtime
 MIN_FREE_BYTES = 2 * 1024**3
 # after a rollback: judged by whether every path works and the pattern is gone, not by samples
 POST_ROLLBACK = ("smoke", "watch", "late_watch")
+HEALTH_PATIENCE_S = 30.0  # how long a just-started gateway may take to answer a health path
 SMOKE_FAST_S = 30.0  # a path the known-good's baseline finished within this is a fast one
 Note = Callable[[str, bool, Any, Any], None]  # one preflight check: name, ok, observed, expected
 
@@ -312,17 +313,36 @@ class Procedure:
 
     def _health(self) -> PhaseResult:
         api = self.settings.target.api
-        live = self.gateway.endpoint.probe(api.live)
-        ready = self.gateway.endpoint.probe(api.ready)
+        live, live_said = self._probe_until_200(api.live)
+        ready, ready_said = self._probe_until_200(api.ready)
         nonce = new_nonce()
         with self.evidence.step(f"one real reply from agent {api.health_agent}"):
             outcome = one_reply(self.gateway, api.health_agent,
                                 f"Health check: quote the reference tag {nonce} verbatim.")
         verdict, reason = check(outcome, (nonce,))
         ok = live[0] == 200 and ready[0] == 200 and verdict == "good"
-        return PhaseResult("health", ok, f"{api.live} {live[0]}, {api.ready} {ready[0]}, "
+        return PhaseResult("health", ok, f"{api.live} {live_said}, {api.ready} {ready_said}, "
                            f"reply: {reason}", {"live": live, "ready": ready,
                                                 "reply_excerpt": outcome.content[:200]})
+
+    def _probe_until_200(self, path: str) -> tuple[tuple[int | None, str], str]:
+        """A health path as a client sees it, and how it reads in the summary. A gateway that
+        has just started may be too busy (loading its plugins on its one thread) to answer at
+        once, so a probe that gets no answer or no 200 is asked again, for at most
+        HEALTH_PATIENCE_S; the last answer stands, with its reason."""
+        seen: list[tuple[int | None, str]] = []
+
+        def answered() -> bool:
+            seen.append(self.gateway.endpoint.probe(path))
+            return seen[-1][0] == 200
+
+        began = time.monotonic()
+        waits.poll(answered, timeout_s=HEALTH_PATIENCE_S, interval_s=0.5)
+        status, text = seen[-1]
+        said = str(status) if status == 200 else f"{status} ({text[:160]})"
+        if len(seen) > 1:
+            said += f" after {len(seen)} probes in {time.monotonic() - began:.1f} s"
+        return seen[-1], said
 
     # -- baseline and soak -----------------------------------------------------------------
     def baseline(self) -> PhaseResult:
