@@ -104,6 +104,15 @@ def soak(procedure: Procedure, previous: PhaseResult | None) -> SoakRun:
     return procedure.soak("soak", procedure.settings.soak)
 
 
+def fleet_hold(procedure: Procedure, previous: None) -> PhaseResult:
+    # a fleet member (harness.fleet.seat, given to its procedure by the pytest layer) holds
+    # after its own verdict until the fleet says keep or roll back
+    seat = getattr(procedure, "fleet_seat", None)
+    if seat is None:
+        raise NotRun("not a member of a fleet")
+    return seat.hold(procedure.record)
+
+
 def rollback_backup(procedure: Procedure, previous: None) -> PhaseResult:
     return procedure.rollback_backup()
 
@@ -148,7 +157,7 @@ def rollback_late_watch(procedure: Procedure, previous: SoakRun) -> SoakRun:
 
 # -- the table ------------------------------------------------------------------------------
 # To add a phase: one row here (in procedure order), its step above, its test in scenarios/.
-U, S, R = "upgrade", "soak", "rollback"
+U, S, F, R = "upgrade", "soak", "fleet", "rollback"
 PHASES: tuple[Phase, ...] = (
     #     name                     family timeout   changes  applies to     after
     Phase("preflight",             U,     600,      False,   ONLY_EMBEDDED, None,
@@ -172,6 +181,10 @@ PHASES: tuple[Phase, ...] = (
     Phase("soak_policy",           S,     SOAK,     False,   BOTH,          "soak_run", RAN),
     Phase("soak_log_source",       S,     SOAK,     False,   BOTH,          "soak_run", RAN),
     Phase("soak_left_as_found",    S,     SOAK,     False,   ONLY_ATTACHED, "soak_run", RAN),
+    # a fleet member only (its test is collected with --fleet-member): no limit of its own, it
+    # ends with the fleet's word or with its xdist worker
+    Phase("fleet_hold",            F,     None,     False,   ONLY_EMBEDDED, None,
+          step=fleet_hold),
     # rollback_needed (scenarios/conftest.py) skips the whole rollback when nothing is to undo
     Phase("rollback_backup",       R,     ROLLBACK, False,   ONLY_EMBEDDED, "rollback_needed",
           RAN, step=rollback_backup),
