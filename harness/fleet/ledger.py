@@ -96,7 +96,7 @@ def results(members: Entries) -> dict[str, int]:
         if entry["so_far"] == ExitCode.PASSED and entry["word"] == ROLL_BACK:
             out[name] = int(ExitCode.PASSED)
         elif entry["exit"] is not None:
-            out[name] = int(entry["exit"])
+            out[name] = _known(entry["exit"])
         elif entry["so_far"] is not None:
             out[name] = int(entry["so_far"])
     return out
@@ -105,7 +105,15 @@ def results(members: Entries) -> dict[str, int]:
 def fleet_rollbacks(members: Entries) -> dict[str, int]:
     """The exit code of every rollback the fleet ordered of a member that had passed (an
     ordered rollback whose run has not ended counts as not proven)."""
-    return {name: int(entry["exit"]) if entry["exit"] is not None
+    return {name: _known(entry["exit"]) if entry["exit"] is not None
             else int(ExitCode.ROLLBACK_FAILED)
             for name, entry in members.items()
             if entry["so_far"] == ExitCode.PASSED and entry["word"] == ROLL_BACK}
+
+
+def _known(code: int) -> int:
+    """A member's exit code as the fleet reads it: pytest's own codes (1 to 5: tests failed
+    without a verdict, an internal error, a usage error, no tests) are no verdict of the
+    harness, so the member's state is not known: interrupted, never a pass (its row keeps the
+    real code)."""
+    return int(code) if code in {int(c) for c in ExitCode} else int(ExitCode.INTERRUPTED)

@@ -51,7 +51,7 @@ Step = Callable[["Procedure", Any], Any]
 @dataclass(frozen=True)
 class Phase:
     name: str  # its test is test_<name>
-    family: str  # upgrade | soak | rollback: its test's marker
+    family: str  # upgrade | soak | fleet | rollback: its test's marker
     timeout: float | str | None  # seconds, or the setting it follows: gate, baseline, ...
     changes_host: bool  # stops, switches or starts the gateway (only after a restart gate)
     applies_to: frozenset[str]  # the provisions it runs for
@@ -107,10 +107,9 @@ def soak(procedure: Procedure, previous: PhaseResult | None) -> SoakRun:
 def fleet_hold(procedure: Procedure, previous: None) -> PhaseResult:
     # a fleet member (harness.fleet.seat, given to its procedure by the pytest layer) holds
     # after its own verdict until the fleet says keep or roll back
-    seat = getattr(procedure, "fleet_seat", None)
-    if seat is None:
+    if procedure.fleet_seat is None:
         raise NotRun("not a member of a fleet")
-    return seat.hold(procedure.record)
+    return procedure.fleet_hold()
 
 
 def rollback_backup(procedure: Procedure, previous: None) -> PhaseResult:

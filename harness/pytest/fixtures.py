@@ -249,7 +249,7 @@ def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
                        terminal=Terminal.detect(write, suspend)
                        if run_settings.restart_gate == "manual" else None)
     procedure = Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)
-    procedure.fleet_seat = pytestconfig.stash.get(SEAT, None)  # type: ignore[attr-defined]
+    procedure.fleet_seat = pytestconfig.stash.get(SEAT, None)
     yield procedure
     interruption = pytestconfig.stash.get(INTERRUPTION, None)
     if interruption is not None and interruption.interrupted and not deployment.attached \

@@ -21,6 +21,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fleet-ledger", help="(given by a fleet's worker) the fleet's ledger")
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a member's own run has no xdist
 def pytest_configure_node(node: Any) -> None:
     """xdist: what each worker needs of the controller (the run dir is the controller's)."""
     fleet = node.config.stash.get(FLEET, None)
