@@ -79,3 +79,28 @@ def test_a_canary_that_fails_stops_the_line_and_the_others_are_never_touched(
     assert all({"name": "parentSuite", "value": "canary"} in r["labels"] for r in results)
     assert {r["name"] for r in results} >= {"test_soak_policy", "test_fleet_hold",
                                              "test_rollback_watch"}
+
+
+@pytest.mark.e2e
+@pytest.mark.soaks
+def test_a_fleet_whose_members_all_pass_keeps_them_all_on_the_candidate(
+        tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    # the candidate is the known-good's version: nothing regresses; the wave of two runs at once
+    code, output, verdict, wall_s = run_fleet(
+        fleet_file(tmp_path), run_dir, "-n", "2", "--candidate", "2026.3.28", "--soak", "60",
+        "--watch", "20", "--late-watch", "0", "--baseline", "0")
+    print(f"fleet wall time: {wall_s:.0f} s")
+    assert code == 0, output[-3000:]
+    assert verdict["outcome"] == "passed" and verdict["not_reached"] == []
+    assert [r["member"] for r in verdict["members"]] == ["canary", "team-a", "team-b"]
+    for row in verdict["members"]:
+        assert row["outcome"] == "passed" and row["exit_code"] == 0, row
+        assert row["fleet_word"] == "keep" and row["triggers"] == [], row
+        assert row["what_happened"] == "upgraded, passed, kept on the candidate"
+    ledger = json.loads((run_dir / "ledger.json").read_text())["members"]
+    # the wave of two ran at once: each started before the other's run ended
+    a, b = (json.loads((run_dir / "members" / n / "verdict.json").read_text())
+            for n in ("team-a", "team-b"))
+    assert a["started"] < b["ended"] and b["started"] < a["ended"]
+    assert all(entry["state"] == "ended" for entry in ledger.values())
