@@ -104,3 +104,39 @@ def test_a_fleet_whose_members_all_pass_keeps_them_all_on_the_candidate(
             for n in ("team-a", "team-b"))
     assert a["started"] < b["ended"] and b["started"] < a["ended"]
     assert all(entry["state"] == "ended" for entry in ledger.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.soaks
+def test_a_member_that_passed_rolls_back_when_the_fleet_says_so(tmp_path: Path) -> None:
+    """One member's own run, as its worker starts it, in a rollback-all fleet whose later
+    member has already failed: it passes, holds, hears `roll back`, and proves its known-good."""
+    from harness.fleet.ledger import Ledger
+    from harness.fleet.plan import load_fleet
+
+    fleet = fleet_file(tmp_path, "rollback-all")
+    ledger = Ledger.create(tmp_path / "run" / "ledger.json", load_fleet(fleet))
+    ledger.update("team-a", state="held", so_far=10, word="roll back")
+    member_dir = tmp_path / "run" / "members" / "canary"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "-p", "no:xdist", "--target",
+         str(OPENCLAW), "--run-dir", str(member_dir), "--fleet-member", "canary",
+         "--fleet-ledger", str(ledger.path), "--candidate", "2026.3.28", "--soak", "60",
+         "--watch", "20", "--late-watch", "0", "--baseline", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    print(f"member wall time: {time.monotonic() - started:.0f} s")
+    output = proc.stdout + proc.stderr
+    verdict = json.loads((member_dir / "verdict.json").read_text())
+    assert proc.returncode == 10, output[-3000:]
+    outcomes = {p["name"]: p["outcome"] for p in verdict["phases"]}
+    assert outcomes["soak_policy"] == "passed"  # it passed its own soak
+    assert outcomes["fleet_hold"] == "passed"
+    hold = next(p for p in verdict["phases"] if p["name"] == "fleet_hold")
+    assert "the fleet rolls this member back" in hold["reason"]
+    assert "the line stopped at team-a" in hold["reason"]
+    assert outcomes["rollback_restore"] == "passed" and outcomes["rollback_watch"] == "passed"
+    assert verdict["outcome"] == "rolled_back"
+    assert verdict["final_state"]["proven"] and verdict["final_state"]["version"] == "2026.3.28"
+    entry = ledger.read()["members"]["canary"]
+    assert entry["so_far"] == 0 and entry["word"] == "roll back"
