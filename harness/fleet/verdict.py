@@ -39,6 +39,8 @@ def member_row(plan: FleetPlan, name: str, entry: dict[str, Any],
         "exit_code": entry["exit"],
         "triggers": sorted({d["trigger"] for d in soak.get("decisions", []) if d.get("fired")}),
         "stopped_by": soak.get("stopped_by"),
+        "failed_phases": [p["name"] for p in verdict.get("phases", [])
+                          if p.get("outcome") == "failed"],
         "watch": {label: ((verdict.get(label) or {}).get("verdict") or {}).get("verdict")
                   for label in ("watch", "late_watch") if verdict.get(label)},
         "fleet_word": entry["word"],
@@ -109,8 +111,9 @@ def fleet_table(verdict: dict[str, Any]) -> str:
     for r in verdict["members"]:
         after = r["version_after"] if r["observed"] else f"{r['version_after']} (untouched)"
         watches = ", ".join(f"{k} {v}" for k, v in r["watch"].items()) or "-"
+        failed = f" (failed: {', '.join(r['failed_phases'])})" if r["failed_phases"] else ""
         lines.append(f"| {r['member']}{' (canary)' if r['canary'] else ''} | {r['wave']} | "
-                     f"{r['version_before']} | {after} | {r['outcome']} | "
+                     f"{r['version_before']} | {after} | {r['outcome']}{failed} | "
                      f"{', '.join(r['triggers']) or '-'} | {watches} | "
                      f"{r['what_happened'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
