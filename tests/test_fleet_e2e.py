@@ -88,7 +88,7 @@ def test_a_canary_that_fails_stops_the_line_and_the_others_are_never_touched(
 
 
 @pytest.mark.e2e
-@pytest.mark.soaks
+@pytest.mark.soaks(gateways=2)  # its wave of two soaks at once
 def test_a_fleet_whose_members_all_pass_keeps_them_all_on_the_candidate(
         tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
