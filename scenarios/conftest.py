@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import pytest
 
+from harness.fleet.ledger import ROLL_BACK
 from harness.procedure.phases import Procedure
 from harness.procedure.run import RunRecord
 from harness.pytest.fixtures import phase_fixtures
+from harness.pytest.fleet import SEAT
 from harness.soak.driver import SoakRun
 
 # preflight, backup, ..., soak_run, rollback_backup, ..., rollback_late_watch
@@ -35,8 +37,14 @@ def soak_baseline(procedure: Procedure) -> SoakRun | None:
 
 
 @pytest.fixture(scope="session")
-def rollback_needed(run_record: RunRecord) -> None:
-    """The rollback runs only when the upgrade or the soak failed after something changed."""
+def rollback_needed(request: pytest.FixtureRequest, run_record: RunRecord) -> None:
+    """The rollback runs only when the upgrade or the soak failed after something changed,
+    or, for a fleet's member, when the fleet says so (its hold comes first: a member that
+    failed stops the line before it rolls back)."""
+    if request.config.stash.get(SEAT, None) is not None:
+        hold = request.getfixturevalue("fleet_hold")
+        if run_record.changed and hold.details.get("word") == ROLL_BACK:
+            return
     if run_record.needs_rollback():
         return
     if run_record.failures("upgrade", "soak"):

@@ -65,23 +65,33 @@ SLOT_DIR = Path("/run/grh-test-slots")  # machine-wide: runs of two checkouts sh
 
 
 @contextmanager
-def machine_slot(kind: str, slots: int, poll_s: float = 1.0) -> Iterator[int]:
-    """Hold one of `slots` exclusive file locks of this kind until the block ends; wait for one
-    when all are held. The locks go with the process, however it ends."""
+def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> Iterator[int]:
+    """Hold `count` of `slots` exclusive file locks of this kind until the block ends, all of
+    them at once or none (two tests that want two never hold one each and wait); wait while
+    too few are free. The locks go with the process, however it ends."""
     SLOT_DIR.mkdir(parents=True, exist_ok=True)
     handles = [open(SLOT_DIR / f"{kind}-{i}.lock", "w") for i in range(slots)]  # noqa: SIM115
+    count = max(1, min(count, slots))
     try:
         while True:
+            held: list[int] = []
             for index, handle in enumerate(handles):
+                if len(held) == count:
+                    break
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
+                held.append(index)
+            if len(held) == count:
                 try:
-                    yield index
+                    yield held[0]
                 finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    for index in held:
+                        fcntl.flock(handles[index], fcntl.LOCK_UN)
                 return
+            for index in held:
+                fcntl.flock(handles[index], fcntl.LOCK_UN)
             time.sleep(poll_s)
     finally:
         for handle in handles:
@@ -90,13 +100,17 @@ def machine_slot(kind: str, slots: int, poll_s: float = 1.0) -> Iterator[int]:
 
 @pytest.fixture(autouse=True)
 def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.get_closest_marker("soaks") is None:
+    marker = request.node.get_closest_marker("soaks")
+    if marker is None:
         yield
         return
     asked = time.monotonic()
-    with machine_slot("soak", SOAK_SLOTS) as index:
+    # a test that soaks several gateways at once (a fleet's wave) asks a slot for each
+    gateways = int(marker.kwargs.get("gateways", 1))
+    with machine_slot("soak", SOAK_SLOTS, count=gateways) as index:
         waited = time.monotonic() - asked
-        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}] after {waited:.0f} s")
+        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {gateways} gateway(s)] after "
+              f"{waited:.0f} s")
         yield
 
 

@@ -6,6 +6,7 @@ its containers), and pytest 9.2 silently broke it with pytest-xdist 3.8.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
@@ -13,6 +14,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 
 def test_a_group_stays_on_one_worker_under_dist_loadgroup(tmp_path: Path) -> None:
@@ -52,3 +55,31 @@ def test_a_soak_slot_is_held_by_one_process_until_it_ends(tmp_path: Path) -> Non
         holder.kill()
         holder.wait()
         (SLOT_DIR / f"{kind}-0.lock").unlink(missing_ok=True)
+
+
+def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_path: Path) -> None:
+    """A fleet's wave soaks two gateways at once: it holds two slots, all at once, and waits
+    while another process holds one of them (holding none itself meanwhile)."""
+    from tests.conftest import SLOT_DIR, machine_slot
+
+    kind = f"unit2-{os.getpid()}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
+         f"with machine_slot({kind!r}, 2):\n    print('held', flush=True); time.sleep(60)"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        threading.Timer(1.0, holder.kill).start()
+        started = time.monotonic()
+        with machine_slot(kind, 2, poll_s=0.1, count=2):
+            waited = time.monotonic() - started
+            for i in range(2):  # both are held: another taker gets none
+                with open(SLOT_DIR / f"{kind}-{i}.lock", "w") as other, \
+                        pytest.raises(BlockingIOError):
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert 0.8 < waited < 30, waited
+    finally:
+        holder.kill()
+        holder.wait()
+        for i in range(2):
+            (SLOT_DIR / f"{kind}-{i}.lock").unlink(missing_ok=True)

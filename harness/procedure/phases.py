@@ -99,6 +99,9 @@ def _timed(name: str, body: Callable[[], PhaseResult],
 class Procedure:
     """Upgrade, soak and rollback of one gateway, with the evidence of each step."""
 
+    # a fleet's member: its seat (harness.fleet.seat.FleetSeat, given by the pytest layer)
+    fleet_seat: Any = None
+
     def __init__(self, settings: RunSettings, record: RunRecord, runtime: Runtime,
                  node: NodeRuntime | None, gateway: Gateway, progress: Progress | None = None,
                  gate: RestartGate | None = None, evidence: Evidence | None = None) -> None:
@@ -397,6 +400,10 @@ class Procedure:
         """The whole scenario mix (the slow reasoner's paths included) for the window: the
         soak, the baseline, and after a rollback its early and its later watch."""
         return self._soak(label, window, list(self.settings.scenarios.scenarios))
+
+    def fleet_hold(self) -> PhaseResult:
+        """A fleet member's hold after its own verdict, until the fleet's word."""
+        return self.fleet_seat.hold(self.record)
 
     def smoke(self) -> SoakRun:
         """Once each, after the rollback, the paths the known-good's baseline showed fast: the

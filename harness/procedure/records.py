@@ -294,6 +294,7 @@ class Records:
     attached: AttachedRecord | None = None
     after_interruption: InterruptionRecords = field(default_factory=InterruptionRecords)
     resumed_cleanup: Json | None = None  # an earlier run in this run dir that had died
+    fleet: Json | None = None  # a fleet's member: its name and the fleet's (harness.fleet)
 
     def attached_deployment(self, lock: Json | None = None) -> AttachedRecord:
         """The attached deployment's record, made on first use."""
@@ -310,7 +311,7 @@ class Records:
         `interruption` is the signal's own account (RunRecord.interruption), which leads that
         key."""
         found: Json = {
-            **_present([("resumed_cleanup", self.resumed_cleanup),
+            **_present([("fleet", self.fleet), ("resumed_cleanup", self.resumed_cleanup),
                         ("attached", self.attached.as_dict() if self.attached else None),
                         ("restart_decisions",
                          [d.as_dict() for d in self.restarts] or None)]),
@@ -322,7 +323,7 @@ class Records:
 
 
 # verdict.json's keys in the order a run writes them (the facts dict kept insertion order)
-ORDER = ("resumed_cleanup", "release_lock", "attached", "node", "ground_truth", "backups",
+ORDER = ("fleet", "resumed_cleanup", "release_lock", "attached", "node", "ground_truth", "backups",
          "backup_posture", "baseline", "lock_checks", "restart_decisions", "backup_refreshes",
          "soak", "updater", "rollback_path", "rollback_state_diff",
          "rollback_state_not_restored", "smoke", "recovery", "rollback_lock_note", "watch",

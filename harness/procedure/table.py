@@ -51,7 +51,7 @@ Step = Callable[["Procedure", Any], Any]
 @dataclass(frozen=True)
 class Phase:
     name: str  # its test is test_<name>
-    family: str  # upgrade | soak | rollback: its test's marker
+    family: str  # upgrade | soak | fleet | rollback: its test's marker
     timeout: float | str | None  # seconds, or the setting it follows: gate, baseline, ...
     changes_host: bool  # stops, switches or starts the gateway (only after a restart gate)
     applies_to: frozenset[str]  # the provisions it runs for
@@ -104,6 +104,14 @@ def soak(procedure: Procedure, previous: PhaseResult | None) -> SoakRun:
     return procedure.soak("soak", procedure.settings.soak)
 
 
+def fleet_hold(procedure: Procedure, previous: None) -> PhaseResult:
+    # a fleet member (harness.fleet.seat, given to its procedure by the pytest layer) holds
+    # after its own verdict until the fleet says keep or roll back
+    if procedure.fleet_seat is None:
+        raise NotRun("not a member of a fleet")
+    return procedure.fleet_hold()
+
+
 def rollback_backup(procedure: Procedure, previous: None) -> PhaseResult:
     return procedure.rollback_backup()
 
@@ -148,7 +156,7 @@ def rollback_late_watch(procedure: Procedure, previous: SoakRun) -> SoakRun:
 
 # -- the table ------------------------------------------------------------------------------
 # To add a phase: one row here (in procedure order), its step above, its test in scenarios/.
-U, S, R = "upgrade", "soak", "rollback"
+U, S, F, R = "upgrade", "soak", "fleet", "rollback"
 PHASES: tuple[Phase, ...] = (
     #     name                     family timeout   changes  applies to     after
     Phase("preflight",             U,     600,      False,   ONLY_EMBEDDED, None,
@@ -172,6 +180,10 @@ PHASES: tuple[Phase, ...] = (
     Phase("soak_policy",           S,     SOAK,     False,   BOTH,          "soak_run", RAN),
     Phase("soak_log_source",       S,     SOAK,     False,   BOTH,          "soak_run", RAN),
     Phase("soak_left_as_found",    S,     SOAK,     False,   ONLY_ATTACHED, "soak_run", RAN),
+    # a fleet member only (its test is collected with --fleet-member): no limit of its own, it
+    # ends with the fleet's word or with its xdist worker
+    Phase("fleet_hold",            F,     None,     False,   ONLY_EMBEDDED, None,
+          step=fleet_hold),
     # rollback_needed (scenarios/conftest.py) skips the whole rollback when nothing is to undo
     Phase("rollback_backup",       R,     ROLLBACK, False,   ONLY_EMBEDDED, "rollback_needed",
           RAN, step=rollback_backup),

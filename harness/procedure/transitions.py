@@ -106,6 +106,7 @@ class Transitions:
         self.family: str | None = None
         self.alerted: set[str] = set()
         self.records: list[dict[str, Any]] = []
+        self.member: str | None = None  # a fleet's member: its name on every record and alert
         self._setup_s: dict[str, float] = {}
         self._lock = threading.Lock()
         if profile is not None:
@@ -122,7 +123,7 @@ class Transitions:
         now = time.time()
         record = {"at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
                   "ts": round(now, 3), "run_id": self.run_id, "state": state, "event": event,
-                  **fields}
+                  **({"member": self.member} if self.member else {}), **fields}
         if self.journal is not None:  # first, so the line says whether the journal has it
             try:
                 record["journal"] = self.journal.send(record)
@@ -142,7 +143,8 @@ class Transitions:
             return []
         self.alerted.add(kind)
         body = {"alert": kind, "run_id": self.run_id, "at": time.time(),
-                "target": self.profile.name if self.profile else None, **payload}
+                "target": self.profile.name if self.profile else None,
+                **({"member": self.member} if self.member else {}), **payload}
         results = []
         for delivery in deliver(self.alert_spec, body):
             ok = delivery.pop("ok")

@@ -28,6 +28,7 @@ from harness.procedure.recovery import put_known_good_back
 from harness.procedure.run import RunRecord, RunSettings, build_verdict
 from harness.procedure.rundir import RUN_DIR_OWNER, RunDirOwner
 from harness.procedure.table import BY_NAME, PASSED, PASSED_IF_SELECTED, PHASES, NotRun, Phase
+from harness.pytest.fleet import SEAT
 from harness.pytest.session import ATTACHED, RECORD, settings_for
 from harness.reporting import redact
 from harness.soak.driver import SoakRun, check
@@ -250,6 +251,7 @@ def procedure(request: pytest.FixtureRequest, pytestconfig: pytest.Config,
                        terminal=Terminal.detect(write, suspend)
                        if run_settings.restart_gate == "manual" else None)
     procedure = Procedure(run_settings, run_record, runtime, node, deployment, progress, gate)
+    procedure.fleet_seat = pytestconfig.stash.get(SEAT, None)
     yield procedure
     interruption = pytestconfig.stash.get(INTERRUPTION, None)
     if interruption is not None and interruption.interrupted and not deployment.attached \

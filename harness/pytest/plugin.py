@@ -33,12 +33,15 @@ from harness.procedure.settings import RESTART_GATE, ROLLBACK_PATH, Defaults
 from harness.procedure.table import FAMILIES
 from harness.procedure.transitions import Transitions
 from harness.pytest.finisher import Finisher
+from harness.pytest.fleet import SEAT, configure_member, fleet_mode
+from harness.pytest.fleet import configure as configure_fleet
 from harness.pytest.items import check_attached, family_of, record_outcome, stage
 from harness.pytest.session import RECORD, RUN_DIR, own_run_dir, runs_the_suite, settings_for
 
 pytest_plugins = [
     "harness.pytest.fixtures",  # the run's session fixtures and the phases' fixture factory
     "harness.pytest.reports",  # redaction, categories, summary.md
+    "harness.pytest.fleet_hooks",  # --fleet: one release over many gateways, on xdist workers
 ]
 
 
@@ -112,6 +115,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run_dir_opt = config.getoption("run_dir")
     run_dir = Path(run_dir_opt) if run_dir_opt else config.rootpath / "reports" / run_id
     config.stash[RUN_DIR] = (run_id, run_dir.resolve())
+    if fleet_mode(config) and runs_the_suite(config):  # the members' runs do the rest
+        configure_fleet(config, run_id, run_dir.resolve())
+        return
     config.pluginmanager.register(Finisher(config), "harness-finisher")  # verdict, latest
     if not runs_the_suite(config):
         return
@@ -120,9 +126,14 @@ def pytest_configure(config: pytest.Config) -> None:
     interruption.install()
     config.stash[INTERRUPTION] = interruption
     config.pluginmanager.register(interruption, "harness-interruption")
+    transitions = Transitions(run_id, run_dir.resolve(), record=config.stash[RECORD])
     config.pluginmanager.register(  # every state transition as JSON lines, journal and alerts
-        Transitions(run_id, run_dir.resolve(), record=config.stash[RECORD]),
-        "harness-transitions")
+        transitions, "harness-transitions")
+    configure_member(config)  # a fleet's member: its seat, and its name on every record
+    if SEAT in config.stash:
+        transitions.member = config.stash[SEAT].member
+        config.stash[RECORD].fleet = {"member": config.stash[SEAT].member,
+                                      "fleet": config.stash[SEAT].plan.name}
     # allure-pytest reads its folder in its own pytest_configure, which runs after this one
     if getattr(config.option, "allure_report_dir", None) is None:
         config.option.allure_report_dir = str(run_dir / "allure-results")
@@ -136,7 +147,7 @@ def pytest_collection(session: pytest.Session) -> None:
     """A run of the suite loads its inputs before anything is collected: an input error then
     ends the session as one line and exit 20 under any flags. Raised later, from
     pytest_generate_tests, `-x` would turn it into a collection error and its traceback."""
-    if runs_the_suite(session.config):
+    if runs_the_suite(session.config) and not fleet_mode(session.config):
         settings_for(session.config)
 
 

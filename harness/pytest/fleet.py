@@ -1,0 +1,143 @@
+"""pytest wiring of a fleet release: `pytest scenarios --fleet FILE -n N`.
+
+The controller (xdist's, or a plain session for --collect-only) loads the fleet file, checks
+that its workers can hold what the fleet holds at once, owns the fleet's run dir and its
+ledger, and at the end writes the one verdict. The suite collects one item per member
+(scenarios/test_fleet.py, `test_member[NAME]`, in wave order, each in its own xdist_group so
+that `--dist loadgroup` hands them out in that order); everything else of the suite is left to
+the members' own runs. On its worker a member waits for its wave (harness.fleet.waves), then
+runs its acceptance as a run of its own (harness.fleet.member), which holds after its verdict
+(the phase table's `fleet_hold`) until the fleet says keep or roll back.
+
+Inside a member's run (`--fleet-member NAME --fleet-ledger PATH`, given by its worker) the
+suite runs as for one gateway, plus its hold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.common.errors import HarnessError, InputError
+from harness.fleet.ledger import Ledger
+from harness.fleet.member import MemberRun, run_member
+from harness.fleet.plan import FleetPlan, Member, load_fleet
+from harness.fleet.seat import FleetSeat
+from harness.fleet.waves import wait_to_start
+from harness.procedure.settings import CommandLine
+from harness.pytest.session import fail_input
+
+FLEET_FILE = "test_fleet.py"  # the members' items
+HOLD_FILE = "test_fleet_hold.py"  # a member's hold
+WORKER_KEY = "harness_fleet"
+# the options a member's run takes from the fleet's command line (its target is its own)
+_PER_MEMBER = {"target", "target_host"}
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    plan: FleetPlan
+    run_dir: Path
+    ledger: Ledger
+    forwarded: tuple[str, ...]  # options for every member's run
+    root: Path
+    suite: str
+
+    def take_part(self, member: Member) -> MemberRun:
+        """On the member's worker: its wave's gate, then its run (skipped when not reached)."""
+        start, reason = wait_to_start(self.ledger, self.plan, member.name)
+        if not start:
+            pytest.skip(reason)
+        return run_member(member, self.run_dir, self.ledger, self.root, self.suite,
+                          list(self.forwarded))
+
+
+FLEET = pytest.StashKey[FleetRun]()
+SEAT = pytest.StashKey[FleetSeat]()
+
+
+def fleet_mode(config: pytest.Config) -> bool:
+    return bool(config.getoption("fleet", None))
+
+
+def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
+    """A fleet session, controller or worker (harness.pytest.plugin calls this instead of
+    setting up a run of one gateway)."""
+    from harness.pytest.session import own_run_dir
+
+    path = Path(config.getoption("fleet"))
+    try:
+        plan = load_fleet(path)
+    except HarnessError as exc:
+        fail_input(config, exc)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker: the controller's run dir and forwarded options
+        shared = json.loads(workerinput[WORKER_KEY])
+        config.stash[FLEET] = FleetRun(plan, Path(shared["run_dir"]),
+                                       Ledger(Path(shared["ledger"])),
+                                       tuple(shared["forwarded"]), config.rootpath,
+                                       config.getini("harness_suite"))
+        return
+    collect_only = config.getoption("collectonly")
+    if not collect_only:
+        check_workers(config, plan)
+    forwarded = forwarded_options(config)
+    # -m and -k select the members' tests, in their runs: every member's item runs here
+    config.option.markexpr = ""
+    config.option.keyword = ""
+    if config.getoption("dist", "no") in ("no", "load"):
+        config.option.dist = "loadgroup"  # each member its own group, in collection order
+    own_run_dir(config, run_dir, run_id)
+    ledger = Ledger(run_dir / "ledger.json") if collect_only \
+        else Ledger.create(run_dir / "ledger.json", plan)
+    fleet = FleetRun(plan, run_dir, ledger, tuple(forwarded), config.rootpath,
+                     config.getini("harness_suite"))
+    config.stash[FLEET] = fleet
+    if not collect_only:
+        from harness.pytest.fleet_finish import FleetFinisher
+
+        config.pluginmanager.register(FleetFinisher(config, fleet), "harness-fleet-finisher")
+
+
+def check_workers(config: pytest.Config, plan: FleetPlan) -> None:
+    """Members hold after their verdict until the fleet decides: every member that may hold
+    at once needs a worker of its own, or a member queued behind a holding one never starts."""
+    need = max(len(w) for w in plan.waves) if plan.on_failure == "rollback-wave" \
+        else len(plan.members)
+    workers = config.getoption("numprocesses", None) or 0
+    if int(workers) < need:
+        fail_input(config, InputError(
+            "-n", "", f"{plan.path.name} holds {need} member(s) at once (on_failure = "
+            f"\"{plan.on_failure}\", waves of up to {max(len(w) for w in plan.waves)}): give "
+            f"-n {need} or more (pytest-xdist workers), got {workers or 'none'}"))
+
+
+def forwarded_options(config: pytest.Config) -> list[str]:
+    """The fleet's command line as each member's run takes it: every harness option but the
+    target, plus -m and -k."""
+    out: list[str] = []
+    for name in CommandLine.__dataclass_fields__:
+        value = config.getoption(name)
+        if name in _PER_MEMBER or value is None:
+            continue
+        out += [f"--{name.replace('_', '-')}", str(value)]
+    for flag, value in (("-m", config.option.markexpr), ("-k", config.option.keyword)):
+        if value:
+            out += [flag, value]
+    return out
+
+
+def configure_member(config: pytest.Config) -> None:
+    """Inside a member's own run: its seat (the hold reads it)."""
+    name, ledger = config.getoption("fleet_member"), config.getoption("fleet_ledger")
+    if not name:
+        return
+    if not ledger:
+        fail_input(config, InputError("--fleet-ledger", "", "--fleet-member needs the ledger"))
+    try:
+        config.stash[SEAT] = FleetSeat.take(name, Path(ledger))
+    except HarnessError as exc:
+        fail_input(config, exc)
