@@ -64,38 +64,79 @@ SOAK_SLOTS = max(1, int(os.environ.get("HARNESS_TEST_SOAK_SLOTS", os.cpu_count()
 SLOT_DIR = Path("/run/grh-test-slots")  # machine-wide: runs of two checkouts share the cores
 
 
+def _take(handles: list, count: int) -> list[int] | None:
+    """Take `count` of the slot locks without waiting, all or none."""
+    held: list[int] = []
+    for index, handle in enumerate(handles):
+        if len(held) == count:
+            break
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        held.append(index)
+    if len(held) == count:
+        return held
+    for index in held:
+        fcntl.flock(handles[index], fcntl.LOCK_UN)
+    return None
+
+
 @contextmanager
 def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> Iterator[int]:
     """Hold `count` of `slots` exclusive file locks of this kind until the block ends, all of
     them at once or none (two tests that want two never hold one each and wait); wait while
-    too few are free. The locks go with the process, however it ends."""
+    too few are free. The locks go with the process, however it ends.
+
+    A test that wants several slots would otherwise starve: with more workers than slots, a
+    slot that frees is taken by the next one-slot test before the second one frees. So it
+    first holds the kind's gate exclusively, and a one-slot test takes a slot only while it
+    can hold the gate shared: once a several-slot test waits, nobody new starts, and it starts
+    as soon as the running soaks end."""
     SLOT_DIR.mkdir(parents=True, exist_ok=True)
     handles = [open(SLOT_DIR / f"{kind}-{i}.lock", "w") for i in range(slots)]  # noqa: SIM115
+    gate = open(SLOT_DIR / f"{kind}-gate.lock", "w")  # noqa: SIM115
     count = max(1, min(count, slots))
     try:
-        while True:
-            held: list[int] = []
-            for index, handle in enumerate(handles):
-                if len(held) == count:
-                    break
+        held = None
+        if count > 1:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            try:
+                while (held := _take(handles, count)) is None:
+                    time.sleep(poll_s)
+            finally:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        else:
+            while True:
+                fcntl.flock(gate, fcntl.LOCK_SH)
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                held.append(index)
-            if len(held) == count:
-                try:
-                    yield held[0]
+                    held = _take(handles, count)
                 finally:
-                    for index in held:
-                        fcntl.flock(handles[index], fcntl.LOCK_UN)
-                return
+                    fcntl.flock(gate, fcntl.LOCK_UN)
+                if held is not None:
+                    break
+                time.sleep(poll_s)
+        try:
+            yield held[0]
+        finally:
             for index in held:
                 fcntl.flock(handles[index], fcntl.LOCK_UN)
-            time.sleep(poll_s)
     finally:
+        gate.close()
         for handle in handles:
             handle.close()
+
+
+def _slots_wanted(item: pytest.Item) -> int:
+    marker = item.get_closest_marker("soaks")
+    return 0 if marker is None else int(marker.kwargs.get("gateways", 1))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that soak several gateways at once first: they start while every slot is free
+    instead of waiting for a moment when all are. A stable sort on the markers alone, so every
+    xdist worker collects the same order."""
+    items.sort(key=lambda item: 0 if _slots_wanted(item) > 1 else 1)
 
 
 @pytest.fixture(autouse=True)

@@ -83,3 +83,39 @@ def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_pat
         holder.wait()
         for i in range(2):
             (SLOT_DIR / f"{kind}-{i}.lock").unlink(missing_ok=True)
+
+
+def test_a_test_waiting_for_two_slots_is_not_overtaken_by_one_slot_tests(tmp_path: Path) -> None:
+    """The fleet test used to wait 17 minutes in CI: every time a slot freed, a one-slot test
+    took it before the second one freed. Once a two-slot test waits, a one-slot test does not
+    start in the free slot; the two-slot test starts when the running one ends."""
+    from tests.conftest import SLOT_DIR
+
+    kind = f"unit3-{os.getpid()}"
+    root = Path(__file__).resolve().parents[1]
+
+    def process(count: int, hold_s: float) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
+             f"with machine_slot({kind!r}, 2, poll_s=0.1, count={count}):\n"
+             f"    print('held', time.monotonic(), flush=True); time.sleep({hold_s})"],
+            cwd=root, stdout=subprocess.PIPE, text=True)
+
+    running = process(1, 3.0)  # a soak in one slot; the other slot is free
+    waiting = late = None
+    try:
+        assert running.stdout is not None and running.stdout.readline().startswith("held")
+        waiting = process(2, 0.5)  # a fleet wave: waits for both
+        time.sleep(1.0)
+        late = process(1, 0.0)  # arrives while the wave waits, with a slot free
+        assert waiting.stdout is not None and late.stdout is not None
+        wave_at = float(waiting.stdout.readline().split()[1])
+        late_at = float(late.stdout.readline().split()[1])
+        assert late_at > wave_at, (wave_at, late_at)
+    finally:
+        for proc in (running, waiting, late):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        for name in ("0", "1", "gate"):
+            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
