@@ -144,7 +144,9 @@ class DockerEngine:
         self._acquire_lock()
         try:
             self._remove_stale_bridge()
+            self._remove_stale_run_dir()
             self.run_dir = Path(tempfile.mkdtemp(prefix="grh-", dir="/run"))
+            (self.root / "run_dir").write_text(str(self.run_dir))
             exec_root = self.root / "exec"
             # containerd puts its sockets under the exec root; keep them well under 108 bytes
             self.exec_root = exec_root if len(str(exec_root)) <= 60 else self.run_dir / "exec"
@@ -170,6 +172,7 @@ class DockerEngine:
                 self.bridge = None
             if self.run_dir is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+                (self.root / "run_dir").unlink(missing_ok=True)
                 self.run_dir = None
             self._restore_env()
             self._release_lock()
@@ -207,6 +210,17 @@ class DockerEngine:
                 commands.run(["ip", "link", "del", name], timeout=30)
             record.unlink()
 
+    def _remove_stale_run_dir(self) -> None:
+        """... and its run dir under /run, with the netns mount dockerd left in it."""
+        record = self.root / "run_dir"
+        if not record.exists():
+            return
+        stale = Path(record.read_text().strip())
+        if stale.parent == Path("/run") and stale.name.startswith("grh-"):
+            self._unmount_leftovers([stale])
+            shutil.rmtree(stale, ignore_errors=True)
+        record.unlink()
+
     def _create_bridge(self) -> None:
         # engines of parallel runs choose their subnets one at a time, so two never pick the same
         with open(SUBNET_LOCK, "w") as lock:
@@ -237,8 +251,12 @@ class DockerEngine:
         with open(self.log_path, "ab") as log:
             log.write(f"--- harness: {' '.join(argv)} at {time.time():.3f}\n".encode())
             log.flush()
+            # dies with the process that started it (a test worker killed without teardown
+            # once left its engine and container running): SIGTERM, on which dockerd stops its
+            # containers and its containerd
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=commands.die_with_parent())
         self.pid = self._proc.pid
 
     def _wait_ready(self) -> None:
@@ -275,9 +293,9 @@ class DockerEngine:
                 pass
             proc.wait(timeout=10)
 
-    def mounts(self) -> list[str]:
+    def mounts(self, under: list[Path] | None = None) -> list[str]:
         """Mount points under this engine's roots (dockerd leaves its netns bind mount)."""
-        roots = [str(r) + "/" for r in (self.root, self.run_dir, self.exec_root) if r]
+        roots = [str(r) + "/" for r in (under or [self.root, self.run_dir, self.exec_root]) if r]
         points = []
         try:
             for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -288,8 +306,8 @@ class DockerEngine:
             pass
         return points
 
-    def _unmount_leftovers(self) -> None:
-        for point in sorted(self.mounts(), key=len, reverse=True):
+    def _unmount_leftovers(self, under: list[Path] | None = None) -> None:
+        for point in sorted(self.mounts(under), key=len, reverse=True):
             if commands.run(["umount", point], timeout=30).returncode != 0:
                 commands.run(["umount", "-l", point], timeout=30)
 
