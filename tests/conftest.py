@@ -10,6 +10,7 @@ exec root and bridge. The root file system tarball they import is built once for
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import time
@@ -152,7 +153,62 @@ def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
         waited = time.monotonic() - asked
         print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {gateways} gateway(s)] after "
               f"{waited:.0f} s")
-        yield
+        held = time.monotonic()
+        try:
+            yield
+        finally:
+            _record_slot(request.node.nodeid, gateways, waited, time.monotonic() - held)
+
+
+# The soak slots are the suite's critical resource: how long each test waited for its slots and
+# held them is written by every worker to one file of the session, and the controller prints
+# the picture at the end (who held the slots longest, how busy they were), so the next person
+# who must bring CI under its budget sees where the slot time goes.
+SLOT_LOG_ENV = "HARNESS_TEST_SLOT_LOG"
+
+
+def _record_slot(nodeid: str, gateways: int, waited_s: float, held_s: float) -> None:
+    path = os.environ.get(SLOT_LOG_ENV)
+    if not path:
+        return
+    line = json.dumps({"test": nodeid, "gateways": gateways, "waited_s": round(waited_s, 1),
+                       "held_s": round(held_s, 1)})
+    with open(path, "a") as log:  # one short line per write: appends do not interleave
+        log.write(line + "\n")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: it inherits the controller's file
+        return
+    log = CACHE / "test-slots" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    os.environ[SLOT_LOG_ENV] = str(log)
+    config.stash[SLOT_LOG] = (log, time.monotonic())
+
+
+SLOT_LOG = pytest.StashKey[tuple[Path, float]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    log, started = config.stash.get(SLOT_LOG, (None, 0.0))
+    if log is None or not log.exists():
+        return
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    wall = time.monotonic() - started
+    slot_s = sum(r["held_s"] * min(r["gateways"], SOAK_SLOTS) for r in rows)
+    terminalreporter.section("soak slots")
+    terminalreporter.write_line(
+        f"{len(rows)} tests held {slot_s / 60:.1f} slot-minutes of {SOAK_SLOTS} slots over "
+        f"{wall / 60:.1f} min ({slot_s / max(wall * SOAK_SLOTS, 1):.0%} busy); waited "
+        f"{sum(r['waited_s'] for r in rows) / 60:.1f} min in all. Longest held:")
+    for row in sorted(rows, key=lambda r: -r["held_s"])[:12]:
+        terminalreporter.write_line(
+            f"  {row['held_s']:7.1f} s held x{row['gateways']}  {row['waited_s']:6.1f} s waited"
+            f"  {row['test']}")
 
 
 @pytest.fixture(scope="session")
