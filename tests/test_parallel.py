@@ -54,7 +54,8 @@ def test_a_soak_slot_is_held_by_one_process_until_it_ends(tmp_path: Path) -> Non
     finally:
         holder.kill()
         holder.wait()
-        (SLOT_DIR / f"{kind}-0.lock").unlink(missing_ok=True)
+        for name in ("0", "gate"):
+            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
 
 
 def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_path: Path) -> None:
@@ -81,8 +82,8 @@ def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_pat
     finally:
         holder.kill()
         holder.wait()
-        for i in range(2):
-            (SLOT_DIR / f"{kind}-{i}.lock").unlink(missing_ok=True)
+        for name in ("0", "1", "gate"):
+            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
 
 
 def test_a_test_waiting_for_two_slots_is_not_overtaken_by_one_slot_tests(tmp_path: Path) -> None:
