@@ -92,3 +92,22 @@ def test_a_member_that_never_ended_is_no_pass(tmp_path: Path) -> None:
     ledger.update("canary", state="running")  # its worker died with it
     verdict = write_fleet_report(plan, ledger.read(), run)
     assert (verdict["outcome"], verdict["exit_code"]) == ("interrupted", 17)
+
+
+def test_an_interrupted_wave_is_said_to_be_interrupted_not_failed(tmp_path: Path) -> None:
+    """Ctrl-C in a real fleet's second wave: the canary passed and was kept, both wave members
+    were interrupted and put back on the known-good by their own runs. The claim named them
+    "Failed"; the person reading it must see they were interrupted, and on what they ended."""
+    plan = load_fleet(fleet(tmp_path, "rollback-wave"))
+    run = tmp_path / "run"
+    ledger = Ledger.create(run / "ledger.json", plan)
+    ledger.update("canary", state="ended", so_far=0, word="keep", exit=0)
+    for name in ("a", "b"):
+        ledger.update(name, state="ended", exit=17)
+        member_run(run, name, "interrupted", "2026.3.28")
+    member_run(run, "canary", "passed", "2026.4.1")
+    verdict = write_fleet_report(plan, ledger.read(), run)
+    assert (verdict["outcome"], verdict["exit_code"]) == ("interrupted", 17)
+    assert "Failed" not in verdict["claim"], verdict["claim"]
+    assert "On the candidate: canary." in verdict["claim"]
+    assert "Interrupted: a (on 2026.3.28), b (on 2026.3.28)." in verdict["claim"]

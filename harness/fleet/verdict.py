@@ -89,18 +89,31 @@ def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
 def claim(plan: FleetPlan, outcome: str, rows: list[dict[str, Any]],
           untouched: list[str]) -> str:
     kept = [r["member"] for r in rows if r["fleet_word"] == KEEP]
-    failed = [r["member"] for r in rows if r["failed_itself"]]
     text = f"Fleet {plan.name}: {outcome}."
     if kept:
         text += f" On the candidate: {', '.join(kept)}."
-    if failed:
-        text += f" Failed: {', '.join(failed)}."
+    text += _failed_itself(rows)
     back = [r["member"] for r in rows if r["fleet_word"] == ROLL_BACK]
     if back:
         text += f" Rolled back: {', '.join(back)}."
     if untouched:
         text += f" Not reached, left untouched: {', '.join(untouched)}."
     return text
+
+
+# A member that ended badly on its own, by how it ended: an interrupted member did not fail
+FAILED_AS = {"interrupted": "Interrupted", "rolled_back": "Failed and rolled back",
+             "rollback_failed": "Failed, rollback NOT proven"}
+
+
+def _failed_itself(rows: list[dict[str, Any]]) -> str:
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        if row["failed_itself"]:
+            label = FAILED_AS.get(row["outcome"], f"Failed ({row['outcome']})")
+            after = f" (on {row['version_after']})" if row.get("version_after") else ""
+            groups.setdefault(label, []).append(f"{row['member']}{after}")
+    return "".join(f" {label}: {', '.join(names)}." for label, names in groups.items())
 
 
 def fleet_table(verdict: dict[str, Any]) -> str:
