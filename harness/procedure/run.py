@@ -51,6 +51,8 @@ class RunSettings:
     # how a rollback gets the known-good back: its kept prefix (else a reinstall), or the
     # target's own updater run by the candidate ([package.updater] of the profile)
     rollback_path: str = "prefix"
+    # a fleet's member: the fleet's lock its releases came from (file, sha256, fleet, when)
+    fleet_lock: dict[str, Any] | None = None
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -85,6 +87,7 @@ class RunSettings:
             "rollback_path": self.rollback_path,
             "gate_timeout_s": self.gate_timeout_s,
             "accept_backup_posture": self.accept_backup_posture,
+            **({"fleet_lock": self.fleet_lock} if self.fleet_lock else {}),
         }
 
 

@@ -29,7 +29,10 @@ class FleetFinisher:
 
     def finish(self, session: pytest.Session) -> None:
         fleet = self.fleet
-        verdict = write_fleet_report(fleet.plan, fleet.ledger.read(), fleet.run_dir)
+        from harness.pytest.fleet import REFUSAL
+
+        verdict = write_fleet_report(fleet.plan, fleet.ledger.read(), fleet.run_dir,
+                                     self.config.stash.get(REFUSAL, None))
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line("")
