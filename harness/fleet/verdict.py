@@ -17,6 +17,7 @@ from harness.fleet.ledger import KEEP, NOT_REACHED, ROLL_BACK, fleet_rollbacks, 
 from harness.fleet.outcome import fleet_exit, not_reached
 from harness.fleet.plan import FleetPlan
 from harness.procedure.lock import LOCK_FILE, ROLES
+from harness.reporting.landing import properties
 
 OUTCOMES = {ExitCode.PASSED: "passed", ExitCode.ROLLED_BACK: "rolled_back",
             ExitCode.ROLLBACK_FAILED: "rollback_failed", ExitCode.INTERRUPTED: "interrupted"}
@@ -171,6 +172,23 @@ def fleet_table(verdict: dict[str, Any]) -> str:
                      f"{r.get('fleet_lock', '-')} | "
                      f"{r['what_happened'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def fleet_environment(verdict: dict[str, Any]) -> str:
+    """The fleet's Allure environment panel: which release, over which members, decided how."""
+    lock = verdict.get("lock") or {}
+    rows: dict[str, Any] = {"fleet": f"{verdict['fleet']} ({verdict['fleet_file']} sha256:"
+                                     f"{verdict['fleet_sha256']})",
+                            "on_failure": verdict["on_failure"],
+                            "outcome": f"{verdict['outcome']} (exit {verdict['exit_code']})"}
+    for role in ROLES:
+        if lock.get(role):
+            rows[role] = lock[role]
+    if lock:
+        rows["release_lock"] = f"{lock['file']} sha256:{lock['sha256']}"
+    rows["members"] = ", ".join(f"{r['member']} (wave {r['wave']}: {r['outcome']})"
+                                for r in verdict["members"])
+    return properties(rows)
 
 
 def write_fleet_report(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path,

@@ -21,6 +21,7 @@ from harness.common.errors import ExitCode
 from harness.judge.policy import Policy, Window
 from harness.procedure.gate import Decision
 from harness.procedure.records import AttachedRecord, Records
+from harness.reporting.landing import properties
 from harness.reporting.redact import redact
 from harness.soak.scenarios import ScenarioSet
 from harness.targets.profile import TargetProfile
@@ -251,7 +252,7 @@ def allure_environment(lock: dict[str, Any], record: Records | None = None) -> s
         "soak_window_s": lock["soak_window_s"], "host": lock["host"],
         "harness_version": lock["harness_version"], "run_id": lock["run_id"],
     })
-    return "".join(f"{key}={value}\n" for key, value in rows.items())
+    return properties(rows)
 
 
 def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:
