@@ -5,6 +5,7 @@ results, the member as their parent suite."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -15,6 +16,8 @@ from harness.common.errors import ExitCode
 from harness.fleet.ledger import KEEP, NOT_REACHED, ROLL_BACK, fleet_rollbacks, results
 from harness.fleet.outcome import fleet_exit, not_reached
 from harness.fleet.plan import FleetPlan
+from harness.procedure.lock import LOCK_FILE, ROLES
+from harness.reporting.landing import properties
 
 OUTCOMES = {ExitCode.PASSED: "passed", ExitCode.ROLLED_BACK: "rolled_back",
             ExitCode.ROLLBACK_FAILED: "rollback_failed", ExitCode.INTERRUPTED: "interrupted"}
@@ -62,9 +65,39 @@ def what_happened(entry: dict[str, Any], verdict: dict[str, Any]) -> str:
         "run dir"
 
 
+def fleet_lock_of(run_dir: Path) -> dict[str, Any] | None:
+    """The fleet's one release lock (harness.fleet.release), as the verdict names it."""
+    path = run_dir / LOCK_FILE
+    try:
+        text = path.read_text()
+        lock = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    return {"file": LOCK_FILE, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "locked_at": lock.get("locked_at"),
+            **{role: f"{lock[role]['package']}@{lock[role]['version']} "
+                     f"{lock[role]['integrity']}" for role in ROLES if lock.get(role)}}
+
+
+def lock_match(fleet_lock: dict[str, Any] | None, row: dict[str, Any],
+               verdict: dict[str, Any]) -> str:
+    """Whether the member's run installed from the fleet's lock (the same file, byte for
+    byte): its own lock records the fleet lock's SHA-256 it took its releases from."""
+    if fleet_lock is None or not row["observed"]:
+        return "-"
+    taken = (verdict.get("lock") or {}).get("fleet_lock") or {}
+    if not taken:
+        return "not taken: the member's run locked no release from the fleet's lock"
+    if taken.get("sha256") != fleet_lock["sha256"]:
+        return f"differs: the member took sha256 {str(taken.get('sha256'))[:12]}..., the " \
+            f"fleet's lock is {fleet_lock['sha256'][:12]}..."
+    return "matches"
+
+
 def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
                         ) -> dict[str, Any]:
     members = ledger["members"]
+    lock = fleet_lock_of(run_dir)
     done = results(members)
     rolled = fleet_rollbacks(members)
     code = fleet_exit(plan, done, rolled)
@@ -75,15 +108,31 @@ def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
             verdict = json.loads(path.read_text())
         except (OSError, ValueError):
             verdict = {}
-        rows.append(member_row(plan, member.name, members[member.name], verdict))
+        row = member_row(plan, member.name, members[member.name], verdict)
+        row["fleet_lock"] = lock_match(lock, row, verdict)
+        rows.append(row)
     outcome = OUTCOMES.get(code, ExitCode(code).name.lower())
     untouched = not_reached(plan, done)
     return {"fleet": plan.name, "fleet_file": plan.path.name, "fleet_sha256": plan.sha256,
-            "on_failure": plan.on_failure, "max_parallel": plan.max_parallel,
+            "on_failure": plan.on_failure, "max_parallel": plan.max_parallel, "lock": lock,
             "outcome": outcome, "exit_code": int(code), "ended": round(time.time(), 3),
             "waves": [[m.name for m in w] for w in plan.waves],
             "not_reached": untouched, "fleet_rollbacks": rolled,
             "claim": claim(plan, outcome, rows, untouched), "members": rows}
+
+
+def refused_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path, code: int,
+                    reason: str) -> dict[str, Any]:
+    """The fleet's review refused (a version the registry does not know, a stale lock, a
+    denied version): no member started, every one left untouched."""
+    verdict = build_fleet_verdict(plan, ledger, run_dir)
+    outcome = ExitCode(code).name.lower()
+    for row in verdict["members"]:
+        row["what_happened"] = "not reached: the fleet's review refused; left untouched"
+    verdict.update(outcome=outcome, exit_code=int(code), refusal=reason,
+                   not_reached=[m.name for m in plan.members],
+                   claim=f"Fleet {plan.name}: {outcome}, before any member started: {reason}")
+    return verdict
 
 
 def claim(plan: FleetPlan, outcome: str, rows: list[dict[str, Any]],
@@ -117,10 +166,15 @@ def _failed_itself(rows: list[dict[str, Any]]) -> str:
 
 
 def fleet_table(verdict: dict[str, Any]) -> str:
+    lock = verdict.get("lock")
     lines = [f"# Fleet {verdict['fleet']}: {verdict['outcome']} (exit {verdict['exit_code']})",
-             "", verdict["claim"], "",
-             "| member | wave | before | after | outcome | triggers | watches | what happened |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", verdict["claim"], ""]
+    if lock:
+        lines += [f"One release lock for the fleet ({lock['file']}, sha256 "
+                  f"{lock['sha256'][:12]}...): candidate {lock.get('candidate')}, known-good "
+                  f"{lock.get('known_good')}.", ""]
+    lines += ["| member | wave | before | after | outcome | triggers | watches | fleet lock "
+              "| what happened |", "|---|---|---|---|---|---|---|---|---|"]
     for r in verdict["members"]:
         after = r["version_after"] if r["observed"] else f"{r['version_after']} (untouched)"
         watches = ", ".join(f"{k} {v}" for k, v in r["watch"].items()) or "-"
@@ -128,13 +182,32 @@ def fleet_table(verdict: dict[str, Any]) -> str:
         lines.append(f"| {r['member']}{' (canary)' if r['canary'] else ''} | {r['wave']} | "
                      f"{r['version_before']} | {after} | {r['outcome']}{failed} | "
                      f"{', '.join(r['triggers']) or '-'} | {watches} | "
+                     f"{r.get('fleet_lock', '-')} | "
                      f"{r['what_happened'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
-def write_fleet_report(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
-                       ) -> dict[str, Any]:
-    verdict = build_fleet_verdict(plan, ledger, run_dir)
+def fleet_environment(verdict: dict[str, Any]) -> str:
+    """The fleet's Allure environment panel: which release, over which members, decided how."""
+    lock = verdict.get("lock") or {}
+    rows: dict[str, Any] = {"fleet": f"{verdict['fleet']} ({verdict['fleet_file']} sha256:"
+                                     f"{verdict['fleet_sha256']})",
+                            "on_failure": verdict["on_failure"],
+                            "outcome": f"{verdict['outcome']} (exit {verdict['exit_code']})"}
+    for role in ROLES:
+        if lock.get(role):
+            rows[role] = lock[role]
+    if lock:
+        rows["release_lock"] = f"{lock['file']} sha256:{lock['sha256']}"
+    rows["members"] = ", ".join(f"{r['member']} (wave {r['wave']}: {r['outcome']})"
+                                for r in verdict["members"])
+    return properties(rows)
+
+
+def write_fleet_report(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path,
+                       refusal: tuple[int, str] | None = None) -> dict[str, Any]:
+    verdict = build_fleet_verdict(plan, ledger, run_dir) if refusal is None \
+        else refused_verdict(plan, ledger, run_dir, *refusal)
     (run_dir / "verdict.json").write_text(json.dumps(verdict, indent=2, default=str))
     parts = [fleet_table(verdict)]
     for row in verdict["members"]:

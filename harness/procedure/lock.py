@@ -10,6 +10,7 @@ lock can be run again only for the same review: naming another version there is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -153,3 +154,41 @@ def recheck(lock: dict[str, Any], resolve: Resolver, before: str) -> LockCheck:
                                f"{_release(now.as_dict())}, not the locked "
                                f"{_release(locked)}{_moved_distributions(locked, now)}")
     return check
+
+
+# A fleet's one review: the controller resolves both versions once and writes them to the
+# fleet's run dir (harness.fleet.release); each member's run takes its releases from there
+# instead of asking the registry, so every member installs the candidate that was reviewed.
+def locked_release(entry: dict[str, Any]) -> Release:
+    """A release as a lock wrote it (Release.as_dict)."""
+    return Release(entry["package"], entry["spec"], entry["version"], entry["integrity"],
+                   entry.get("node_engine"), entry.get("ecosystem", "npm"),
+                   tuple((d["name"], d["version"], d["sha256"])
+                         for d in entry.get("resolved") or ()),
+                   entry.get("python_requires"))
+
+
+def fleet_releases(path: Path, package: str, specs: dict[str, str]
+                   ) -> tuple[dict[str, Release], dict[str, Any]]:
+    """The fleet's reviewed releases for a member whose own settings name `package` and
+    `specs` (role -> version spec): refused (StaleLockError) when the lock is missing or
+    unreadable, or names another package or another spec than the member's."""
+    try:
+        text = path.read_text()
+        lock = json.loads(text)
+        releases = {role: locked_release(lock[role]) for role in ROLES}
+    except FileNotFoundError:
+        raise StaleLockError(f"{path}: the fleet's release lock is missing: no reviewed "
+                             "candidate to install; nothing was changed") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StaleLockError(f"{path}: unreadable fleet lock ({exc!r}): re-run the fleet's "
+                             "review; nothing was changed") from None
+    for role, release in releases.items():
+        if (release.package, release.spec) != (package, specs[role]):
+            raise StaleLockError(
+                f"this member's {role} is {package}@{specs[role]}, and the fleet's lock "
+                f"{path.name} (locked at {_when(lock)}) reviewed {release.package}@"
+                f"{release.spec} = {_release(release.as_dict())}: a member installs only "
+                "the fleet's reviewed release; nothing was changed")
+    return releases, {"file": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                      "fleet": lock.get("fleet"), "locked_at": lock.get("locked_at")}

@@ -10,11 +10,12 @@ deployment looks nothing up: its version is read from what runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.common.errors import InputError
-from harness.procedure.lock import lock_path
+from harness.procedure.lock import fleet_releases, lock_path
 from harness.procedure.lock import take as take_lock
 from harness.procedure.run import RunSettings
 from harness.procedure.settings import Settings
@@ -56,6 +57,23 @@ def look_up(settings: Settings, say: Say) -> tuple[Release | None, Release | Non
     return known_good, candidate
 
 
+def from_fleet_lock(settings: Settings, fleet_lock: Path,
+                    say: Say) -> tuple[Release | None, Release | None, dict[str, Any] | None]:
+    """A fleet's member: both versions as the fleet's one review locked them (no registry
+    look-up of its own), checked against this member's own specs and deny list."""
+    if settings.known_good_spec is None or settings.candidate_spec is None:
+        return None, None, None  # an attached member installs nothing: nothing to take
+    target = settings.target
+    releases, taken = fleet_releases(fleet_lock, target.package.name,
+                                     {"known_good": settings.known_good_spec,
+                                      "candidate": settings.candidate_spec})
+    known_good = allowed(target, releases["known_good"], f"the fleet's lock {fleet_lock.name}")
+    candidate = allowed(target, releases["candidate"], f"the fleet's lock {fleet_lock.name}")
+    say(f"harness: the fleet's review: {candidate.label} ({candidate.integrity[:23]}...) and "
+        f"{known_good.label}, as the fleet's lock has them (not looked up again)")
+    return known_good, candidate, taken
+
+
 def run_settings(settings: Settings, run_id: str, run_dir: Path,
                  known_good: Release | None, candidate: Release | None) -> RunSettings:
     windows = settings.windows
@@ -70,12 +88,18 @@ def run_settings(settings: Settings, run_id: str, run_dir: Path,
         rollback_path=settings.rollback_path)
 
 
-def lock_review(settings: Settings, run_id: str, run_dir: Path,
-                say: Say) -> tuple[RunSettings, dict[str, Any]]:
-    """Look the versions up and lock the review, before anything runs; a locked run dir must
-    match it. Returns the run's settings and the lock's record (file, when, reused)."""
-    known_good, candidate = look_up(settings, say)
-    resolved = run_settings(settings, run_id, run_dir, known_good, candidate)
+def lock_review(settings: Settings, run_id: str, run_dir: Path, say: Say,
+                fleet_lock: Path | None = None) -> tuple[RunSettings, dict[str, Any]]:
+    """Look the versions up (a fleet's member: take them from the fleet's lock) and lock the
+    review, before anything runs; a locked run dir must match it. Returns the run's settings
+    and the lock's record (file, when, reused)."""
+    if fleet_lock is None:
+        known_good, candidate = look_up(settings, say)
+        taken = None
+    else:
+        known_good, candidate, taken = from_fleet_lock(settings, fleet_lock, say)
+    resolved = replace(run_settings(settings, run_id, run_dir, known_good, candidate),
+                       fleet_lock=taken)
     locked, reused = take_lock(run_dir, resolved.lock())
     return resolved, {"file": str(lock_path(run_dir)), "locked_at": locked["locked_at"],
                       "reused": reused}

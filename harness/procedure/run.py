@@ -21,6 +21,7 @@ from harness.common.errors import ExitCode
 from harness.judge.policy import Policy, Window
 from harness.procedure.gate import Decision
 from harness.procedure.records import AttachedRecord, Records
+from harness.reporting.landing import properties
 from harness.reporting.redact import redact
 from harness.soak.scenarios import ScenarioSet
 from harness.targets.profile import TargetProfile
@@ -51,6 +52,8 @@ class RunSettings:
     # how a rollback gets the known-good back: its kept prefix (else a reinstall), or the
     # target's own updater run by the candidate ([package.updater] of the profile)
     rollback_path: str = "prefix"
+    # a fleet's member: the fleet's lock its releases came from (file, sha256, fleet, when)
+    fleet_lock: dict[str, Any] | None = None
 
     def min_samples(self) -> dict[str, int]:
         """Per scenario: its own minimum, else the policy's."""
@@ -85,6 +88,7 @@ class RunSettings:
             "rollback_path": self.rollback_path,
             "gate_timeout_s": self.gate_timeout_s,
             "accept_backup_posture": self.accept_backup_posture,
+            **({"fleet_lock": self.fleet_lock} if self.fleet_lock else {}),
         }
 
 
@@ -248,7 +252,7 @@ def allure_environment(lock: dict[str, Any], record: Records | None = None) -> s
         "soak_window_s": lock["soak_window_s"], "host": lock["host"],
         "harness_version": lock["harness_version"], "run_id": lock["run_id"],
     })
-    return "".join(f"{key}={value}\n" for key, value in rows.items())
+    return properties(rows)
 
 
 def _claim(outcome: str, lock: dict[str, Any] | None, record: RunRecord) -> str:

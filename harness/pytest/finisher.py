@@ -22,6 +22,7 @@ from harness.procedure.run import write_verdict as write_verdict_file
 from harness.procedure.rundir import RUN_DIR_OWNER
 from harness.procedure.table import FAMILIES
 from harness.pytest.session import RECORD, RUN_DIR, SETTINGS, runs_the_suite
+from harness.reporting.landing import link_latest, write_environment
 
 
 class Finisher:
@@ -53,7 +54,7 @@ class Finisher:
                                      settings.lock() if settings else None)
         if settings:
             self.environment_panel(record, settings)
-            self.link_latest(run_dir)
+            link_latest(self.config.rootpath / "reports", run_dir)
         self.say(verdict, run_dir)
         session.exitstatus = self.exit_status(record, session.exitstatus, verdict)
         transitions = config.pluginmanager.get_plugin("harness-transitions")
@@ -80,22 +81,9 @@ class Finisher:
         return settings is not None and any(p.family in FAMILIES for p in record.phases)
 
     def environment_panel(self, record: RunRecord, settings: RunSettings) -> None:
-        results = getattr(self.config.option, "allure_report_dir", None)
-        if results and Path(results).is_dir():
-            (Path(results) / "environment.properties").write_text(
-                f"backup_posture={posture_line(record)}\n"
-                + allure_environment(settings.lock(), record))
-
-    def link_latest(self, run_dir: Path) -> None:
-        latest = self.config.rootpath / "reports" / "latest"
-        try:
-            if latest.parent not in run_dir.parents:
-                raise OSError("run dir outside reports/: latest stays")
-            if latest.is_symlink() or latest.exists():
-                latest.unlink()
-            latest.symlink_to(run_dir)
-        except OSError:
-            pass
+        write_environment(getattr(self.config.option, "allure_report_dir", None),
+                          f"backup_posture={posture_line(record)}\n"
+                          + allure_environment(settings.lock(), record))
 
     def say(self, verdict: dict[str, Any], run_dir: Path) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -16,7 +16,8 @@ suite runs as for one gateway, plus its hold.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,10 @@ from harness.common.errors import HarnessError, InputError
 from harness.fleet.ledger import Ledger
 from harness.fleet.member import MemberRun, run_member
 from harness.fleet.plan import FleetPlan, Member, load_fleet
+from harness.fleet.release import fleet_lock_path, review_fleet
 from harness.fleet.seat import FleetSeat
 from harness.fleet.waves import wait_to_start
-from harness.procedure.settings import CommandLine
+from harness.procedure.settings import CommandLine, resolve_settings
 from harness.pytest.session import fail_input
 
 FLEET_FILE = "test_fleet.py"  # the members' items
@@ -56,6 +58,7 @@ class FleetRun:
 
 
 FLEET = pytest.StashKey[FleetRun]()
+REFUSAL = pytest.StashKey[tuple[int, str]]()  # the fleet's review refused: (exit code, why)
 SEAT = pytest.StashKey[FleetSeat]()
 
 
@@ -84,7 +87,8 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
     collect_only = config.getoption("collectonly")
     if not collect_only:
         check_workers(config, plan)
-    forwarded = forwarded_options(config)
+    # every member's run takes the release from the fleet's one lock (review_release)
+    forwarded = [*forwarded_options(config), "--fleet-lock", str(fleet_lock_path(run_dir))]
     # -m and -k select the members' tests, in their runs: every member's item runs here
     config.option.markexpr = ""
     config.option.keyword = ""
@@ -100,6 +104,25 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
         from harness.pytest.fleet_finish import FleetFinisher
 
         config.pluginmanager.register(FleetFinisher(config, fleet), "harness-fleet-finisher")
+
+
+def review_release(config: pytest.Config, fleet: FleetRun) -> None:
+    """On the controller, before any member starts: the fleet's one review (its first
+    member's settings with the fleet's command line), locked in the fleet's run dir. A
+    refusal ends the release there, every member left untouched (the finisher says so)."""
+    from harness.pytest.session import command_line, defaults, say
+
+    first = fleet.plan.members[0]
+    given = replace(command_line(config), target=str(first.profile.path),
+                    target_host=first.profile.host)
+    try:
+        review_fleet(fleet.plan, resolve_settings(given, defaults(config)), fleet.run_dir,
+                     lambda line: say(config, line))
+    except HarnessError as exc:
+        config.stash[REFUSAL] = (int(exc.exit_code), exc.message)
+        sys.stderr.write(f"harness: error: {exc.message}\n")
+        sys.stderr.flush()
+        pytest.exit(exc.message, returncode=int(exc.exit_code))
 
 
 def check_workers(config: pytest.Config, plan: FleetPlan) -> None:

@@ -1,5 +1,7 @@
 """The end of a fleet release, on the controller: the fleet's verdict.json, summary.md and
-Allure results (harness.fleet.verdict), the outcome line, and the fleet's exit code."""
+Allure results (harness.fleet.verdict), `reports/latest` and Allure's environment panel as a
+run of one gateway leaves them (harness.reporting.landing), the outcome line, and the fleet's
+exit code."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.fleet.verdict import write_fleet_report
+from harness.fleet.verdict import fleet_environment, write_fleet_report
+from harness.reporting.landing import link_latest, write_environment
 
 if TYPE_CHECKING:
     from harness.pytest.fleet import FleetRun
@@ -29,7 +32,13 @@ class FleetFinisher:
 
     def finish(self, session: pytest.Session) -> None:
         fleet = self.fleet
-        verdict = write_fleet_report(fleet.plan, fleet.ledger.read(), fleet.run_dir)
+        from harness.pytest.fleet import REFUSAL
+
+        verdict = write_fleet_report(fleet.plan, fleet.ledger.read(), fleet.run_dir,
+                                     self.config.stash.get(REFUSAL, None))
+        # the same landing as a run of one gateway: reports/latest, the environment panel
+        link_latest(self.config.rootpath / "reports", fleet.run_dir)
+        write_environment(fleet.run_dir / "allure-results", fleet_environment(verdict))
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line("")

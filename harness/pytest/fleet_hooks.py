@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.pytest import fleet as fleet_wiring
 from harness.pytest.fleet import FLEET, FLEET_FILE, HOLD_FILE, WORKER_KEY, fleet_mode
 
 
@@ -19,6 +20,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fleet-member", help=f"(given by a fleet's worker) this run is one "
                     f"member of a fleet: it holds after its verdict ({HOLD_FILE})")
     group.addoption("--fleet-ledger", help="(given by a fleet's worker) the fleet's ledger")
+    group.addoption("--fleet-lock", help="(given by a fleet's worker) the fleet's release lock: "
+                    "this member installs the release the fleet reviewed, not one of its own")
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: a member's own run has no xdist
@@ -29,6 +32,17 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[WORKER_KEY] = json.dumps({
             "run_dir": str(fleet.run_dir), "ledger": str(fleet.ledger.path),
             "forwarded": list(fleet.forwarded)})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's controller declines to collect
+def pytest_collection(session: pytest.Session) -> None:
+    """The controller reviews the release once for every member, before any member starts
+    (as a run of one gateway does before it collects)."""
+    config = session.config
+    fleet = config.stash.get(FLEET, None)
+    if fleet is None or hasattr(config, "workerinput") or config.getoption("collectonly"):
+        return
+    fleet_wiring.review_release(config, fleet)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -96,8 +96,10 @@ def settings_for(config: pytest.Config) -> RunSettings:
         resolved = resolve_settings(  # alerts reach the target's hooks even for a bad policy
             command_line(config), defaults(config),
             on_target=transitions.use if transitions is not None else None)
+        fleet_lock = config.getoption("fleet_lock", None)  # a fleet's member: its one review
         settings, release_lock = lock_review(resolved, run_id, run_dir,
-                                             lambda line: say(config, line))
+                                             lambda line: say(config, line),
+                                             Path(fleet_lock) if fleet_lock else None)
     except HarnessError as exc:
         fail_input(config, exc)
     config.stash[RECORD].locks.release = release_lock
