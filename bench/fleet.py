@@ -115,12 +115,18 @@ def measure(release: Release, work: Path, soak_s: int) -> Measured:
     return measured
 
 
+def kept(row: dict) -> Measured:
+    release = next(r for r in RELEASES if r.label == row["release"])
+    return Measured(release, row["wall_s"], row["exit"], tuple(row["load"]), row["member_s"],
+                    row["waves"])
+
+
 def table(rows: list[Measured]) -> str:
     one = rows[0].wall_s
     lines = ["fleet releases, 2026.3.28 -> 2026.4.1 on loopback, every member passes and is "
              "kept (wall time from the command's start to its exit)",
-             f"{'release':42}{'exit':>5}{'wall s':>9}{'x one':>8}{'goal':>10}   "
-             f"{'members own runs s (waves split by |)':40}{'load':>12}"]
+             f"{'release':42}{'exit':>5}{'wall s':>9}{'x one':>8}{'goal':>10}{'':7}"
+             f"{'each member own run s, | between waves':40}{'load avg':>12}"]
     for row in rows:
         ratio = row.wall_s / one if one else float("nan")
         goal = f"< {row.release.goal_x:g}x" if row.release.goal_x else ""
@@ -132,8 +138,8 @@ def table(rows: list[Measured]) -> str:
         else:
             runs = f"{row.member_s.get('-', 0):.0f}"
         lines.append(f"{row.release.label:42}{row.exit_code:>5}{row.wall_s:>9.1f}"
-                     f"{ratio:>8.2f}{goal:>10}{met:<7}{runs:33}"
-                     f"{row.load[0]:>6.1f}>{row.load[1]:<5.1f}")
+                     f"{ratio:>8.2f}{goal:>10}{met:<7}{runs:40}"
+                     f"{row.load[0]:>7.1f} > {row.load[1]:<3.1f}")
     return "\n".join(lines)
 
 
@@ -142,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, default=20, help="each member's soak window, s")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
+    parser.add_argument("--table", type=Path, metavar="JSON",
+                        help="print the table of rows kept by --json and run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table([kept(row) for row in json.loads(args.table.read_text())]))
+        return 0
     from tests.conftest import SOAK_SLOTS, machine_slot
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
