@@ -122,15 +122,15 @@ def claim(plan: FleetPlan, outcome: str, rows: list[dict[str, Any]],
         text += f" On the candidate: {', '.join(kept)}."
     if failed:
         text += f" Failed: {', '.join(failed)}."
-    died = [f"{r['member']} ({r['version_after']} "
-            f"{'proven' if r['proven'] else 'NOT proven'})" for r in rows if r["worker_died"]]
-    if died:
-        text += f" Worker died: {', '.join(died)}."
     back = [r["member"] for r in rows if r["fleet_word"] == ROLL_BACK]
     if back:
         text += f" Rolled back: {', '.join(back)}."
     if untouched:
         text += f" Not reached, left untouched: {', '.join(untouched)}."
+    died = [f"{r['member']} ({r['version_after']} "
+            f"{'proven' if r['proven'] else 'NOT proven'})" for r in rows if r["worker_died"]]
+    if died:
+        text += f" Worker died: {', '.join(died)}."
     return text
 
 
