@@ -46,7 +46,7 @@ def test_a_member_whose_worker_is_killed_mid_soak_is_put_back_proven_and_the_lin
     run_dir = tmp_path / "run"
     member_dir = run_dir / "members" / "canary"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "scenarios", "-q", "--fleet", str(fleet), "-n", "2",
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "-rs", "--fleet", str(fleet), "-n", "2",
          "--run-dir", str(run_dir), *SHORT],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -65,6 +65,8 @@ def test_a_member_whose_worker_is_killed_mid_soak_is_put_back_proven_and_the_lin
     assert proc.returncode == 17, output[-3000:]
     assert "crashed while running 'scenarios/test_fleet.py::test_member[canary]'" in output
     assert "harness: fleet interrupted (exit 17)" in output
+    # xdist gave the crashed item to a new worker, which did not start the member again
+    assert "not started again: its worker died (gw" in output, output
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert (verdict["outcome"], verdict["exit_code"]) == ("interrupted", 17)
     rows = {r["member"]: r for r in verdict["members"]}
