@@ -60,10 +60,12 @@ unit: $(STAMP)
 
 # Speed and accuracy numbers, measured side by side in one run (no thresholds: shared machines):
 # the soak driver and signal pipeline against the model lab, then rollback by prefix switch
-# against rollback by reinstall on the real gateway.
+# against rollback by reinstall on the real gateway, then fleets of 1, 2 and 3 members against
+# one gateway (two soak slots held: `python -m bench.fleet` alone, about 10 minutes).
 bench: $(STAMP)
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.rollback $(ARGS)
+	$(BIN)/python -m bench.fleet
 
 # Fault injections on the real gateway: SIGKILL, SIGTERM and SIGINT at 8 boundaries of real
 # runs (each a minute or more, one soak slot at a time), then a table: time to a proven version

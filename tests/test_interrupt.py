@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,3 +165,46 @@ def test_a_lost_lease_interrupts_the_main_thread_and_the_guard_proof_counts() ->
     rec.interruption = interruption.as_dict()
     claim = _claim("interrupted", LOCK, rec)
     assert "stalled past its lease" in claim and "the guard restored: ..." in claim
+
+
+IN_A_TRANSPORT_CALLBACK = """
+import asyncio, os, signal, socket, sys
+from harness.procedure.interrupt import Interruption
+from harness.soak.driver import _loop_factory
+
+interruption = Interruption()
+interruption.testing = True
+interruption.install()
+
+
+class Reader(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:  # the signal lands in here
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))
+
+
+async def soak() -> str:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    await loop.create_connection(Reader, sock=ours)
+    theirs.send(b"a reply")
+    await asyncio.sleep(3)
+    return "the soak ran to its end"
+
+
+try:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        print(runner.run(soak()))
+except KeyboardInterrupt as exc:
+    print(f"stopped: {exc}")
+"""
+
+
+def test_a_signal_inside_the_soak_loops_transport_callback_still_stops_the_run() -> None:
+    """uvloop takes an exception raised in a transport's callback for that connection's fatal
+    error and goes on: a SIGTERM landing there ran the soak to its end (a fleet member whose
+    worker died passed its soak). The soak's real loop, a real signal, in a process of its own."""
+    done = subprocess.run([sys.executable, "-c", IN_A_TRANSPORT_CALLBACK], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "stopped: harness: interrupted by SIGTERM", \
+        done.stdout + done.stderr

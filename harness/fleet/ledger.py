@@ -90,11 +90,15 @@ class Ledger:
 def results(members: Entries) -> dict[str, int]:
     """Each member's result as the fleet's decisions read it: a member that passed and that
     the fleet rolled back still passed (its rollback is the fleet's: `fleet_rollbacks`); an
-    ended member its exit code; a held or failing one what it said at its hold."""
+    ended member its exit code; a held or failing one what it said at its hold; one whose
+    worker died while its run went on interrupted at least."""
     out: dict[str, int] = {}
     for name, entry in members.items():
         if entry["so_far"] == ExitCode.PASSED and entry["word"] == ROLL_BACK:
             out[name] = int(ExitCode.PASSED)
+        elif entry.get("worker_died"):  # never a pass (harness.fleet.crash)
+            out[name] = _known(entry["exit"]) if entry["exit"] not in (None, ExitCode.PASSED) \
+                else int(ExitCode.INTERRUPTED)
         elif entry["exit"] is not None:
             out[name] = _known(entry["exit"])
         elif entry["so_far"] is not None:

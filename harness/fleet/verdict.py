@@ -38,7 +38,11 @@ def member_row(plan: FleetPlan, name: str, entry: dict[str, Any],
         # never reached: untouched, and not observed by this release
         "version_after": final.get("version") if reached else before,
         "observed": reached,
-        "outcome": verdict.get("outcome") or ("not_reached" if not reached else "no_verdict"),
+        # what its run saw serving at its end, and whether that version was proven
+        "serving": final.get("serving") if reached else None,
+        "proven": final.get("proven") if reached else None,
+        "worker_died": entry.get("worker_died") or None,
+        "outcome": _outcome(entry, verdict, reached),
         "exit_code": entry["exit"],
         "triggers": sorted({d["trigger"] for d in soak.get("decisions", []) if d.get("fired")}),
         "stopped_by": soak.get("stopped_by"),
@@ -48,13 +52,23 @@ def member_row(plan: FleetPlan, name: str, entry: dict[str, Any],
                   for label in ("watch", "late_watch") if verdict.get(label)},
         "fleet_word": entry["word"],
         "failed_itself": entry["so_far"] not in (None, 0)
-        or (entry["exit"] not in (None, 0) and entry["word"] is None),
+        or (entry["exit"] not in (None, 0) and entry["word"] is None)
+        or bool(entry.get("worker_died")),
         "what_happened": what_happened(entry, verdict),
         "run_dir": f"members/{name}" if reached else None,
     }
 
 
+def _outcome(entry: dict[str, Any], verdict: dict[str, Any], reached: bool) -> str:
+    own = verdict.get("outcome")
+    if entry.get("worker_died") and own in (None, "passed"):
+        return "interrupted"  # its worker did not see it end: never a pass
+    return own or ("not_reached" if not reached else "no_verdict")
+
+
 def what_happened(entry: dict[str, Any], verdict: dict[str, Any]) -> str:
+    if entry.get("worker_died"):
+        return f"{entry['worker_died']}; {_own_end(entry, verdict)}"
     if entry["state"] in (NOT_REACHED, "waiting"):
         return entry["reason"] or "not reached: left untouched"
     if entry["word"] == KEEP:
@@ -92,6 +106,19 @@ def lock_match(fleet_lock: dict[str, Any] | None, row: dict[str, Any],
         return f"differs: the member took sha256 {str(taken.get('sha256'))[:12]}..., the " \
             f"fleet's lock is {fleet_lock['sha256'][:12]}..."
     return "matches"
+
+
+def _own_end(entry: dict[str, Any], verdict: dict[str, Any]) -> str:
+    """How the run of a member whose worker died ended: its own verdict, what serves."""
+    if not verdict:
+        return entry["reason"] or "its run left no verdict: see its run dir"
+    final = verdict.get("final_state") or {}
+    by = "its guard" if verdict.get("written_by") == "guard" else "its own run"
+    serving = f"{final.get('version')} serving, " + ("proven" if final.get("proven")
+                                                     else "NOT proven") \
+        if final.get("serving") else "nothing serving"
+    return f"{by} ended it {verdict.get('outcome')} (exit {verdict.get('exit_code')}): " \
+        f"{serving}"
 
 
 def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
@@ -158,7 +185,11 @@ FAILED_AS = {"interrupted": "Interrupted", "rolled_back": "Failed and rolled bac
 def _failed_itself(rows: list[dict[str, Any]]) -> str:
     groups: dict[str, list[str]] = {}
     for row in rows:
-        if row["failed_itself"]:
+        if row.get("worker_died"):  # interrupted with its worker: say so, and if proven
+            proven = "proven" if row.get("proven") else "NOT proven"
+            groups.setdefault("Interrupted, its worker died", []).append(
+                f"{row['member']} (on {row['version_after']}, {proven})")
+        elif row["failed_itself"]:
             label = FAILED_AS.get(row["outcome"], f"Failed ({row['outcome']})")
             after = f" (on {row['version_after']})" if row.get("version_after") else ""
             groups.setdefault(label, []).append(f"{row['member']}{after}")

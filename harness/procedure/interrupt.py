@@ -14,6 +14,7 @@ never the restore.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -33,6 +34,24 @@ INTERRUPTION: pytest.StashKey[Interruption] = pytest.StashKey()
 
 class Skipped(Exception):  # noqa: N818 - what happened to the step, not an error of it
     """A step wrapped in `skippable()` was cut short by a later signal."""
+
+
+def _interrupt_main_thread(message: str) -> None:
+    """KeyboardInterrupt in the main thread, where nothing swallows it. A signal handler runs
+    in whatever Python code the main thread is in; in a soak that is often the event loop's
+    callback of a transport (uvloop's stream read), which takes any exception raised there for
+    a fatal error of that one connection, logs it, and goes on: the soak ran to its end.
+    While a loop runs, the interrupt is raised from a callback of its own, which the loop lets
+    out of `run`."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise KeyboardInterrupt(message) from None
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt(message)
+
+    loop.call_soon_threadsafe(interrupt)
 
 
 @dataclass
@@ -96,7 +115,7 @@ class Interruption:
         self.signals.append({"signal": what, "at": round(time.time(), 3),
                              "during": self.during})
         if first and not self.finishing:
-            raise KeyboardInterrupt(f"harness: interrupted by {what}")
+            _interrupt_main_thread(f"harness: interrupted by {what}")
         if not first and self._skippable:
             raise Skipped(f"cut short by {what}")
 

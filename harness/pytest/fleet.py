@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import HarnessError, InputError
+from harness.fleet.crash import already_started
 from harness.fleet.ledger import Ledger
 from harness.fleet.member import MemberRun, run_member
 from harness.fleet.plan import FleetPlan, Member, load_fleet
@@ -50,6 +51,9 @@ class FleetRun:
 
     def take_part(self, member: Member) -> MemberRun:
         """On the member's worker: its wave's gate, then its run (skipped when not reached)."""
+        again = already_started(self.ledger, member.name)  # xdist reruns a crashed item
+        if again:
+            pytest.skip(again)
         start, reason = wait_to_start(self.ledger, self.plan, member.name)
         if not start:
             pytest.skip(reason)
@@ -101,9 +105,11 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
                      config.getini("harness_suite"))
     config.stash[FLEET] = fleet
     if not collect_only:
+        from harness.pytest.fleet_crash import WorkerDeaths
         from harness.pytest.fleet_finish import FleetFinisher
 
         config.pluginmanager.register(FleetFinisher(config, fleet), "harness-fleet-finisher")
+        config.pluginmanager.register(WorkerDeaths(fleet), "harness-fleet-worker-deaths")
 
 
 def review_release(config: pytest.Config, fleet: FleetRun) -> None:
