@@ -16,18 +16,21 @@ suite runs as for one gateway, plus its hold.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness.common.errors import HarnessError, InputError
-from harness.fleet.ledger import Ledger
+from harness.fleet.ledger import RUNNING, Ledger
 from harness.fleet.member import MemberRun, run_member
 from harness.fleet.plan import FleetPlan, Member, load_fleet
 from harness.fleet.seat import FleetSeat
+from harness.fleet.soak_only import check_soak_only, soak_only
 from harness.fleet.waves import wait_to_start
 from harness.procedure.settings import CommandLine
+from harness.procedure.table import FAMILIES
 from harness.pytest.session import fail_input
 
 FLEET_FILE = "test_fleet.py"  # the members' items
@@ -48,9 +51,12 @@ class FleetRun:
 
     def take_part(self, member: Member) -> MemberRun:
         """On the member's worker: its wave's gate, then its run (skipped when not reached)."""
-        start, reason = wait_to_start(self.ledger, self.plan, member.name)
-        if not start:
-            pytest.skip(reason)
+        if soak_only(self.plan):  # nothing changes, so nothing waits: only the order holds
+            self.ledger.update(member.name, state=RUNNING)
+        else:
+            start, reason = wait_to_start(self.ledger, self.plan, member.name)
+            if not start:
+                pytest.skip(reason)
         return run_member(member, self.run_dir, self.ledger, self.root, self.suite,
                           list(self.forwarded))
 
@@ -82,7 +88,9 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
                                        config.getini("harness_suite"))
         return
     collect_only = config.getoption("collectonly")
-    if not collect_only:
+    if soak_only(plan):  # attached members: a soak of each, as for one attached target
+        check_soak(config, plan)
+    elif not collect_only:
         check_workers(config, plan)
     forwarded = forwarded_options(config)
     # -m and -k select the members' tests, in their runs: every member's item runs here
@@ -113,6 +121,37 @@ def check_workers(config: pytest.Config, plan: FleetPlan) -> None:
             "-n", "", f"{plan.path.name} holds {need} member(s) at once (on_failure = "
             f"\"{plan.on_failure}\", waves of up to {max(len(w) for w in plan.waves)}): give "
             f"-n {need} or more (pytest-xdist workers), got {workers or 'none'}"))
+
+
+def check_soak(config: pytest.Config, plan: FleetPlan) -> None:
+    """A fleet of attached members is soaked only, and needs no worker per member (nothing
+    holds): what -m selects and the options given must make a soak."""
+    markexpr = config.option.markexpr or ""
+    try:
+        selected = selected_families(markexpr)
+        given = [f"--{name.replace('_', '-')}" for name in CommandLine.__dataclass_fields__
+                 if config.getoption(name) is not None]
+        check_soak_only(plan, selected, given, markexpr)
+    except HarnessError as exc:
+        fail_input(config, exc)
+
+
+def selected_families(markexpr: str) -> set[str]:
+    """The suite's families that `-m` keeps (each test of the suite carries one family
+    marker): pytest's own expression, evaluated as its deselection will."""
+    from _pytest.mark.expression import Expression
+
+    if not markexpr:
+        return set(FAMILIES)
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError as exc:  # what pytest's parser raises
+        raise InputError("-m", "", f"not a marker expression: {exc.msg}") from None
+    return {family for family in FAMILIES if expression.evaluate(_marked(family))}
+
+
+def _marked(family: str) -> Callable[..., bool]:
+    return lambda name, **_: name == family
 
 
 def forwarded_options(config: pytest.Config) -> list[str]:
