@@ -5,6 +5,7 @@ its one verdict. The real run is tests/test_fleet_attached_e2e.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,33 @@ def test_the_suite_refuses_an_upgrade_of_attached_members_before_anything_starts
     assert "-m" in errors[0] or "--candidate" in errors[0]
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "run" / "members").exists()  # no member started
+
+
+def test_members_that_do_not_answer_each_fail_alone_and_nothing_waits_on_the_canary(
+        tmp_path: Path) -> None:
+    """The whole path without a gateway: -m soak reaches every member's run through the xdist
+    workers, both run (the second does not wait on the canary's verdict), each ends 22."""
+    down = tmp_path / "down.toml"
+    down.write_text(
+        '[target]\nname = "down"\nkind = "openclaw"\ndriver = "url"\nprovision = "attached"\n'
+        'host = "local://"\n[package]\nname = "openclaw"\n[attached]\n'
+        'url = "http://127.0.0.1:9"\ntoken_env = "GRH_TEST_TOKEN"\n'
+        '[api]\nhealth_agent = "quick"\nagents = ["quick"]\n'
+        f'[logs]\nsource = "file"\nfile = "{tmp_path / "gateway.log"}"\n')
+    fleet = fleet_file(tmp_path, down, down)
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "-q", "-m", "soak", "--fleet", str(fleet),
+         "-n", "2", "--run-dir", str(run), "--scenarios",
+         str(ROOT / "scenarios" / "soak" / "reply-quick.toml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GRH_TEST_TOKEN": "not-a-secret"})
+    assert done.returncode == UNREACHABLE, (done.stdout + done.stderr)[-3000:]
+    verdict = json.loads((run / "verdict.json").read_text())
+    assert verdict["outcome"] == "unreachable" and verdict["soak_only"]
+    for row in verdict["members"]:
+        assert (row["exit_code"], row["fleet_word"]) == (22, None), row
+        assert row["what_happened"].startswith("not soaked (exit 22): "), row
+        assert "http://127.0.0.1:9" in row["what_happened"], row
+    ledger = json.loads((run / "ledger.json").read_text())["members"]
+    assert {e["state"] for e in ledger.values()} == {"ended"}

@@ -97,6 +97,8 @@ def soak_happened(entry: dict[str, Any], verdict: dict[str, Any]) -> str:
         return entry["reason"] or "its run never ended: not known"
     if not verdict:
         return f"ended without a verdict (exit {entry['exit']}); see its run dir"
+    if not verdict.get("phases"):  # stopped before its soak: its gateway did not answer, say
+        return f"not soaked (exit {entry['exit']}): {verdict.get('claim') or 'see its run dir'}"
     soaked = "soaked, passed" if entry["exit"] == ExitCode.PASSED else \
         f"soaked, {verdict.get('outcome') or 'failed'}"
     if attached.get("left_as_found"):
