@@ -51,6 +51,10 @@ class Running:
     port: int
     state: Path
     console: Path
+    package: Path  # the package.json of what it runs
+
+    def version(self) -> str:
+        return json.loads(self.package.read_text())["version"]
 
     @property
     def url(self) -> str:
@@ -86,7 +90,8 @@ def running_gateway(name: str, lab: ModelLab, folder: Path) -> Iterator[Running]
             [install.bin("openclaw"), "gateway", "run", "--port", str(port), "--bind",
              "loopback"], env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
-    found = Running(name, process, port, state, console)
+    package = install.prefix / "node_modules" / "openclaw" / "package.json"
+    found = Running(name, process, port, state, console, package)
     try:
         deadline = time.monotonic() + 120
         while found.healthz() != 200:
@@ -147,8 +152,9 @@ file = "{gateway.console}"
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Running]]:
+    """Function-scoped: started only once the test holds its two soak slots (autouse)."""
     with ExitStack() as stack:
         lab = stack.enter_context(ModelLab(
             log_path=tmp_path_factory.mktemp("lab") / "modellab.log", time_scale=0.1))
@@ -159,7 +165,8 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Running]
 @pytest.mark.soaks(gateways=2)
 def test_a_fleet_of_attached_gateways_is_soaked_at_once_and_left_as_found(
         gateways: list[Running], tmp_path: Path) -> None:
-    before = {g.name: g.process.pid for g in gateways}
+    before = {g.name: (g.process.pid, g.version()) for g in gateways}
+    assert {v for _, v in before.values()} == {VERSION}
     fleet = tmp_path / "staging.toml"
     fleet.write_text('[fleet]\nname = "staging"\nmax_parallel = 1\n' + "".join(
         f'[[members]]\nname = "{g.name}"\ntarget = "{profile(tmp_path, g)}"\n'
@@ -175,7 +182,8 @@ def test_a_fleet_of_attached_gateways_is_soaked_at_once_and_left_as_found(
 
     # left as found: the same processes, still the version this test started, serving
     for g in gateways:
-        assert g.process.poll() is None and g.process.pid == before[g.name], g.name
+        assert g.process.poll() is None, g.name
+        assert (g.process.pid, g.version()) == before[g.name], g.name
         assert g.healthz() == 200, g.name
 
     verdict = json.loads((run_dir / "verdict.json").read_text())
