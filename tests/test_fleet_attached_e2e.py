@@ -2,13 +2,16 @@
 `pytest scenarios -m soak --fleet staging.toml -n 2` against two OpenClaw 2026.3.28 gateways
 that run already, started here as a user starts one (`openclaw gateway run` on loopback, its
 config and token in its state folder, its console written to a file, the model lab as its
-provider), each attached by its URL and token file, its log that console file.
+provider), each attached by its URL and token file, its log that console file (the canary's).
 
 The two members (a canary and a member of the next wave) are soaked at the same time: with
-nothing changed, nothing waits for the canary's verdict. At the end each is the same process
-(same PID, still serving, the 2026.3.28 this test started), both soaked and judged, one fleet
-verdict. A URL is the cheapest real way to attach (no container, no systemd): the harness then
-sees no PID, so the PID is this test's to check; the harness checks what a URL shows.
+nothing changed, nothing waits for the canary's verdict. The second member's profile names a
+log the gateway no longer writes (yesterday's rotated console, as seed 002's stale log): its
+soak cannot be shown clean, so it fails, alone: the canary passes, the fleet is soak_failed
+(13), and nothing is rolled back. At the end each is the same process (same PID, still
+serving, the 2026.3.28 this test started), both soaked and judged, one fleet verdict. A URL
+is the cheapest real way to attach (no container, no systemd): the harness then sees no PID,
+so the PID is this test's to check; the harness checks what a URL shows.
 
 Run: .venv/bin/pytest tests/test_fleet_attached_e2e.py -m e2e -v
 """
@@ -25,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -115,7 +119,7 @@ def running_gateway(name: str, lab: ModelLab, folder: Path) -> Iterator[Running]
             process.wait()
 
 
-def profile(folder: Path, gateway: Running) -> Path:
+def profile(folder: Path, gateway: Running, log: Path) -> Path:
     """The member's target profile: attached by its URL, its token in its own config."""
     path = folder / f"{gateway.name}.toml"
     path.write_text(f"""[target]
@@ -147,7 +151,7 @@ stream_finish_reason = false
 
 [logs]
 source = "file"
-file = "{gateway.console}"
+file = "{log}"
 """)
     return path
 
@@ -162,14 +166,26 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Running]
                for name in ("canary", "team")]
 
 
+def rotated(gateway: Running) -> Path:
+    """A log the gateway wrote once and writes no more: its console's first line, a day old."""
+    first = gateway.console.read_text().splitlines()[0]
+    stamp = first.split(" ", 1)[0]
+    old = (datetime.fromisoformat(stamp) - timedelta(days=1)).isoformat(timespec="milliseconds")
+    path = gateway.console.with_name("console.log.1")
+    path.write_text(f"{old} {first.split(' ', 1)[1]}\n")
+    return path
+
+
 @pytest.mark.soaks(gateways=2)
-def test_a_fleet_of_attached_gateways_is_soaked_at_once_and_left_as_found(
+def test_a_fleet_of_attached_gateways_is_soaked_at_once_one_fails_alone_all_left_as_found(
         gateways: list[Running], tmp_path: Path) -> None:
     before = {g.name: (g.process.pid, g.version()) for g in gateways}
     assert {v for _, v in before.values()} == {VERSION}
+    canary, team = gateways
+    logs = {"canary": canary.console, "team": rotated(team)}
     fleet = tmp_path / "staging.toml"
     fleet.write_text('[fleet]\nname = "staging"\nmax_parallel = 1\n' + "".join(
-        f'[[members]]\nname = "{g.name}"\ntarget = "{profile(tmp_path, g)}"\n'
+        f'[[members]]\nname = "{g.name}"\ntarget = "{profile(tmp_path, g, logs[g.name])}"\n'
         + ("canary = true\n" if g.name == "canary" else "") for g in gateways))
     run_dir = tmp_path / "run"
     started = time.monotonic()
@@ -178,7 +194,7 @@ def test_a_fleet_of_attached_gateways_is_soaked_at_once_and_left_as_found(
          "-n", "2", "--run-dir", str(run_dir), "--soak", "20", "--scenarios", str(QUICK)],
         cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=900)
     print(f"\n[attached fleet soak] exit {done.returncode} in {time.monotonic() - started:.0f} s")
-    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert done.returncode == 13, (done.stdout + done.stderr)[-5000:]
 
     # left as found: the same processes, still the version this test started, serving
     for g in gateways:
@@ -187,33 +203,43 @@ def test_a_fleet_of_attached_gateways_is_soaked_at_once_and_left_as_found(
         assert g.healthz() == 200, g.name
 
     verdict = json.loads((run_dir / "verdict.json").read_text())
-    assert (verdict["outcome"], verdict["exit_code"], verdict["soak_only"]) == ("passed", 0, True)
+    assert (verdict["outcome"], verdict["exit_code"], verdict["soak_only"]) == \
+        ("soak_failed", 13, True)
     assert verdict["waves"] == [["canary"], ["team"]] and verdict["not_reached"] == []
+    assert verdict["fleet_rollbacks"] == {}
+    assert "Passed: canary. Failed: team (soak_failed)." in verdict["claim"]
     rows = {r["member"]: r for r in verdict["members"]}
+    outcome = {"canary": "passed", "team": "soak_failed"}
     soaks = {}
     for g in gateways:
         row = rows[g.name]
         assert (row["outcome"], row["observed"], row["left_as_found"], row["fleet_word"]) == \
-            ("passed", True, True, None), row
-        assert row["what_happened"].startswith("soaked, passed; left as found"), row
+            (outcome[g.name], True, True, None), row
+        assert row["what_happened"].startswith(f"soaked, {outcome[g.name]}; left as found"), row
         own = json.loads((run_dir / "members" / g.name / "verdict.json").read_text())
         # soaked and judged, and nothing else: no install, stop, start, hold or rollback
         phases = {p["name"]: p["outcome"] for p in own["phases"]}
+        trusted = g.name == "canary"
         assert phases == {"soak[reply-quick]": "passed", "soak_policy": "passed",
-                          "soak_left_as_found": "passed", "soak_log_source": "passed"}, phases
+                          "soak_left_as_found": "passed",
+                          "soak_log_source": "passed" if trusted else "failed"}, phases
         assert own["attached"]["changes"] == [] and own["attached"]["left_as_found"] is True
         assert own["attached"]["before"]["version"] == own["attached"]["after"]["version"]
         assert own["soak"]["scenarios"]["reply-quick"]["good"] >= 2, own["soak"]["scenarios"]
-        assert own["soak"]["log_source"]["trusted"] is True, own["soak"]["log_source"]
+        assert own["soak"]["log_source"]["trusted"] is trusted, own["soak"]["log_source"]
         assert own["fleet"] == {"member": g.name, "fleet": "staging"}
         soaks[g.name] = soak_window(run_dir / "members" / g.name)
+    assert "older than the soak start" in " ".join(
+        json.loads((run_dir / "members" / "team" / "verdict.json").read_text())
+        ["soak"]["log_source"]["reasons"])
     # at once: the team member's soak began before the canary's ended (no wave gate)
     (c0, c1), (t0, t1) = soaks["canary"], soaks["team"]
     assert t0 < c1 and c0 < t1, soaks
 
     summary = (run_dir / "summary.md").read_text()
-    assert summary.startswith("# Fleet staging: passed (exit 0)")
+    assert summary.startswith("# Fleet staging: soak_failed (exit 13)")
     assert "| canary (canary) | 0 | unknown | unknown | passed |" in summary
+    assert "| team | 1 | unknown | unknown | soak_failed (failed: soak_log_source) |" in summary
     parents = {label["value"] for path in (run_dir / "allure-results").glob("*-result.json")
                for label in json.loads(path.read_text())["labels"]
                if label["name"] == "parentSuite"}
