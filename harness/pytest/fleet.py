@@ -79,13 +79,11 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
         plan = load_fleet(path)
     except HarnessError as exc:
         fail_input(config, exc)
-    markexpr, keyword = config.option.markexpr or "", config.option.keyword or ""
-    # -m and -k select the members' tests, in their runs: every member's item runs here (on
-    # the controller and on each worker, which is given the same command line)
-    config.option.markexpr = ""
-    config.option.keyword = ""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # a worker: the controller's run dir and forwarded options
+        # it has the fleet's command line too: -m and -k are the members' runs', not its own
+        config.option.markexpr = ""
+        config.option.keyword = ""
         shared = json.loads(workerinput[WORKER_KEY])
         config.stash[FLEET] = FleetRun(plan, Path(shared["run_dir"]),
                                        Ledger(Path(shared["ledger"])),
@@ -94,10 +92,13 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
         return
     collect_only = config.getoption("collectonly")
     if soak_only(plan):  # attached members: a soak of each, as for one attached target
-        check_soak(config, plan, markexpr)
+        check_soak(config, plan)
     elif not collect_only:
         check_workers(config, plan)
-    forwarded = forwarded_options(config, markexpr, keyword)
+    forwarded = forwarded_options(config)
+    # -m and -k select the members' tests, in their runs: every member's item runs here
+    config.option.markexpr = ""
+    config.option.keyword = ""
     if config.getoption("dist", "no") in ("no", "load"):
         config.option.dist = "loadgroup"  # each member its own group, in collection order
     own_run_dir(config, run_dir, run_id)
@@ -125,9 +126,10 @@ def check_workers(config: pytest.Config, plan: FleetPlan) -> None:
             f"-n {need} or more (pytest-xdist workers), got {workers or 'none'}"))
 
 
-def check_soak(config: pytest.Config, plan: FleetPlan, markexpr: str) -> None:
+def check_soak(config: pytest.Config, plan: FleetPlan) -> None:
     """A fleet of attached members is soaked only, and needs no worker per member (nothing
     holds): what -m selects and the options given must make a soak."""
+    markexpr = config.option.markexpr or ""
     try:
         selected = selected_families(markexpr)
         given = [f"--{name.replace('_', '-')}" for name in CommandLine.__dataclass_fields__
@@ -155,7 +157,7 @@ def _marked(family: str) -> Callable[..., bool]:
     return lambda name, **_: name == family
 
 
-def forwarded_options(config: pytest.Config, markexpr: str, keyword: str) -> list[str]:
+def forwarded_options(config: pytest.Config) -> list[str]:
     """The fleet's command line as each member's run takes it: every harness option but the
     target, plus -m and -k."""
     out: list[str] = []
@@ -164,7 +166,7 @@ def forwarded_options(config: pytest.Config, markexpr: str, keyword: str) -> lis
         if name in _PER_MEMBER or value is None:
             continue
         out += [f"--{name.replace('_', '-')}", str(value)]
-    for flag, value in (("-m", markexpr), ("-k", keyword)):
+    for flag, value in (("-m", config.option.markexpr), ("-k", config.option.keyword)):
         if value:
             out += [flag, value]
     return out
