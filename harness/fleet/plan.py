@@ -127,10 +127,14 @@ def _check_members(root: Table, members: list[Member]) -> None:
             raise InputError(root.source, m.key, f"member name {m.name!r} is also {seen[m.name]}")
         seen[m.name] = m.key
         p, q = m.profile, first.profile
+        if p.provision != q.provision:  # soaked only, or upgraded: never both in one release
+            raise InputError(root.source, f"{m.key}.target",
+                             f"a fleet's members are all attached (soaked as they run, -m soak)"
+                             f" or all embedded (upgraded): {p.path.name} is {p.provision}, "
+                             f"{first.name}'s {q.path.name} is {q.provision}")
         for what, mine, theirs in (("package", _package(p), _package(q)),
                                    ("known_good", p.known_good, q.known_good),
-                                   ("candidate", p.candidate, q.candidate),
-                                   ("provision", p.provision, q.provision)):
+                                   ("candidate", p.candidate, q.candidate)):
             if mine != theirs:
                 raise InputError(root.source, m.key,
                                  f"every member takes the same release: its {what} is {mine!r}, "

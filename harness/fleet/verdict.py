@@ -16,6 +16,7 @@ from harness.common.errors import ExitCode
 from harness.fleet.ledger import KEEP, NOT_REACHED, ROLL_BACK, fleet_rollbacks, results
 from harness.fleet.outcome import fleet_exit, not_reached
 from harness.fleet.plan import FleetPlan
+from harness.fleet.soak_only import soak_only, soak_row, soak_verdict
 from harness.procedure.lock import LOCK_FILE, ROLES
 from harness.reporting.landing import properties
 
@@ -126,8 +127,6 @@ def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
     members = ledger["members"]
     lock = fleet_lock_of(run_dir)
     done = results(members)
-    rolled = fleet_rollbacks(members)
-    code = fleet_exit(plan, done, rolled)
     rows = []
     for member in (m for wave in plan.waves for m in wave):
         path = run_dir / "members" / member.name / "verdict.json"
@@ -138,14 +137,23 @@ def build_fleet_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path
         row = member_row(plan, member.name, members[member.name], verdict)
         row["fleet_lock"] = lock_match(lock, row, verdict)
         rows.append(row)
+        if soak_only(plan):  # attached members: soaked only, nothing to roll back
+            rows[-1].update(soak_row(members[member.name], verdict))
+    if soak_only(plan):
+        return {**_head(plan), "lock": lock, **soak_verdict(plan, done, rows)}
+    rolled = fleet_rollbacks(members)
+    code = fleet_exit(plan, done, rolled)
     outcome = OUTCOMES.get(code, ExitCode(code).name.lower())
     untouched = not_reached(plan, done)
-    return {"fleet": plan.name, "fleet_file": plan.path.name, "fleet_sha256": plan.sha256,
-            "on_failure": plan.on_failure, "max_parallel": plan.max_parallel, "lock": lock,
-            "outcome": outcome, "exit_code": int(code), "ended": round(time.time(), 3),
-            "waves": [[m.name for m in w] for w in plan.waves],
+    return {**_head(plan), "lock": lock, "outcome": outcome, "exit_code": int(code),
             "not_reached": untouched, "fleet_rollbacks": rolled,
             "claim": claim(plan, outcome, rows, untouched), "members": rows}
+
+
+def _head(plan: FleetPlan) -> dict[str, Any]:
+    return {"fleet": plan.name, "fleet_file": plan.path.name, "fleet_sha256": plan.sha256,
+            "on_failure": plan.on_failure, "max_parallel": plan.max_parallel,
+            "ended": round(time.time(), 3), "waves": [[m.name for m in w] for w in plan.waves]}
 
 
 def refused_verdict(plan: FleetPlan, ledger: dict[str, Any], run_dir: Path, code: int,
@@ -207,11 +215,12 @@ def fleet_table(verdict: dict[str, Any]) -> str:
     lines += ["| member | wave | before | after | outcome | triggers | watches | fleet lock "
               "| what happened |", "|---|---|---|---|---|---|---|---|---|"]
     for r in verdict["members"]:
-        after = r["version_after"] if r["observed"] else f"{r['version_after']} (untouched)"
+        before, after = r["version_before"] or "unknown", r["version_after"] or "unknown"
+        after = after if r["observed"] else f"{after} (untouched)"
         watches = ", ".join(f"{k} {v}" for k, v in r["watch"].items()) or "-"
         failed = f" (failed: {', '.join(r['failed_phases'])})" if r["failed_phases"] else ""
         lines.append(f"| {r['member']}{' (canary)' if r['canary'] else ''} | {r['wave']} | "
-                     f"{r['version_before']} | {after} | {r['outcome']}{failed} | "
+                     f"{before} | {after} | {r['outcome']}{failed} | "
                      f"{', '.join(r['triggers']) or '-'} | {watches} | "
                      f"{r.get('fleet_lock', '-')} | "
                      f"{r['what_happened'].replace('|', '/')} |")

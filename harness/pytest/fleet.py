@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,13 +25,15 @@ import pytest
 
 from harness.common.errors import HarnessError, InputError
 from harness.fleet.crash import already_started
-from harness.fleet.ledger import Ledger
+from harness.fleet.ledger import RUNNING, Ledger
 from harness.fleet.member import MemberRun, run_member
 from harness.fleet.plan import FleetPlan, Member, load_fleet
 from harness.fleet.release import fleet_lock_path, review_fleet
 from harness.fleet.seat import FleetSeat
+from harness.fleet.soak_only import check_soak_only, soak_only
 from harness.fleet.waves import wait_to_start
 from harness.procedure.settings import CommandLine, resolve_settings
+from harness.procedure.table import FAMILIES
 from harness.pytest.session import fail_input
 
 FLEET_FILE = "test_fleet.py"  # the members' items
@@ -54,9 +57,12 @@ class FleetRun:
         again = already_started(self.ledger, member.name)  # xdist reruns a crashed item
         if again:
             pytest.skip(again)
-        start, reason = wait_to_start(self.ledger, self.plan, member.name)
-        if not start:
-            pytest.skip(reason)
+        if soak_only(self.plan):  # nothing changes, so nothing waits: only the order holds
+            self.ledger.update(member.name, state=RUNNING)
+        else:
+            start, reason = wait_to_start(self.ledger, self.plan, member.name)
+            if not start:
+                pytest.skip(reason)
         return run_member(member, self.run_dir, self.ledger, self.root, self.suite,
                           list(self.forwarded))
 
@@ -82,6 +88,9 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
         fail_input(config, exc)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # a worker: the controller's run dir and forwarded options
+        # it has the fleet's command line too: -m and -k are the members' runs', not its own
+        config.option.markexpr = ""
+        config.option.keyword = ""
         shared = json.loads(workerinput[WORKER_KEY])
         config.stash[FLEET] = FleetRun(plan, Path(shared["run_dir"]),
                                        Ledger(Path(shared["ledger"])),
@@ -89,7 +98,9 @@ def configure(config: pytest.Config, run_id: str, run_dir: Path) -> None:
                                        config.getini("harness_suite"))
         return
     collect_only = config.getoption("collectonly")
-    if not collect_only:
+    if soak_only(plan):  # attached members: a soak of each, as for one attached target
+        check_soak(config, plan)
+    elif not collect_only:
         check_workers(config, plan)
     # every member's run takes the release from the fleet's one lock (review_release)
     forwarded = [*forwarded_options(config), "--fleet-lock", str(fleet_lock_path(run_dir))]
@@ -142,6 +153,37 @@ def check_workers(config: pytest.Config, plan: FleetPlan) -> None:
             "-n", "", f"{plan.path.name} holds {need} member(s) at once (on_failure = "
             f"\"{plan.on_failure}\", waves of up to {max(len(w) for w in plan.waves)}): give "
             f"-n {need} or more (pytest-xdist workers), got {workers or 'none'}"))
+
+
+def check_soak(config: pytest.Config, plan: FleetPlan) -> None:
+    """A fleet of attached members is soaked only, and needs no worker per member (nothing
+    holds): what -m selects and the options given must make a soak."""
+    markexpr = config.option.markexpr or ""
+    try:
+        selected = selected_families(markexpr)
+        given = [f"--{name.replace('_', '-')}" for name in CommandLine.__dataclass_fields__
+                 if config.getoption(name) is not None]
+        check_soak_only(plan, selected, given, markexpr)
+    except HarnessError as exc:
+        fail_input(config, exc)
+
+
+def selected_families(markexpr: str) -> set[str]:
+    """The suite's families that `-m` keeps (each test of the suite carries one family
+    marker): pytest's own expression, evaluated as its deselection will."""
+    from _pytest.mark.expression import Expression
+
+    if not markexpr:
+        return set(FAMILIES)
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError as exc:  # what pytest's parser raises
+        raise InputError("-m", "", f"not a marker expression: {exc.msg}") from None
+    return {family for family in FAMILIES if expression.evaluate(_marked(family))}
+
+
+def _marked(family: str) -> Callable[..., bool]:
+    return lambda name, **_: name == family
 
 
 def forwarded_options(config: pytest.Config) -> list[str]:
