@@ -14,7 +14,6 @@ meaning on the grid.
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from bisect import bisect_left, bisect_right, insort
@@ -221,14 +220,16 @@ class _Count(_Measure):
                        lambda: tuple(e.evidence for e in items[lo:hi]))
 
 
-def _slowest(window: list[tuple[float, int, Exchange]]) -> tuple[str, ...]:
-    """The three slowest requests, the earlier one first among equals."""
+def _slowest(top: list[tuple[float, int, Exchange]]) -> tuple[str, ...]:
+    """The three slowest requests (slowest first, the earlier one first among equals)."""
     return tuple(f"{x.scenario} {x.step}: {x.outcome.seconds:.1f} s ({x.verdict})"
-                 for _, _, x in heapq.nlargest(3, window, key=lambda e: (e[0], e[1])))
+                 for _, _, x in top)
 
 
 class _Latency(_Measure):
-    """A latency percentile per scenario over the trailing window."""
+    """A latency percentile per scenario over the trailing window. The window's requests are
+    ranked by (seconds, -order), which is unique, so the three slowest are the ranking's top
+    three: a new peak's evidence costs O(1), not a pass over the window."""
 
     def __init__(self, trigger: Trigger, stream: Stream) -> None:
         self.trigger, self.stream = trigger, stream
@@ -237,18 +238,18 @@ class _Latency(_Measure):
         self.windows = [self.window]
 
     def _enter(self, item: tuple[float, int, Exchange]) -> None:
-        self.ranked.add(item[0])
+        self.ranked.add(item)
 
     def _leave(self, item: tuple[float, int, Exchange]) -> None:
-        self.ranked.remove(item[0])
+        self.ranked.remove(item)
 
     def read(self) -> Reading:
         n, t = self.ranked.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "requests")
-        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))]
-        items, lo, hi = self.stream.items, self.window.lo, self.window.hi
-        return Reading(value, n, value > t.max_s, lambda: _slowest(items[lo:hi]))
+        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))][0]
+        top = self.ranked.largest(3)  # now: the ranking moves on before the evidence is read
+        return Reading(value, n, value > t.max_s, lambda: _slowest(top))
 
 
 class _ErrorRatio(_Measure):
@@ -257,22 +258,32 @@ class _ErrorRatio(_Measure):
     def __init__(self, trigger: Trigger, stream: Stream) -> None:
         self.trigger, self.stream = trigger, stream
         self.bad = 0
+        # the bad iterations in the order they entered, and how many of them have left: a
+        # new peak's evidence reads these, not every iteration of the window (a whole soak's)
+        self.bads: list[Iteration] = []
+        self.bads_left = 0
         self.window = Trailing(stream, trigger.within_s, self._enter, self._leave)
         self.windows = [self.window]
 
     def _enter(self, i: Iteration) -> None:
-        self.bad += i.verdict == "bad"
+        if i.verdict == "bad":
+            self.bad += 1
+            self.bads.append(i)
 
     def _leave(self, i: Iteration) -> None:
-        self.bad -= i.verdict == "bad"
+        if i.verdict == "bad":
+            self.bad -= 1
+            self.bads_left += 1
+
+    def _evidence(self) -> Callable[[], tuple[str, ...]]:
+        bads, lo, hi = self.bads, self.bads_left, len(self.bads)
+        return lambda: _bad_lines(bads[lo:hi])
 
     def read(self) -> Reading:
         n, t = self.window.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "iterations")
-        items, lo, hi = self.stream.items, self.window.lo, self.window.hi
-        return Reading(self.bad / n, n, self.bad / n > t.max_ratio,
-                       lambda: _bad_lines(items[lo:hi]))
+        return Reading(self.bad / n, n, self.bad / n > t.max_ratio, self._evidence())
 
 
 class _VsBaselineLog(_Measure):
@@ -341,11 +352,7 @@ class _VsBaselineErrors(_ErrorRatio):
         n, t = self.window.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "iterations")
-        items, hi = self.stream.items, self.window.hi
-
-        def evidence() -> tuple[str, ...]:
-            return _bad_lines(items[:hi])
-
+        evidence = self._evidence()
         if self.base_bad == 0:
             return Reading(self.bad, n, self.bad > t.absolute_max, evidence,
                            note=f"the baseline had no bad iteration in {self.base_done}: "

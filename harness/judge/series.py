@@ -13,8 +13,9 @@ break a streak.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from harness.judge.policy import Decision, Point, Trigger
@@ -129,6 +130,50 @@ class Ranked:
         return out
 
 
+class SoFar(Sequence[Point]):
+    """The first `n` points of a series' list, which only grows: what a decision shows of its
+    evaluations, without copying them. A series makes a new decision at every evaluation,
+    and a copy of its points each time cost O(evaluations) per evaluation (an hour at a 5 s
+    interval: 720 points, copied 720 times; a night's: 7,200). Compares equal to a tuple of
+    the same points."""
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, items: list[Point], n: int | None = None) -> None:
+        self._items = items
+        self._n = len(items) if n is None else n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return tuple(self._items[:self._n][k])
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        return self._items[k]
+
+    def __iter__(self) -> Iterator[Point]:
+        return islice(self._items, self._n)
+
+    def __reversed__(self) -> Iterator[Point]:
+        return (self._items[k] for k in range(self._n - 1, -1, -1))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, tuple | list | SoFar):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                          strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
 @dataclass
 class Reading:
     """One evaluation of a trigger; the evidence is built only for the evaluation a decision
@@ -218,7 +263,7 @@ class Series:
             evidence=shown[1].lines() if shown else (), scenario=self.scenario,
             streak=self.best_streak, evaluations=self.evaluations, fired_at=self.fired_at,
             note=(shown[1].note or self.note) if shown else self.last_note,
-            points=tuple(self.points), policy_sha256=self.policy_sha256)
+            points=SoFar(self.points), policy_sha256=self.policy_sha256)
         return self._decision
 
 
