@@ -119,7 +119,8 @@ class _Streams:
     logs: dict[str, Stream] = field(default_factory=dict)  # per log-counting trigger
     bad_replies: Stream = field(default_factory=Stream)
     bad_replies_of: dict[str, Stream] = field(default_factory=dict)
-    exchanges: Stream = field(default_factory=Stream)
+    # read only through their windows: what every window has passed is let go (`prune`)
+    exchanges: Stream = field(default_factory=lambda: Stream(prunable=True))
     exchanges_of: dict[str, Stream] = field(default_factory=dict)  # (seconds, -order, x)
     finished_of: dict[str, Stream] = field(default_factory=dict)  # iterations by their end
     order: int = 0  # the position of an exchange in `SoakRun.exchanges()` (ties: first wins)
@@ -156,15 +157,20 @@ class _Streams:
         order = self.order if order is None else order
         self.order += 1
         self.exchanges.add(ended, None)
-        self.exchanges_of.setdefault(x.scenario, Stream()).add(
+        self.exchanges_of.setdefault(x.scenario, Stream(prunable=True)).add(
             ended, (x.outcome.seconds, -order, x))
         if x.verdict == "bad":
             event = bad_reply_event(x)
             self.bad_replies.add(ended, event)
             self.bad_replies_of.setdefault(x.scenario, Stream()).add(ended, event)
 
+    def prune(self) -> None:
+        for stream in (self.exchanges, *self.exchanges_of.values(), *self.finished_of.values()):
+            stream.prune()
+
     def finished(self, iteration: Iteration) -> None:
-        self.finished_of.setdefault(iteration.scenario, Stream()).add(iteration.ended,
+        self.finished_of.setdefault(iteration.scenario, Stream(prunable=True)).add(
+            iteration.ended,
                                                                       iteration)
 
 
@@ -375,8 +381,8 @@ class Evaluation:
                 self.streams.keys[trigger.name] = _RunKeys()
         for sid in run.scenario_ids:
             self.streams.bad_replies_of[sid] = Stream()
-            self.streams.exchanges_of[sid] = Stream()
-            self.streams.finished_of[sid] = Stream()
+            self.streams.exchanges_of[sid] = Stream(prunable=True)
+            self.streams.finished_of[sid] = Stream(prunable=True)
         self.on_arrival = judge.on_arrival
         self.parts: list[tuple[Series | Decision, _Measure | None, Grid | None]] = []
         sha = judge.policy.sha256
@@ -397,22 +403,25 @@ class Evaluation:
             streams.match(self.log_triggers, m)
         self.matches_seen = max(self.matches_seen, len(matches))
         completed, ended = run.completed, run.ended_iterations
-        for x in completed[self.exchanges_seen:len(completed)]:
+        for x in completed[self.exchanges_seen - run.completed_base:]:
             streams.exchange(x)
             self.exchanges_seen += 1
-        for i in ended[self.finished_seen:len(ended)]:
+        for i in ended[self.finished_seen - run.ended_base:]:
             streams.finished(i)
             self.finished_seen += 1
+        run.taken(self.exchanges_seen, self.finished_seen)  # with a record file: let go
+        streams.prune()
 
     def take_all(self, matches: list[Match]) -> None:
         """A finished run at once, each stream in the order of time and, within the same
         time, in the order the run lists it."""
         run, streams = self.run, self.streams
         streams.matches(self.log_triggers, sorted(matches, key=lambda m: m.seen))
-        exchanges = run.exchanges()
+        iterations = run.every_iteration()  # with a record file: read back
+        exchanges = [x for i in iterations for x in i.exchanges]
         for n in sorted(range(len(exchanges)), key=lambda n: exchanges[n].outcome.ended):
             streams.exchange(exchanges[n], n)
-        for i in sorted((i for i in run.iterations if i.finished), key=lambda i: i.ended):
+        for i in sorted((i for i in iterations if i.finished), key=lambda i: i.ended):
             streams.finished(i)
 
     def advance(self, now: float, final: bool) -> list[Decision]:
@@ -461,17 +470,16 @@ class Judge:
         self._base_p95: dict[str, float | None] = {}
         self._base_errors: dict[str, tuple[int, int]] = {}
         if baseline is not None:
-            requests = len(baseline.exchanges())
+            requests = baseline.request_count()
             for trigger in policy.triggers:
                 if trigger.kind == "baseline" and trigger.metric == "log":
                     events = [log_event(m) for m in baseline.matches if counts(trigger, m)]
                     n = len({e.key for e in events}) if trigger.per == "run" else len(events)
                     self._base_log[trigger.name] = (n, requests)
             for sid in baseline.scenario_ids:
-                self._base_p95[sid] = percentile(
-                    [x.outcome.seconds for x in baseline.exchanges(sid)], 95)
-                done = [i for i in baseline.of(sid) if i.finished]
-                self._base_errors[sid] = (len(done), sum(i.verdict == "bad" for i in done))
+                tally = baseline.tally(sid)
+                self._base_p95[sid] = percentile(list(tally.seconds), 95)
+                self._base_errors[sid] = (tally.good + tally.bad, tally.bad)
 
     def __call__(self, run: SoakRun, matches: list[Match], final: bool,
                  now: float | None = None) -> list[Decision]:

@@ -22,18 +22,36 @@ from harness.judge.policy import Decision, Point, Trigger
 
 
 class Stream:
-    """Records in the order of their time (unix seconds), appended as they happen."""
+    """Records in the order of their time (unix seconds), appended as they happen. A prunable
+    stream is read only through its trailing windows, so the records every window has passed
+    (left, or entered by a window that never lets anything leave) can go: positions stay
+    absolute, the first `base` are gone."""
 
-    def __init__(self) -> None:
+    PRUNE_AT = 1024  # records to let go at once (a list's front is moved, so not one by one)
+
+    def __init__(self, prunable: bool = False) -> None:
         self.at: list[float] = []
         self.items: list[Any] = []
+        self.base = 0
+        self.prunable = prunable
+        self.readers: list[Trailing] = []
 
     def add(self, at: float, item: Any) -> None:
         self.at.append(at)
         self.items.append(item)
 
     def __len__(self) -> int:
-        return len(self.at)
+        return self.base + len(self.at)
+
+    def prune(self) -> None:
+        if not self.prunable or not self.readers:
+            return
+        needed = min(r.lo if r.within_s and r.leave is not None else r.hi
+                     for r in self.readers)
+        gone = needed - self.base
+        if gone >= self.PRUNE_AT and gone * 2 >= len(self.at):
+            del self.at[:gone], self.items[:gone]
+            self.base = needed
 
 
 class Trailing:
@@ -50,24 +68,27 @@ class Trailing:
         self.leave = leave
         self.lo = 0
         self.hi = 0
+        stream.readers.append(self)
 
     def move(self, t: float) -> None:
-        at, items = self.stream.at, self.stream.items
-        hi = bisect_right(at, t, self.hi)
+        at, items, base = self.stream.at, self.stream.items, self.stream.base
+        hi = bisect_right(at, t, self.hi - base) + base
         if self.enter is not None:
-            for item in items[self.hi:hi]:
+            for item in items[self.hi - base:hi - base]:
                 self.enter(item)
         self.hi = hi
         if self.within_s:
-            lo = bisect_right(at, t - self.within_s, self.lo, hi)  # not `at > t - within_s`
+            # not `at > t - within_s`
+            lo = bisect_right(at, t - self.within_s, max(0, self.lo - base), hi - base) + base
             if self.leave is not None:
-                for item in items[self.lo:lo]:
+                for item in items[self.lo - base:lo - base]:
                     self.leave(item)
             self.lo = max(self.lo, lo)
 
     def next_at(self) -> float | None:
         """The time of the next record not in the window yet."""
-        return self.stream.at[self.hi] if self.hi < len(self.stream) else None
+        k = self.hi - self.stream.base
+        return self.stream.at[k] if k < len(self.stream.at) else None
 
     @property
     def size(self) -> int:
