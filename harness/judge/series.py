@@ -27,7 +27,7 @@ class Stream:
     (left, or entered by a window that never lets anything leave) can go: positions stay
     absolute, the first `base` are gone."""
 
-    PRUNE_AT = 1024  # records to let go at once (a list's front is moved, so not one by one)
+    PRUNE_AT = 256  # records to let go at once (a list's front is moved, so not one by one)
 
     def __init__(self, prunable: bool = False) -> None:
         self.at: list[float] = []
@@ -44,10 +44,10 @@ class Stream:
         return self.base + len(self.at)
 
     def prune(self) -> None:
-        if not self.prunable or not self.readers:
+        if not self.prunable:
             return
-        needed = min(r.lo if r.within_s and r.leave is not None else r.hi
-                     for r in self.readers)
+        needed = min((r.lo if r.within_s and r.leave is not None else r.hi
+                      for r in self.readers), default=len(self))  # no reader: none needed
         gone = needed - self.base
         if gone >= self.PRUNE_AT and gone * 2 >= len(self.at):
             del self.at[:gone], self.items[:gone]
