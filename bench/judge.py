@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import heapq
 import random
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -124,6 +125,31 @@ def final_cost(policy: Policy, requests: int, seconds: float = 600) -> float:
     return time.thread_time() - began
 
 
+def final_cost_from_file(policy: Policy, requests: int, folder: Path,
+                         seconds: float = 600) -> tuple[float, float]:
+    """The final judgement of a soak whose ended requests went to a record file (as a real
+    soak's do): it reads them back. Its CPU, and of it the reading."""
+    run = SoakRun("soak", Window(seconds, 0.0), 1_000.0,
+                  scenarios=[Scenario(sid, "reply", ()) for sid in PATHS],
+                  record_file=RequestFile(folder / "soak.jsonl"))
+    for at, kind, what in _arrivals(seconds, requests, 1, run):
+        if kind == "start":
+            run.start(what)  # type: ignore[arg-type]
+        else:
+            iteration, x = what  # type: ignore[misc]
+            run.record(iteration, x)
+            run.end(iteration, x.verdict, x.reason, at=at)
+    run.close()
+    run.ended = run.started + seconds + 60
+    baseline = _finished(600, 600, 2, "baseline")
+    began = time.thread_time()
+    run.every_iteration()
+    reading = time.thread_time() - began
+    began = time.thread_time()
+    Judge(policy, baseline)(run, run.matches, True)
+    return time.thread_time() - began, reading
+
+
 def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
     policy = load_policy(SHIPPED_POLICY)
     print(f"\n2. the judge's cost, shipped policy ({len(policy.triggers)} triggers), "
@@ -132,6 +158,11 @@ def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
     for n in sizes:
         goal = "< 2 s" if n == 100_000 else ""
         print(f"{f'  {n:,} requests':<44} {final_cost(policy, n):>9.3f}   {goal}")
+    with tempfile.TemporaryDirectory() as folder:
+        n = max(sizes)
+        cost, reading = final_cost_from_file(policy, n, Path(folder))
+        print(f"{f'  {n:,} requests, read back from a record file':<44} {cost:>9.3f}   "
+              f"{'< 2 s' if n == 100_000 else ''}  (of which reading it {reading:.3f} s)")
     print(f"{f'live judge at {per_s:g} requests/s, a call a second':<44} {'calls':>9} "
           f"{'total s':>8} {'CPU %':>6} {'p99 ms':>7} {'worst ms':>9}   goal"
           "   (full GC: count, worst ms)")

@@ -18,6 +18,7 @@ import json
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -93,11 +94,12 @@ class RequestFile:
             self._out = None
 
     def read(self) -> Iterator[dict[str, Any]]:
-        """Every line written, in order (the file is flushed first)."""
+        """Every line written, in order (the file is flushed first). A thousand lines are
+        parsed as one JSON array: per line, the parser's own overhead was most of the time."""
         self.flush()
         with self.path.open() as lines:
-            for line in lines:
-                yield json.loads(line)
+            while batch := list(islice(lines, 1000)):
+                yield from json.loads("[" + ",".join(batch) + "]")
 
     def requests(self) -> Iterator[dict[str, Any]]:
         """Every request as `Exchange.as_dict` gives it."""
