@@ -162,7 +162,7 @@ def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
         n = max(sizes)
         cost, reading = final_cost_from_file(policy, n, Path(folder))
         print(f"{f'  {n:,} requests, read back from a record file':<44} {cost:>9.3f}   "
-              f"{'< 2 s' if n == 100_000 else ''}  (of which reading it {reading:.3f} s)")
+              f"{'< 2 s' if n == 100_000 else ''}  (reading it alone: {reading:.3f} s)")
     print(f"{f'live judge at {per_s:g} requests/s, a call a second':<44} {'calls':>9} "
           f"{'total s':>8} {'CPU %':>6} {'p99 ms':>7} {'worst ms':>9}   goal"
           "   (full GC: count, worst ms)")
