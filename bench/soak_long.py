@@ -88,7 +88,10 @@ class MeteredJudge:
         self.judge = judge
         self.calls: list[tuple[float, float]] = []  # (wall time, CPU s) per live call
         self.gc_in_calls: list[float] = []  # of each call's CPU, the collections' (s)
-        self.pauses: list[tuple[float, int, float]] = []  # every collection: (at, gen, s)
+        # every full collection: (at, gen, s); the young ones are only counted (there are
+        # tens a second: a list of them was most of what this meter's process grew by)
+        self.pauses: list[tuple[float, int, float]] = []
+        self.young = 0
         self._local = threading.local()
 
     def collected(self, phase: str, info: dict[str, int]) -> None:
@@ -96,7 +99,10 @@ class MeteredJudge:
             self._local.began = time.thread_time()
             return
         took = time.thread_time() - getattr(self._local, "began", time.thread_time())
-        self.pauses.append((time.time(), info["generation"], took))
+        if info["generation"] == 2:
+            self.pauses.append((time.time(), info["generation"], took))
+        else:
+            self.young += 1
         if getattr(self._local, "in_call", False):
             self._local.gc += took
 
@@ -304,7 +310,8 @@ def main() -> None:
               f"{whole['judge_worst_own_ms']:.1f} ms without the garbage collections that ran "
               f"in it; final judgement {final_s:.2f} s CPU")
         print(f"full garbage collections: {whole['gc_full']}, the longest "
-              f"{whole['gc_full_worst_ms']:.1f} ms (they walk every object the soak keeps)")
+              f"{whole['gc_full_worst_ms']:.1f} ms (they walk every object the soak keeps); "
+              f"{judge.young} young ones")
         print(f"send lag p99 {whole['lag_p99_ms']:.1f} ms (goal < {1000 * LAG_GOAL_S:g} ms), "
               f"max {whole['lag_max_ms']:.1f} ms")
         if rss:
