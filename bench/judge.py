@@ -13,14 +13,20 @@ they are taken out of the call they happened in and shown beside it.
 from __future__ import annotations
 
 import gc
+import heapq
 import random
+import tempfile
 import time
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
+from harness.common.nonce import new_nonce
 from harness.judge.judge import Judge
 from harness.judge.policy import Policy, Window, load_policy, percentile
 from harness.signals.logwatch import Match
 from harness.soak.driver import Exchange, Iteration, SoakRun
+from harness.soak.records import RequestFile
 from harness.soak.scenarios import Scenario
 from harness.targets.client import ChatOutcome
 
@@ -119,6 +125,31 @@ def final_cost(policy: Policy, requests: int, seconds: float = 600) -> float:
     return time.thread_time() - began
 
 
+def final_cost_from_file(policy: Policy, requests: int, folder: Path,
+                         seconds: float = 600) -> tuple[float, float]:
+    """The final judgement of a soak whose ended requests went to a record file (as a real
+    soak's do): it reads them back. Its CPU, and of it the reading."""
+    run = SoakRun("soak", Window(seconds, 0.0), 1_000.0,
+                  scenarios=[Scenario(sid, "reply", ()) for sid in PATHS],
+                  record_file=RequestFile(folder / "soak.jsonl"))
+    for at, kind, what in _arrivals(seconds, requests, 1, run):
+        if kind == "start":
+            run.start(what)  # type: ignore[arg-type]
+        else:
+            iteration, x = what  # type: ignore[misc]
+            run.record(iteration, x)
+            run.end(iteration, x.verdict, x.reason, at=at)
+    run.close()
+    run.ended = run.started + seconds + 60
+    baseline = _finished(600, 600, 2, "baseline")
+    began = time.thread_time()
+    run.every_iteration()
+    reading = time.thread_time() - began
+    began = time.thread_time()
+    Judge(policy, baseline)(run, run.matches, True)
+    return time.thread_time() - began, reading
+
+
 def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
     policy = load_policy(SHIPPED_POLICY)
     print(f"\n2. the judge's cost, shipped policy ({len(policy.triggers)} triggers), "
@@ -127,6 +158,11 @@ def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
     for n in sizes:
         goal = "< 2 s" if n == 100_000 else ""
         print(f"{f'  {n:,} requests':<44} {final_cost(policy, n):>9.3f}   {goal}")
+    with tempfile.TemporaryDirectory() as folder:
+        n = max(sizes)
+        cost, reading = final_cost_from_file(policy, n, Path(folder))
+        print(f"{f'  {n:,} requests, read back from a record file':<44} {cost:>9.3f}   "
+              f"{'< 2 s' if n == 100_000 else ''}  (reading it alone: {reading:.3f} s)")
     print(f"{f'live judge at {per_s:g} requests/s, a call a second':<44} {'calls':>9} "
           f"{'total s':>8} {'CPU %':>6} {'p99 ms':>7} {'worst ms':>9}   goal"
           "   (full GC: count, worst ms)")
@@ -138,3 +174,72 @@ def report(sizes: list[int], minutes: list[float], per_s: float) -> None:
               f"{int(cost['calls']):>9} {cost['total_s']:>8.2f} {cost['cpu_pct']:>6.3f} "
               f"{cost['p99_ms']:>7.2f} {cost['worst_ms']:>9.2f}   {goal:<26}"
               f"({int(cost['gc_full'])}, {cost['gc_worst_ms']:.0f})")
+
+
+def _arrivals(seconds: float, requests: int, seed: int, run: SoakRun
+              ) -> Iterator[tuple[float, str, object]]:
+    """`simulated`'s soak made as it goes (so the bench holds only what the run keeps): each
+    request starts, ends, and its iteration ends, in time order."""
+    rng = random.Random(seed)
+    pending: list[tuple[float, int, Iteration, Exchange]] = []
+    for n in range(requests):
+        at = run.started + seconds * n / requests
+        while pending and pending[0][0] <= at:
+            ends, _, iteration, x = heapq.heappop(pending)
+            yield ends, "x", (iteration, x)
+        sid = PATHS[n % len(PATHS)]
+        took = rng.lognormvariate(1.5, 0.5)
+        verdict = "bad" if n % 5000 == 4999 else "good"
+        iteration = Iteration(sid, run.count_of(sid), at)
+        yield at, "start", iteration
+        x = Exchange(sid, iteration.index, "reply", (new_nonce(),), ChatOutcome(
+            "fast-chat", True, 200, "Ack " * 40, at, at + 0.1, at + took), verdict,
+            f"HTTP 200 after {took:.1f} s, checks passed")
+        heapq.heappush(pending, (at + took, n, iteration, x))
+    while pending:
+        ends, _, iteration, x = heapq.heappop(pending)
+        yield ends, "x", (iteration, x)
+
+
+def kept_in_memory(policy: Policy, minutes: float, per_s: float, records: Path | None,
+                   every_min: float) -> list[float]:
+    """A simulated soak judged live, a call a second: the Python heap it holds (MB, traced)
+    every `every_min` simulated minutes; with `records`, ended iterations go to a file."""
+    seconds = minutes * 60
+    tracemalloc.start()
+    try:
+        run = SoakRun("soak", Window(seconds, 0.0), 1_000.0,
+                      scenarios=[Scenario(sid, "reply", ()) for sid in PATHS],
+                      record_file=RequestFile(records / "soak.jsonl") if records else None)
+        judge = Judge(policy)
+        held: list[float] = []
+        moment = run.started
+        for at, kind, what in _arrivals(seconds, int(seconds * per_s), 1, run):
+            while moment + 1.0 <= at:
+                moment += 1.0
+                judge(run, run.matches, False, moment)
+                if (moment - run.started) % (every_min * 60) == 0:
+                    held.append(tracemalloc.get_traced_memory()[0] / 2**20)
+            if kind == "start":
+                run.start(what)  # type: ignore[arg-type]
+            else:
+                iteration, x = what  # type: ignore[misc]
+                run.record(iteration, x)
+                run.end(iteration, x.verdict, x.reason, at=at)
+        run.close()
+        return held
+    finally:
+        tracemalloc.stop()
+
+
+def memory_report(minutes: float, per_s: float, every_min: float, folder: Path) -> None:
+    policy = load_policy(SHIPPED_POLICY)
+    marks = [f"{every_min * (k + 1):g} min" for k in range(int(minutes // every_min))]
+    print(f"\n4. what a soak holds: a simulated {minutes:g}-minute soak at {per_s:g} requests/s "
+          "judged live (shipped policy), Python heap traced, MB")
+    print(f"{'':<34}" + "".join(f"{m:>9}" for m in marks) + "   goal")
+    for label, records in (("every request in memory (before)", None),
+                           ("ended requests to a record file", folder)):
+        held = kept_in_memory(policy, minutes, per_s, records, every_min)
+        goal = "flat after warm-up" if records else ""
+        print(f"{label:<34}" + "".join(f"{mb:>9.1f}" for mb in held) + f"   {goal}")

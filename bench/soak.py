@@ -11,7 +11,8 @@ beside its goal.
    policy (`scenarios/policy.toml`, its own 5 s evaluation interval), from the line that
    completes the burst being written to the judge deciding; beside it the same on the grid
    alone, as the judge decided before it evaluated on arrival.
-4. The harness's resident memory after all of it.
+4. What a simulated soak holds in memory over time, every request kept against a record file;
+   and the harness's resident memory after all of it.
 
 Numbers, not pass/fail: these machines are shared and noisy, so no threshold is asserted.
 Run with `make bench`.
@@ -28,7 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.judge import SHIPPED_POLICY
+from bench.judge import SHIPPED_POLICY, memory_report
 from bench.judge import report as judge_report
 from harness.judge.judge import Judge
 from harness.judge.policy import Window, load_policy, percentile
@@ -184,12 +185,14 @@ def line_to_decision(lab: ModelLab, folder: Path, trials: int, grid_trials: int)
           f"{_ms(seen_all, 99):>8.0f} {1000 * max(seen_all, default=0):>8.0f}")
 
 
-def memory() -> None:
+def memory(minutes: float, per_s: float, folder: Path) -> None:
+    memory_report(minutes, per_s, max(minutes / 6, 1.0), folder)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open("/proc/self/statm") as statm:
         now_mb = int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-    print(f"\n4. harness memory: resident now {now_mb:.0f} MB, peak {peak_mb:.0f} MB "
-          "(the peak holds the longest simulated soak's every request and decision)")
+    print(f"harness memory: resident now {now_mb:.0f} MB, peak {peak_mb:.0f} MB (the peak "
+          "holds the longest simulated soak of 2., judged in memory as it was built); an hour "
+          "against the model lab with its resident memory: `make soak-long`")
 
 
 def main() -> None:
@@ -204,13 +207,15 @@ def main() -> None:
     parser.add_argument("--per-s", type=float, default=10.0,
                         help="requests per second in the simulated soaks")
     parser.add_argument("--trials", type=int, default=10, help="soaks for line -> decision")
+    parser.add_argument("--memory-minutes", type=float, default=60.0,
+                        help="the simulated soak whose memory is traced, both ways")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ModelLab() as lab:
         driver_rates(lab, Path(tmp), [float(r) for r in args.rates.split(",")], args.seconds)
         judge_report([int(n) for n in args.sizes.split(",")],
                      [float(m) for m in args.minutes.split(",")], args.per_s)
         line_to_decision(lab, Path(tmp), args.trials, max(2, args.trials // 4))
-    memory()
+        memory(args.memory_minutes, args.per_s, Path(tmp))
 
 
 if __name__ == "__main__":

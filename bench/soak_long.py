@@ -88,7 +88,10 @@ class MeteredJudge:
         self.judge = judge
         self.calls: list[tuple[float, float]] = []  # (wall time, CPU s) per live call
         self.gc_in_calls: list[float] = []  # of each call's CPU, the collections' (s)
-        self.pauses: list[tuple[float, int, float]] = []  # every collection: (at, gen, s)
+        # every full collection: (at, gen, s); the young ones are only counted (there are
+        # tens a second: a list of them was most of what this meter's process grew by)
+        self.pauses: list[tuple[float, int, float]] = []
+        self.young = 0
         self._local = threading.local()
 
     def collected(self, phase: str, info: dict[str, int]) -> None:
@@ -96,7 +99,10 @@ class MeteredJudge:
             self._local.began = time.thread_time()
             return
         took = time.thread_time() - getattr(self._local, "began", time.thread_time())
-        self.pauses.append((time.time(), info["generation"], took))
+        if info["generation"] == 2:
+            self.pauses.append((time.time(), info["generation"], took))
+        else:
+            self.young += 1
         if getattr(self._local, "in_call", False):
             self._local.gc += took
 
@@ -162,11 +168,28 @@ def _ms(values: list[float], pct: float) -> float:
     return 1000 * (percentile(values, pct) or 0.0)
 
 
+class Counts:
+    """Where each path's numbers stood at the end of the last slice: a slice reads what came
+    since (the run keeps its numbers, not its requests, with a record file)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, tuple[int, int]] = {}  # path -> (iterations started, send lags)
+
+    def since(self, run: SoakRun) -> tuple[int, list[float]]:
+        """Iterations started and the open-model send lags since the last call."""
+        started, lags = 0, []
+        for sid, tally in list(run.tallies.items()):
+            then_started, then_lags = self.at.get(sid, (0, 0))
+            now_started, now_lags = tally.started, len(tally.send_lags)
+            started += now_started - then_started
+            lags.extend(tally.send_lags[then_lags:now_lags])
+            self.at[sid] = (now_started, now_lags)
+        return started, lags
+
+
 def report_slice(label: str, run: SoakRun, judge: MeteredJudge, sampler: Sampler,
-                 since: float, until: float) -> dict[str, Any]:
-    its = [i for i in list(run.iterations) if i.due_at is not None and since <= i.due_at < until]
-    lags = [i.send_lag_s for i in its if i.send_lag_s is not None]
-    requests = sum(1 for i in list(run.iterations) if since <= i.started < until)
+                 since: float, until: float, counts: Counts) -> dict[str, Any]:
+    requests, lags = counts.since(run)
     calls = list(zip(list(judge.calls), list(judge.gc_in_calls), strict=False))
     cpu = sum(c for (at, c), _ in calls if since <= at < until)
     worst = max((c for (at, c), _ in calls if since <= at < until), default=0.0)
@@ -174,7 +197,7 @@ def report_slice(label: str, run: SoakRun, judge: MeteredJudge, sampler: Sampler
     full = [s for at, gen, s in list(judge.pauses) if gen == 2 and since <= at < until]
     rss = [mb for at, mb in list(sampler.rss) if since <= at < until]
     span = max(until - since, 1e-9)
-    row = {"slice": label, "iterations": requests, "open_model_per_s": len(its) / span,
+    row = {"slice": label, "iterations": requests, "open_model_per_s": len(lags) / span,
            "lag_p50_ms": _ms(lags, 50), "lag_p99_ms": _ms(lags, 99),
            "lag_max_ms": 1000 * max(lags, default=0.0), "judge_cpu_share": cpu / span,
            "judge_worst_ms": 1000 * worst, "judge_worst_own_ms": 1000 * worst_own,
@@ -188,6 +211,23 @@ def report_slice(label: str, run: SoakRun, judge: MeteredJudge, sampler: Sampler
     return row
 
 
+def print_memory(rss: list[tuple[float, float]], started: float, window_s: float,
+                 warm_up_s: float, recorded: bool) -> None:
+    """Resident memory beside its goal: flat after the first slice (the warm-up: the live
+    judge's windows filling, the interpreter's caches)."""
+    during = [mb for at, mb in rss if at < started + window_s] or [rss[-1][1]]
+    warm = [mb for at, mb in rss if at < started + warm_up_s] or during[:1]
+    growth = during[-1] - warm[-1]
+    kept = ("ended requests written to a record file" if recorded
+            else "every request kept in memory (--in-memory)")
+    print(f"resident memory ({kept}): {rss[0][1]:.0f} MB at the start, {warm[-1]:.0f} MB "
+          f"after the first slice, {during[-1]:.0f} MB when the window closed: grew "
+          f"{growth:.0f} MB after warm-up (goal: flat), "
+          f"{growth / max(window_s - warm_up_s, 1) * 3600:.0f} MB an hour; "
+          f"{max(mb for _, mb in rss):.0f} MB at most, {rss[-1][1]:.0f} MB at the end"
+          + (" (the final judgement reads the record file back)" if recorded else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
@@ -198,6 +238,8 @@ def main() -> None:
     parser.add_argument("--lines-per-s", type=float, default=20.0)
     parser.add_argument("--warning-every", type=int, default=500, help="lines")
     parser.add_argument("--every-min", type=float, default=5.0, help="minutes a slice")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="keep every request in memory, as before record files (to compare)")
     args = parser.parse_args()
     for option in ("minutes", "time_scale", "rate", "lines_per_s", "warning_every",
                    "every_min"):
@@ -224,7 +266,9 @@ def main() -> None:
         gc.callbacks.append(judge.collected)
         watcher = LogWatcher.from_end(log, OPENCLAW + policy.signatures)
         endpoint = GatewayEndpoint(lab.url, "soak-long", {}, "/v1/chat/completions", "")
-        driver = SoakDriver(endpoint, _mix(folder, args.rate), judge, watcher)
+        driver = SoakDriver(endpoint, _mix(folder, args.rate), judge, watcher,
+                            records=None if args.in_memory else folder / "requests")
+        counts = Counts()
         rows: list[dict[str, Any]] = []
         started = time.time()
         slices = threading.Event()
@@ -236,7 +280,7 @@ def main() -> None:
                 if driver.current is not None:
                     rows.append(report_slice(
                         f"{(k - 1) * args.every_min:g}-{k * args.every_min:g}", driver.current,
-                        judge, sampler, until - args.every_min * 60, until))
+                        judge, sampler, until - args.every_min * 60, until, counts))
                 k += 1
 
         with Sampler(log, args.lines_per_s, args.warning_every) as sampler, watcher:
@@ -249,13 +293,15 @@ def main() -> None:
                 reporter.join()
         wall = run.ended - run.started
         print()
-        whole = report_slice("whole", run, judge, sampler, run.started, run.started + window_s)
+        whole = report_slice("whole", run, judge, sampler, run.started, run.started + window_s,
+                             Counts())
         began = time.process_time()
         judge.judge(run, run.matches, True)
         final_s = time.process_time() - began
         deciding = [d.label for d in run.decisions if d.decides]
         rss = [mb for _, mb in sampler.rss]
-        print(f"\n{len(run.iterations)} iterations, {len(run.exchanges())} requests, "
+        print(f"\n{sum(t.started for t in run.tallies.values())} iterations, "
+              f"{run.request_count()} requests, "
               f"{watcher.line_count} log lines ({len(run.matches)} matches) in {wall / 60:.1f} "
               f"min; deciding triggers: {', '.join(deciding) or 'none'}")
         print(f"judge CPU {100 * whole['judge_cpu_share']:.3f} % of the wall clock over "
@@ -264,12 +310,13 @@ def main() -> None:
               f"{whole['judge_worst_own_ms']:.1f} ms without the garbage collections that ran "
               f"in it; final judgement {final_s:.2f} s CPU")
         print(f"full garbage collections: {whole['gc_full']}, the longest "
-              f"{whole['gc_full_worst_ms']:.1f} ms (they walk every object the soak keeps)")
+              f"{whole['gc_full_worst_ms']:.1f} ms (they walk every object the soak keeps); "
+              f"{judge.young} young ones")
         print(f"send lag p99 {whole['lag_p99_ms']:.1f} ms (goal < {1000 * LAG_GOAL_S:g} ms), "
               f"max {whole['lag_max_ms']:.1f} ms")
         if rss:
-            print(f"resident memory: {rss[0]:.0f} MB at the start, {max(rss):.0f} MB at most, "
-                  f"{rss[-1]:.0f} MB at the end")
+            print_memory(sampler.rss, run.started, window_s, args.every_min * 60,
+                         run.record_file is not None)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,12 @@ def test_a_soak_trigger_rolls_the_candidate_back(run: Run) -> None:
     decided = [d for d in run.procedure.soaks["soak"].deciding()]
     assert [d.label for d in decided] == ["any-timeout"]
     assert f"{CAND} failed" in verdict(run)["claim"]
+    # every request of each soak is in the run dir, one JSON line each, as verdict.json counts
+    for label, soaked in run.record.soaks.items():
+        lines = (run.settings.run_dir / "requests" / f"{label}.jsonl").read_text().splitlines()
+        requests = [json.loads(line) for line in lines if '"step"' in line]
+        assert len(requests) == soaked.numbers["requests"] > 0, label
+        assert verdict(run)[label]["requests"] == len(requests)  # what verdict.json says
 
 
 def test_a_known_good_that_times_out_once_back_is_a_rollback_not_proven(run: Run) -> None:

@@ -179,10 +179,11 @@ def watch_verdict(run: SoakRun) -> dict[str, Any]:
 
 def progress_line(run: SoakRun, elapsed: float) -> str:
     """One live line: time, requests, errors, signature classes, p95, the nearest trigger."""
-    exchanges = list(run.completed)  # every request that ended, in the order they ended
-    bad = sum(x.verdict == "bad" for x in exchanges)
+    tallies = list(run.tallies.values())  # every request that ended, per path
+    requests = sum(len(t.seconds) for t in tallies)
+    bad = sum(t.bad_requests for t in tallies)
     classes = " ".join(f"{k} {v}" for k, v in class_counts(run).items() if v) or "no signatures"
-    p95 = percentile([x.outcome.seconds for x in exchanges], 95)
+    p95 = percentile([s for t in tallies for s in t.seconds], 95)
     live = [d for d in run.decisions if not d.trigger.dry_run and d.points]
     nearest = "-"
     if live:
@@ -196,7 +197,7 @@ def progress_line(run: SoakRun, elapsed: float) -> str:
              + (" (draining)" if elapsed > window else ""))
     if elapsed < 0:  # the quiet delay before a later watch's traffic: the log is watched
         clock = f"quiet, traffic in {-elapsed:.0f} s"
-    return (f"[{run.label}] {clock}  requests {len(exchanges)}"
+    return (f"[{run.label}] {clock}  requests {requests}"
             f" (bad {bad})  {classes}  p95 {num(p95)} s  nearest trigger: {nearest}")
 
 
@@ -222,14 +223,14 @@ def summary(run: SoakRun) -> dict[str, Any]:
         "seconds": round(run.ended - run.started, 1), "stopped_by": run.stopped_by,
         "scenarios": {sid: run.stats(sid) for sid in run.scenario_ids},
         "signature_counts": signature_counts(run), "class_counts": class_counts(run),
-        "requests": len(run.exchanges()),
+        "requests": run.request_count(),
         "decisions": [d.as_dict() for d in run.decisions],
     }
 
 
 def compare(baseline: SoakRun, candidate: SoakRun) -> dict[str, Any]:
     """Candidate beside baseline, per scenario and per signature class."""
-    b_req, c_req = len(baseline.exchanges()), len(candidate.exchanges())
+    b_req, c_req = baseline.request_count(), candidate.request_count()
     b_cls, c_cls = class_counts(baseline), class_counts(candidate)
     keys = ("finished", "good", "bad", "error_ratio", "p50_s", "p95_s", "max_s")
     scenarios = {}

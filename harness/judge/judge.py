@@ -14,7 +14,6 @@ meaning on the grid.
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from bisect import bisect_left, bisect_right, insort
@@ -120,7 +119,8 @@ class _Streams:
     logs: dict[str, Stream] = field(default_factory=dict)  # per log-counting trigger
     bad_replies: Stream = field(default_factory=Stream)
     bad_replies_of: dict[str, Stream] = field(default_factory=dict)
-    exchanges: Stream = field(default_factory=Stream)
+    # read only through their windows: what every window has passed is let go (`prune`)
+    exchanges: Stream = field(default_factory=lambda: Stream(prunable=True))
     exchanges_of: dict[str, Stream] = field(default_factory=dict)  # (seconds, -order, x)
     finished_of: dict[str, Stream] = field(default_factory=dict)  # iterations by their end
     order: int = 0  # the position of an exchange in `SoakRun.exchanges()` (ties: first wins)
@@ -157,15 +157,20 @@ class _Streams:
         order = self.order if order is None else order
         self.order += 1
         self.exchanges.add(ended, None)
-        self.exchanges_of.setdefault(x.scenario, Stream()).add(
+        self.exchanges_of.setdefault(x.scenario, Stream(prunable=True)).add(
             ended, (x.outcome.seconds, -order, x))
         if x.verdict == "bad":
             event = bad_reply_event(x)
             self.bad_replies.add(ended, event)
             self.bad_replies_of.setdefault(x.scenario, Stream()).add(ended, event)
 
+    def prune(self) -> None:
+        for stream in (self.exchanges, *self.exchanges_of.values(), *self.finished_of.values()):
+            stream.prune()
+
     def finished(self, iteration: Iteration) -> None:
-        self.finished_of.setdefault(iteration.scenario, Stream()).add(iteration.ended,
+        self.finished_of.setdefault(iteration.scenario, Stream(prunable=True)).add(
+            iteration.ended,
                                                                       iteration)
 
 
@@ -221,14 +226,16 @@ class _Count(_Measure):
                        lambda: tuple(e.evidence for e in items[lo:hi]))
 
 
-def _slowest(window: list[tuple[float, int, Exchange]]) -> tuple[str, ...]:
-    """The three slowest requests, the earlier one first among equals."""
+def _slowest(top: list[tuple[float, int, Exchange]]) -> tuple[str, ...]:
+    """The three slowest requests (slowest first, the earlier one first among equals)."""
     return tuple(f"{x.scenario} {x.step}: {x.outcome.seconds:.1f} s ({x.verdict})"
-                 for _, _, x in heapq.nlargest(3, window, key=lambda e: (e[0], e[1])))
+                 for _, _, x in top)
 
 
 class _Latency(_Measure):
-    """A latency percentile per scenario over the trailing window."""
+    """A latency percentile per scenario over the trailing window. The window's requests are
+    ranked by (seconds, -order), which is unique, so the three slowest are the ranking's top
+    three: a new peak's evidence costs O(1), not a pass over the window."""
 
     def __init__(self, trigger: Trigger, stream: Stream) -> None:
         self.trigger, self.stream = trigger, stream
@@ -237,18 +244,18 @@ class _Latency(_Measure):
         self.windows = [self.window]
 
     def _enter(self, item: tuple[float, int, Exchange]) -> None:
-        self.ranked.add(item[0])
+        self.ranked.add(item)
 
     def _leave(self, item: tuple[float, int, Exchange]) -> None:
-        self.ranked.remove(item[0])
+        self.ranked.remove(item)
 
     def read(self) -> Reading:
         n, t = self.ranked.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "requests")
-        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))]
-        items, lo, hi = self.stream.items, self.window.lo, self.window.hi
-        return Reading(value, n, value > t.max_s, lambda: _slowest(items[lo:hi]))
+        value = self.ranked[max(0, min(n - 1, math.ceil(t.percentile / 100 * n) - 1))][0]
+        top = self.ranked.largest(3)  # now: the ranking moves on before the evidence is read
+        return Reading(value, n, value > t.max_s, lambda: _slowest(top))
 
 
 class _ErrorRatio(_Measure):
@@ -257,22 +264,32 @@ class _ErrorRatio(_Measure):
     def __init__(self, trigger: Trigger, stream: Stream) -> None:
         self.trigger, self.stream = trigger, stream
         self.bad = 0
+        # the bad iterations in the order they entered, and how many of them have left: a
+        # new peak's evidence reads these, not every iteration of the window (a whole soak's)
+        self.bads: list[Iteration] = []
+        self.bads_left = 0
         self.window = Trailing(stream, trigger.within_s, self._enter, self._leave)
         self.windows = [self.window]
 
     def _enter(self, i: Iteration) -> None:
-        self.bad += i.verdict == "bad"
+        if i.verdict == "bad":
+            self.bad += 1
+            self.bads.append(i)
 
     def _leave(self, i: Iteration) -> None:
-        self.bad -= i.verdict == "bad"
+        if i.verdict == "bad":
+            self.bad -= 1
+            self.bads_left += 1
+
+    def _evidence(self) -> Callable[[], tuple[str, ...]]:
+        bads, lo, hi = self.bads, self.bads_left, len(self.bads)
+        return lambda: _bad_lines(bads[lo:hi])
 
     def read(self) -> Reading:
         n, t = self.window.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "iterations")
-        items, lo, hi = self.stream.items, self.window.lo, self.window.hi
-        return Reading(self.bad / n, n, self.bad / n > t.max_ratio,
-                       lambda: _bad_lines(items[lo:hi]))
+        return Reading(self.bad / n, n, self.bad / n > t.max_ratio, self._evidence())
 
 
 class _VsBaselineLog(_Measure):
@@ -341,11 +358,7 @@ class _VsBaselineErrors(_ErrorRatio):
         n, t = self.window.size, self.trigger
         if n < t.min_samples:
             return too_few(n, t.min_samples, "iterations")
-        items, hi = self.stream.items, self.window.hi
-
-        def evidence() -> tuple[str, ...]:
-            return _bad_lines(items[:hi])
-
+        evidence = self._evidence()
         if self.base_bad == 0:
             return Reading(self.bad, n, self.bad > t.absolute_max, evidence,
                            note=f"the baseline had no bad iteration in {self.base_done}: "
@@ -368,8 +381,8 @@ class Evaluation:
                 self.streams.keys[trigger.name] = _RunKeys()
         for sid in run.scenario_ids:
             self.streams.bad_replies_of[sid] = Stream()
-            self.streams.exchanges_of[sid] = Stream()
-            self.streams.finished_of[sid] = Stream()
+            self.streams.exchanges_of[sid] = Stream(prunable=True)
+            self.streams.finished_of[sid] = Stream(prunable=True)
         self.on_arrival = judge.on_arrival
         self.parts: list[tuple[Series | Decision, _Measure | None, Grid | None]] = []
         sha = judge.policy.sha256
@@ -390,22 +403,25 @@ class Evaluation:
             streams.match(self.log_triggers, m)
         self.matches_seen = max(self.matches_seen, len(matches))
         completed, ended = run.completed, run.ended_iterations
-        for x in completed[self.exchanges_seen:len(completed)]:
+        for x in completed[self.exchanges_seen - run.completed_base:]:
             streams.exchange(x)
             self.exchanges_seen += 1
-        for i in ended[self.finished_seen:len(ended)]:
+        for i in ended[self.finished_seen - run.ended_base:]:
             streams.finished(i)
             self.finished_seen += 1
+        run.taken(self.exchanges_seen, self.finished_seen)  # with a record file: let go
+        streams.prune()
 
     def take_all(self, matches: list[Match]) -> None:
         """A finished run at once, each stream in the order of time and, within the same
         time, in the order the run lists it."""
         run, streams = self.run, self.streams
         streams.matches(self.log_triggers, sorted(matches, key=lambda m: m.seen))
-        exchanges = run.exchanges()
+        iterations = run.every_iteration()  # with a record file: read back
+        exchanges = [x for i in iterations for x in i.exchanges]
         for n in sorted(range(len(exchanges)), key=lambda n: exchanges[n].outcome.ended):
             streams.exchange(exchanges[n], n)
-        for i in sorted((i for i in run.iterations if i.finished), key=lambda i: i.ended):
+        for i in sorted((i for i in iterations if i.finished), key=lambda i: i.ended):
             streams.finished(i)
 
     def advance(self, now: float, final: bool) -> list[Decision]:
@@ -454,17 +470,16 @@ class Judge:
         self._base_p95: dict[str, float | None] = {}
         self._base_errors: dict[str, tuple[int, int]] = {}
         if baseline is not None:
-            requests = len(baseline.exchanges())
+            requests = baseline.request_count()
             for trigger in policy.triggers:
                 if trigger.kind == "baseline" and trigger.metric == "log":
                     events = [log_event(m) for m in baseline.matches if counts(trigger, m)]
                     n = len({e.key for e in events}) if trigger.per == "run" else len(events)
                     self._base_log[trigger.name] = (n, requests)
             for sid in baseline.scenario_ids:
-                self._base_p95[sid] = percentile(
-                    [x.outcome.seconds for x in baseline.exchanges(sid)], 95)
-                done = [i for i in baseline.of(sid) if i.finished]
-                self._base_errors[sid] = (len(done), sum(i.verdict == "bad" for i in done))
+                tally = baseline.tally(sid)
+                self._base_p95[sid] = percentile(list(tally.seconds), 95)
+                self._base_errors[sid] = (tally.good + tally.bad, tally.bad)
 
     def __call__(self, run: SoakRun, matches: list[Match], final: bool,
                  now: float | None = None) -> list[Decision]:

@@ -29,7 +29,7 @@ Windows: `[soak]` and `[watch]` (the early post-rollback watch) are required, `[
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +165,7 @@ class Decision:
     evaluations: int = 0  # evaluations with enough samples to count
     fired_at: float | None = None
     note: str = ""
-    points: tuple[Point, ...] = field(default=(), repr=False)
+    points: Sequence[Point] = field(default=(), repr=False)  # a tuple or a judge's SoFar
     policy_sha256: str = ""
 
     @property
@@ -210,7 +210,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _trailing_streak(points: tuple[Point, ...]) -> int:
+def _trailing_streak(points: Sequence[Point]) -> int:
     streak = 0
     for point in reversed(points):
         if point.value is None:

@@ -38,7 +38,7 @@ def recovery(soak: SoakRun | None, timeline: dict[str, Any], smoke: SoakRun) -> 
         if last_end is not None:
             out[f"before_{step}_s"] = round(result.started_at - last_end, 3)
         last_end = result.started_at + result.seconds
-    good = [x.outcome.ended for x in smoke.exchanges() if x.verdict == "good"]
+    good = [t.first_good_end for t in smoke.tallies.values() if t.first_good_end is not None]
     if good and last_end is not None:
         out["first_reply_s"] = round(min(good) - last_end, 3)
     if good and begins is not None:

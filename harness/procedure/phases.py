@@ -361,7 +361,7 @@ class Procedure:
         self.evidence.soak(run)
         self.evidence.attach_text("baseline verdict", "\n".join(verdict["reasons"]))
         classes = {k: v for k, v in assess.class_counts(run).items() if v}
-        numbers = {"requests": len(run.exchanges()), "classes": classes}
+        numbers = {"requests": run.request_count(), "classes": classes}
         if verdict["verdict"] == "fail":
             return PhaseResult("baseline", False, "the known-good fails this policy already, so "
                                "an upgrade cannot be judged against it: "
@@ -441,7 +441,8 @@ class Procedure:
                             watcher, progress=self.progress,
                             known_s=known_durations(baseline) if baseline else None,
                             # the candidate's soak after a change: a decision rolls back
-                            decision_rolls_back=label == "soak" and self.record.changed)
+                            decision_rolls_back=label == "soak" and self.record.changed,
+                            records=s.run_dir / "requests")  # each request as it ends
         with self.evidence.step(f"{label}: {', '.join(f'{x.id} ({x.load()})' for x in scenarios)} "
                          f"for {window.window_s:g} s (drain up to {window.drain_s:g} s)"), watcher:
             run = driver.run(label, window, once=once)

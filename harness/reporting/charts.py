@@ -191,7 +191,7 @@ def soak_charts(run: Any) -> dict[str, str]:
         markers.append((stopped.fired_at - run.started, f"stopped: {run.stopped_by}"))
     elif run.window.window_s:
         markers.append((run.window.window_s, "window end"))
-    requests = [x.as_dict() for x in run.exchanges()]
+    requests = list(run.requests())  # every request (from the run's record file if any)
     matches = [m.as_dict() for m in run.matches]
     ended = run.ended or max([r["ended"] for r in requests] + [run.started])
     return {

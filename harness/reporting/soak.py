@@ -49,7 +49,7 @@ def report_soak(run: SoakRun, baseline: SoakRun | None = None) -> None:
         allure.attach("\n".join(f"{m.signature:<24} {m.line}" for m in run.matches),
                       name=f"{run.label} log signature matches",
                       attachment_type=allure.attachment_type.TEXT)
-    allure.attach("\n".join(json.dumps(x.as_dict()) for x in run.exchanges()),
+    allure.attach("\n".join(json.dumps(x) for x in run.requests()),
                   name=f"{run.label} requests (JSON lines)",
                   attachment_type=allure.attachment_type.TEXT)
 

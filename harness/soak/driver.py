@@ -29,9 +29,12 @@ import gc
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from bisect import insort
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -40,6 +43,7 @@ from harness.common import http
 from harness.common.nonce import new_nonce
 from harness.judge.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
+from harness.soak.records import KEPT_BAD, KEPT_LAST, RequestFile, Tally
 from harness.soak.scenarios import Scenario, Step
 from harness.targets.client import ChatOutcome, GatewayEndpoint
 
@@ -101,6 +105,7 @@ class SoakRun:
     window: Window
     started: float
     ended: float = 0.0
+    # every iteration; with a record file, those in flight and those kept (`records`)
     iterations: list[Iteration] = field(default_factory=list)
     matches: list[Match] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
@@ -110,36 +115,70 @@ class SoakRun:
     dropped: dict[str, int] = field(default_factory=dict)
     # each evidence log line's neighbours in the watched stream (line number -> numbered lines)
     context: dict[int, list[str]] = field(default_factory=dict, repr=False)
-    # every request and every iteration in the order they ended: what a live judge takes in
+    # the requests and iterations that ended, in that order, not yet taken by a live judge
+    # (all of them without a record file): `completed_base` were taken and let go before
     completed: list[Exchange] = field(default_factory=list, repr=False)
     ended_iterations: list[Iteration] = field(default_factory=list, repr=False)
+    completed_base: int = field(default=0, repr=False)
+    ended_base: int = field(default=0, repr=False)
+    # where ended iterations are written out (then not kept in memory), and each path's numbers
+    record_file: RequestFile | None = field(default=None, repr=False)
+    tallies: dict[str, Tally] = field(default_factory=dict, repr=False)
     _of: dict[str, list[Iteration]] = field(default_factory=dict, repr=False)
     _indexed: int = field(default=0, repr=False)
+    _seq: dict[int, int] = field(default_factory=dict, repr=False)  # id -> start order
+    _started: int = field(default=0, repr=False)
+    _last: dict[str, deque[Iteration]] = field(default_factory=dict, repr=False)
+    _bads: dict[str, list[tuple[int, Iteration]]] = field(default_factory=dict, repr=False)
 
     @property
     def scenario_ids(self) -> list[str]:
         return [s.id for s in self.scenarios]
 
+    @property
+    def bounded(self) -> bool:
+        """Ended iterations go to the record file: memory holds what `records` says."""
+        return self.record_file is not None
+
+    def tally(self, scenario: str) -> Tally:
+        if scenario not in self.tallies:
+            self.tallies[scenario] = Tally()
+        return self.tallies[scenario]
+
     def _index(self) -> dict[str, list[Iteration]]:
         """Iterations per scenario, indexed as they are added (each one once)."""
+        if self.bounded:  # the few in memory
+            of: dict[str, list[Iteration]] = {}
+            for iteration in self.iterations:
+                of.setdefault(iteration.scenario, []).append(iteration)
+            return of
         for iteration in self.iterations[self._indexed:]:
             self._of.setdefault(iteration.scenario, []).append(iteration)
         self._indexed = len(self.iterations)
         return self._of
 
     def of(self, scenario: str) -> list[Iteration]:
+        """A path's iterations in the order they started (with a record file: those kept)."""
         return list(self._index().get(scenario, ()))
 
     def count_of(self, scenario: str) -> int:
-        return len(self._index().get(scenario, ()))
+        return self.tally(scenario).started
 
     def start(self, iteration: Iteration) -> None:
+        tally = self.tally(iteration.scenario)
+        tally.started += 1
+        if iteration.lag_s is not None:
+            tally.lags.append(iteration.lag_s)
+        self._seq[id(iteration)] = self._started
+        self._started += 1
         self.iterations.append(iteration)
 
     def record(self, iteration: Iteration, exchange: Exchange) -> None:
         """A request ended (its outcome and check are final)."""
         iteration.exchanges.append(exchange)
         self.completed.append(exchange)
+        self.tally(exchange.scenario).request(exchange.outcome.seconds, exchange.outcome.ended,
+                                              exchange.verdict == "good")
 
     def end(self, iteration: Iteration, verdict: str, reason: str,
             at: float | None = None) -> None:
@@ -149,37 +188,127 @@ class SoakRun:
         self.ended_iterations.append(iteration)
         for exchange in iteration.exchanges:  # checked and chained: only the excerpt is read
             exchange.outcome.content = exchange.outcome.content[:KEPT_CHARS]
+        tally = self.tally(iteration.scenario)
+        tally.ended(verdict, iteration.ended - iteration.started)
+        if self.record_file is not None:
+            self.record_file.write(iteration, self._seq[id(iteration)])
+            self._let_go(iteration, tally)
+
+    def _let_go(self, iteration: Iteration, tally: Tally) -> None:
+        """An ended iteration stays in memory if it is one of its path's first `KEPT_BAD` bad
+        ones (by start) or its last `KEPT_LAST` ones to end; else it goes (it is in the file)."""
+        if iteration.verdict == "bad":
+            bads = self._bads.setdefault(iteration.scenario, [])
+            insort(bads, (self._seq[id(iteration)], iteration), key=lambda b: b[0])
+            if len(bads) <= KEPT_BAD:
+                return
+            iteration = bads.pop()[1]  # a later-started one leaves the first bad ones
+        last = self._last.setdefault(iteration.scenario, deque())
+        last.append(iteration)
+        if len(last) > KEPT_LAST:
+            gone = last.popleft()  # the oldest of its path: near the front
+            at = next(k for k, i in enumerate(self.iterations) if i is gone)
+            del self.iterations[at]
+            del self._seq[id(gone)]
+
+    def taken(self, exchanges: int, iterations: int) -> None:
+        """A live judge took this many requests and iterations: with a record file, they
+        are let go from its queues."""
+        if not self.bounded:
+            return
+        exchanges -= self.completed_base
+        iterations -= self.ended_base
+        self.completed_base += exchanges
+        del self.completed[:exchanges]
+        self.ended_base += iterations
+        del self.ended_iterations[:iterations]
+
+    @property
+    def completed_count(self) -> int:
+        return self.completed_base + len(self.completed)
+
+    def close(self) -> None:
+        """The run is over: with a record file, what was still in flight (cut) is written out
+        too, and kept; the file is closed."""
+        if self.record_file is None:
+            return
+        for iteration in self.iterations:
+            if not iteration.finished:
+                self.record_file.write(iteration, self._seq[id(iteration)])
+        self.record_file.close()
 
     def exchanges(self, scenario: str | None = None) -> list[Exchange]:
+        """The requests in memory (with a record file, those of the iterations kept)."""
         return [x for i in self.iterations for x in i.exchanges
                 if scenario is None or i.scenario == scenario]
+
+    def request_count(self) -> int:
+        return sum(len(t.seconds) for t in self.tallies.values())
+
+    def requests(self) -> Iterator[dict[str, object]]:
+        """Every request as `Exchange.as_dict` gives it, from the record file if it has one."""
+        if self.record_file is not None:
+            yield from self.record_file.requests()
+            return
+        for x in self.exchanges():
+            yield x.as_dict()
+
+    def every_iteration(self) -> list[Iteration]:
+        """Every iteration with its requests, in the order they started: from memory, or read
+        back from the record file (exact times: a judgement made on them is the same)."""
+        if self.record_file is None:
+            return list(self.iterations)
+        return read_back(self.record_file, self.label)
 
     def deciding(self) -> list[Decision]:
         return [d for d in self.decisions if d.decides]
 
     def stats(self, scenario: str) -> dict[str, object]:
-        its = self.of(scenario)
-        finished = [i for i in its if i.finished]
-        seconds = [x.outcome.seconds for x in self.exchanges(scenario)]
-        lags = [i.lag_s for i in its if i.lag_s is not None]
-        bad = sum(i.verdict == "bad" for i in its)
+        tally = self.tally(scenario)
+        # an iteration cut by a decision never ended: it is in memory, record file or not
+        cut_by = sum(i.cut_by is not None for i in self.of(scenario))
+        finished = tally.good + tally.bad
+        seconds, lags = tally.seconds, tally.lags
         # arrivals are scheduled inside the window only (after any quiet delay), so the rate
         # is over the window
         duration = min((self.ended or time.time()) - self.started - self.window.delay_s,
                        self.window.window_s or float("inf"))
         return {
-            "iterations": len(its), "finished": len(finished),
-            "good": sum(i.verdict == "good" for i in its), "bad": bad,
-            "cut": sum(i.verdict == "cut" for i in its),
-            "cut_by_decision": sum(i.cut_by is not None for i in its),
+            "iterations": tally.started, "finished": finished,
+            "good": tally.good, "bad": tally.bad, "cut": tally.started - finished,
+            "cut_by_decision": cut_by,
             "dropped": self.dropped.get(scenario, 0),
-            "error_ratio": round(bad / len(finished), 4) if finished else None,
+            "error_ratio": round(tally.bad / finished, 4) if finished else None,
             "requests": len(seconds),
-            "p50_s": _round(percentile(seconds, 50)), "p95_s": _round(percentile(seconds, 95)),
+            "p50_s": _round(percentile(list(seconds), 50)),
+            "p95_s": _round(percentile(list(seconds), 95)),
             "max_s": _round(max(seconds, default=None)),
-            "started_per_min": round(len(its) / duration * 60, 3) if duration > 0 else None,
-            "lag_p99_s": _round(percentile(lags, 99)),
+            "started_per_min": round(tally.started / duration * 60, 3) if duration > 0 else None,
+            "lag_p99_s": _round(percentile(list(lags), 99)),
         }
+
+
+def read_back(records: RequestFile, label: str) -> list[Iteration]:
+    """A record file's iterations, each with its requests, in the order they started."""
+    its: dict[int, Iteration] = {}
+    for line in records.read():
+        whole = line["iteration_of"]
+        iteration = its.get(whole["seq"])
+        if iteration is None:
+            iteration = its[whole["seq"]] = Iteration(
+                line["scenario"], whole["index"], whole["started"], whole["ended"],
+                whole["verdict"], whole["reason"], whole["lag_s"], whole["due_at"],
+                whole["sent_at"], whole["cut_by"], whole["overdue"])
+        if "step" not in line:
+            continue
+        started, first_byte, ended = line["exact"]
+        outcome = ChatOutcome(line["agent"], line["stream"], line["status"], line["excerpt"],
+                              started, first_byte, ended, finish_reason=line["finish_reason"],
+                              done=bool(line["done"]))
+        iteration.exchanges.append(Exchange(
+            line["scenario"], line["iteration"], line["step"], tuple(line["expected"]),
+            outcome, line["verdict"], line["reason"]))
+    return [its[seq] for seq in sorted(its)]
 
 
 def _round(value: float | None) -> float | None:
@@ -188,7 +317,7 @@ def _round(value: float | None) -> float | None:
 
 def _longest(run: SoakRun, scenario: str) -> float | None:
     """The longest finished iteration of a path in this run so far."""
-    return max((i.ended - i.started for i in run.of(scenario) if i.finished), default=None)
+    return run.tally(scenario).longest
 
 
 def known_durations(baseline: SoakRun) -> dict[str, float]:
@@ -299,7 +428,7 @@ class _LiveJudge:
         self.seen = (0, 0)
 
     def due(self) -> bool:
-        fresh = (len(self.run.completed), self.watcher.count() if self.watcher else 0)
+        fresh = (self.run.completed_count, self.watcher.count() if self.watcher else 0)
         return fresh != self.seen or time.monotonic() - self.last >= JUDGE_EVERY_S
 
     async def __call__(self) -> list[Decision]:
@@ -307,7 +436,7 @@ class _LiveJudge:
         now = time.time()
         if self.watcher is not None:
             run.matches.extend(self.watcher.since(len(run.matches)))
-        self.seen = (len(run.completed), len(run.matches))
+        self.seen = (run.completed_count, len(run.matches))
         self.last = time.monotonic()
         return await asyncio.get_running_loop().run_in_executor(
             self.pool, self.judge, run, run.matches, False, now)
@@ -381,10 +510,12 @@ class SoakDriver:
                  judge: JudgeFn, watcher: LogWatcher | None,
                  progress: Progress | None = None, progress_every_s: float = 10.0,
                  known_s: dict[str, float] | None = None,
-                 decision_rolls_back: bool = False) -> None:
+                 decision_rolls_back: bool = False, records: Path | None = None) -> None:
         """`known_s`: how long an iteration of each path takes where it is known to work (the
         known-good's baseline); `decision_rolls_back`: a deciding trigger here means a
-        rollback, so nothing in flight is worth waiting for once it has landed."""
+        rollback, so nothing in flight is worth waiting for once it has landed; `records`: a
+        folder where each run writes its requests as they end (`<label>.jsonl`), keeping in
+        memory only what `harness.soak.records` says (without it, every request stays)."""
         self.endpoint = endpoint
         self.scenarios = list(scenarios)
         self.judge = judge
@@ -393,6 +524,7 @@ class SoakDriver:
         self.progress_every_s = progress_every_s
         self.known_s = dict(known_s or {})
         self.decision_rolls_back = decision_rolls_back
+        self.records = records
         self.settle_s = SETTLE_S
         self._in_flight: dict[int, tuple[Iteration, asyncio.Task[Any]]] = {}
         self.current: SoakRun | None = None
@@ -406,7 +538,8 @@ class SoakDriver:
     async def _run(self, label: str, window: Window, once: bool) -> SoakRun:
         async with _Clients() as client:  # ready before the schedule starts
             run = SoakRun(label=label, window=window, started=time.time(),
-                          scenarios=list(self.scenarios))
+                          scenarios=list(self.scenarios), record_file=RequestFile(
+                              self.records / f"{label}.jsonl") if self.records else None)
             self.current = run  # for a reader in another thread (a long soak's sampler)
             traffic_starts = time.monotonic() + window.delay_s  # the log is watched from now on
             window_closes = traffic_starts + window.window_s
@@ -433,6 +566,7 @@ class SoakDriver:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 live.close()
                 frozen.release()
+                run.close()
         if self.watcher is not None:
             self.watcher.poll()
         run.ended = time.time()
@@ -582,6 +716,8 @@ class SoakDriver:
         prompt = step.prompt.format(nonce=nonce, previous=body)
         if iteration.sent_at is None:
             iteration.sent_at = time.time()
+            if iteration.due_at is not None:
+                run.tally(scenario.id).send_lags.append(iteration.sent_at - iteration.due_at)
         outcome = await self.endpoint.chat(client.next(), step.agent, prompt, step.stream,
                                            step.timeout_s)
         verdict, reason = check(outcome, expected, step)
