@@ -393,7 +393,7 @@ def test_a_gateway_that_never_becomes_healthy_is_a_distinct_error(tmp_path: Path
 
 
 @pytest.mark.e2e
-@pytest.mark.soaks
+@pytest.mark.soaks(minutes=4)  # held in CI, for the order (tests/conftest.py)
 def test_a_candidate_that_never_becomes_healthy_is_rolled_back(tmp_path: Path) -> None:
     # The upgrade carries 2026.4.1's fix (agents.defaults.llm.idleTimeoutSeconds = 0) to a
     # 2026.3.28 candidate, which rejects the unknown key and never boots. Rollback must restore

@@ -154,7 +154,7 @@ def assert_a_passing_run(run_dir: Path, log: Path) -> dict:
 
 
 @pytest.mark.e2e
-@pytest.mark.soaks
+@pytest.mark.soaks(minutes=2)
 def test_the_github_workflow_runs_here_step_by_step(tmp_path: Path) -> None:
     project = checkout(tmp_path / "checkout")
     job = github_job()

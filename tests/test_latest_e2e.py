@@ -22,7 +22,7 @@ from tests.test_acceptance_e2e import ROOT, phase, run_suite
 
 
 @pytest.mark.e2e
-@pytest.mark.soaks
+@pytest.mark.soaks(minutes=4)  # held in CI, for the order (tests/conftest.py)
 def test_the_registrys_latest_runs_on_the_node_it_asks_for_and_raises_no_alarm_of_our_own(
         tmp_path: Path) -> None:
     run = tmp_path / "run"
