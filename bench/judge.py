@@ -133,12 +133,7 @@ def final_cost_from_file(policy: Policy, requests: int, folder: Path,
                   scenarios=[Scenario(sid, "reply", ()) for sid in PATHS],
                   record_file=RequestFile(folder / "soak.jsonl"))
     for at, kind, what in _arrivals(seconds, requests, 1, run):
-        if kind == "start":
-            run.start(what)  # type: ignore[arg-type]
-        else:
-            iteration, x = what  # type: ignore[misc]
-            run.record(iteration, x)
-            run.end(iteration, x.verdict, x.reason, at=at)
+        _arrive(run, kind, what, at)
     run.close()
     run.ended = run.started + seconds + 60
     baseline = _finished(600, 600, 2, "baseline")
@@ -201,6 +196,16 @@ def _arrivals(seconds: float, requests: int, seed: int, run: SoakRun
         yield ends, "x", (iteration, x)
 
 
+
+def _arrive(run: SoakRun, kind: str, what: object, at: float) -> None:
+    """One arrival of _arrivals: a request that starts, or one that ends with its exchange."""
+    if kind == "start":
+        run.start(what)  # type: ignore[arg-type]
+    else:
+        iteration, x = what  # type: ignore[misc]
+        run.record(iteration, x)
+        run.end(iteration, x.verdict, x.reason, at=at)
+
 def kept_in_memory(policy: Policy, minutes: float, per_s: float, records: Path | None,
                    every_min: float) -> list[float]:
     """A simulated soak judged live, a call a second: the Python heap it holds (MB, traced)
@@ -220,12 +225,7 @@ def kept_in_memory(policy: Policy, minutes: float, per_s: float, records: Path |
                 judge(run, run.matches, False, moment)
                 if (moment - run.started) % (every_min * 60) == 0:
                     held.append(tracemalloc.get_traced_memory()[0] / 2**20)
-            if kind == "start":
-                run.start(what)  # type: ignore[arg-type]
-            else:
-                iteration, x = what  # type: ignore[misc]
-                run.record(iteration, x)
-                run.end(iteration, x.verdict, x.reason, at=at)
+            _arrive(run, kind, what, at)
         run.close()
         return held
     finally:
