@@ -34,28 +34,45 @@ def test_a_group_stays_on_one_worker_under_dist_loadgroup(tmp_path: Path) -> Non
         assert len({worker for worker, g in ran if g == group}) == 1, done.stdout
 
 
+def slot_holder(kind: str, slots: int, count: int = 1, hold_s: float = 60.0
+                ) -> subprocess.Popen[str]:
+    """Another process that takes `count` of `slots` slots of `kind`, prints `held` and the
+    moment it got them, and holds them for `hold_s` (or until it is killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; from tests.conftest import machine_slot\n"
+         f"with machine_slot({kind!r}, {slots}, poll_s=0.1, count={count}):\n"
+         f"    print('held', time.monotonic(), flush=True); time.sleep({hold_s})"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+
+
+def end(procs: list[subprocess.Popen[str] | None], kind: str) -> None:
+    """Kill the holders and remove the lock files of `kind` (its slots and its gate)."""
+    from tests.conftest import SLOT_DIR
+
+    for proc in procs:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+    for lock in SLOT_DIR.glob(f"{kind}-*.lock"):
+        lock.unlink(missing_ok=True)
+
+
 def test_a_soak_slot_is_held_by_one_process_until_it_ends(tmp_path: Path) -> None:
     """With one slot, a second process waits until the first one's holder is gone (killed
     here: the lock goes with the process)."""
-    from tests.conftest import SLOT_DIR, machine_slot
+    from tests.conftest import machine_slot
 
     kind = f"unit-{os.getpid()}"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
-         f"with machine_slot({kind!r}, 1):\n    print('held', flush=True); time.sleep(60)"],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    holder = slot_holder(kind, 1)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().startswith("held")
         threading.Timer(1.0, holder.kill).start()
         started = time.monotonic()
         with machine_slot(kind, 1, poll_s=0.1) as index:
             waited = time.monotonic() - started
         assert index == 0 and 0.8 < waited < 30, waited
     finally:
-        holder.kill()
-        holder.wait()
-        for name in ("0", "gate"):
-            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
+        end([holder], kind)
 
 
 def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_path: Path) -> None:
@@ -64,12 +81,9 @@ def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_pat
     from tests.conftest import SLOT_DIR, machine_slot
 
     kind = f"unit2-{os.getpid()}"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
-         f"with machine_slot({kind!r}, 2):\n    print('held', flush=True); time.sleep(60)"],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    holder = slot_holder(kind, 2)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().startswith("held")
         threading.Timer(1.0, holder.kill).start()
         started = time.monotonic()
         with machine_slot(kind, 2, poll_s=0.1, count=2):
@@ -80,46 +94,27 @@ def test_a_test_that_soaks_two_gateways_takes_two_slots_at_once_or_waits(tmp_pat
                     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert 0.8 < waited < 30, waited
     finally:
-        holder.kill()
-        holder.wait()
-        for name in ("0", "1", "gate"):
-            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
+        end([holder], kind)
 
 
 def test_a_test_waiting_for_two_slots_is_not_overtaken_by_one_slot_tests(tmp_path: Path) -> None:
     """The fleet test used to wait 17 minutes in CI: every time a slot freed, a one-slot test
     took it before the second one freed. Once a two-slot test waits, a one-slot test does not
     start in the free slot; the two-slot test starts when the running one ends."""
-    from tests.conftest import SLOT_DIR
-
     kind = f"unit3-{os.getpid()}"
-    root = Path(__file__).resolve().parents[1]
-
-    def process(count: int, hold_s: float) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; from tests.conftest import machine_slot\n"
-             f"with machine_slot({kind!r}, 2, poll_s=0.1, count={count}):\n"
-             f"    print('held', time.monotonic(), flush=True); time.sleep({hold_s})"],
-            cwd=root, stdout=subprocess.PIPE, text=True)
-
-    running = process(1, 3.0)  # a soak in one slot; the other slot is free
+    running = slot_holder(kind, 2, count=1, hold_s=3.0)  # a soak in one slot, the other free
     waiting = late = None
     try:
         assert running.stdout is not None and running.stdout.readline().startswith("held")
-        waiting = process(2, 0.5)  # a fleet wave: waits for both
+        waiting = slot_holder(kind, 2, count=2, hold_s=0.5)  # a fleet wave: waits for both
         time.sleep(1.0)
-        late = process(1, 0.0)  # arrives while the wave waits, with a slot free
+        late = slot_holder(kind, 2, count=1, hold_s=0.0)  # comes while the wave waits
         assert waiting.stdout is not None and late.stdout is not None
         wave_at = float(waiting.stdout.readline().split()[1])
         late_at = float(late.stdout.readline().split()[1])
         assert late_at > wave_at, (wave_at, late_at)
     finally:
-        for proc in (running, waiting, late):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        for name in ("0", "1", "gate"):
-            (SLOT_DIR / f"{kind}-{name}.lock").unlink(missing_ok=True)
+        end([running, waiting, late], kind)
 
 
 def test_the_suite_hands_out_the_tests_that_hold_slots_longest_first() -> None:
