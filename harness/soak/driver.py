@@ -25,7 +25,6 @@ budget. Every request is recorded: start, first byte, end, status, how it ended 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import math
 import time
@@ -290,12 +289,22 @@ class SoakRun:
 
 def read_back(records: RequestFile, label: str) -> list[Iteration]:
     """A record file's iterations, each with its requests, in the order they started."""
-    its: dict[int, Iteration] = {}
+    return [iteration for _, iteration in sorted(iterations_on_file(records),
+                                                 key=lambda pair: pair[0])]
+
+
+def iterations_on_file(records: RequestFile) -> Iterator[tuple[int, Iteration]]:
+    """A record file's iterations, each with its requests and its start order, one at a time
+    in the order they were written (as they ended; those cut, at the end of the run). An
+    iteration's lines are written together, so only one is being put together at a time."""
+    seq, iteration = -1, None
     for line in records.read():
         whole = line["iteration_of"]
-        iteration = its.get(whole["seq"])
-        if iteration is None:
-            iteration = its[whole["seq"]] = Iteration(
+        if whole["seq"] != seq:
+            if iteration is not None:
+                yield seq, iteration
+            seq = whole["seq"]
+            iteration = Iteration(
                 line["scenario"], whole["index"], whole["started"], whole["ended"],
                 whole["verdict"], whole["reason"], whole["lag_s"], whole["due_at"],
                 whole["sent_at"], whole["cut_by"], whole["overdue"])
@@ -305,10 +314,12 @@ def read_back(records: RequestFile, label: str) -> list[Iteration]:
         outcome = ChatOutcome(line["agent"], line["stream"], line["status"], line["excerpt"],
                               started, first_byte, ended, finish_reason=line["finish_reason"],
                               done=bool(line["done"]))
+        assert iteration is not None
         iteration.exchanges.append(Exchange(
             line["scenario"], line["iteration"], line["step"], tuple(line["expected"]),
             outcome, line["verdict"], line["reason"]))
-    return [its[seq] for seq in sorted(its)]
+    if iteration is not None:
+        yield seq, iteration
 
 
 def _round(value: float | None) -> float | None:
@@ -410,7 +421,6 @@ SETTLE_S = 0.5  # after a decision, what fails with its evidence lands before th
 OVERDUE = 1.5  # cut past this many times its path's known duration: hanging, not slow
 TICK_S = 0.1  # how soon a new log match or a finished request reaches the judge
 JUDGE_EVERY_S = 1.0  # with nothing new, the grid still moves on
-FREEZE_EVERY_S = 30.0  # what the soak keeps is set aside from the garbage collector this often
 
 
 class _LiveJudge:
@@ -449,32 +459,6 @@ class _LiveJudge:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self.reporter.shutdown(wait=True)
-
-
-class _Frozen:
-    """Every request a soak keeps stays in memory until its report is written, and a full
-    garbage collection walks every object the process holds: an hour at 10 requests a second
-    made each one a pause of tens of milliseconds, taken by whichever thread allocated (the
-    judge's, or the loop's: send lag). Every `FREEZE_EVERY_S`, what exists is moved to the
-    permanent generation (`gc.freeze`), so a collection walks only what came since; at the
-    end of the run it is handed back (`gc.unfreeze`) and collected as usual, cyclic garbage
-    that was frozen with it included."""
-
-    def __init__(self) -> None:
-        self.every_s = FREEZE_EVERY_S
-        self.last = time.monotonic()
-        self.froze = False
-
-    def tick(self) -> None:
-        if time.monotonic() - self.last >= self.every_s:
-            self.last = time.monotonic()
-            gc.freeze()
-            self.froze = True
-
-    def release(self) -> None:
-        if self.froze:
-            gc.unfreeze()
-            self.froze = False
 
 
 class _Clients:
@@ -556,16 +540,14 @@ class SoakDriver:
             tasks = [asyncio.create_task(load) for load in loads]
             all_done = asyncio.gather(*tasks, return_exceptions=True)
             live = _LiveJudge(self.judge, self.watcher, run)
-            frozen = _Frozen()
             try:
                 await self._watch(run, live, all_done, stop, traffic_starts,
-                                  window_closes + window.drain_s, frozen)
+                                  window_closes + window.drain_s)
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 live.close()
-                frozen.release()
                 run.close()
         if self.watcher is not None:
             self.watcher.poll()
@@ -575,15 +557,12 @@ class SoakDriver:
         return run
 
     async def _watch(self, run: SoakRun, live: _LiveJudge, all_done: asyncio.Future[Any],
-                     stop: asyncio.Event, traffic_starts: float, deadline: float,
-                     frozen: _Frozen | None = None) -> None:
+                     stop: asyncio.Event, traffic_starts: float, deadline: float) -> None:
         """Judge while the load runs, until it is done, the deadline, or a deciding trigger
         (then nothing new starts and what is in flight gets the grace)."""
         last_progress = time.monotonic()
         while not all_done.done():
             await asyncio.wait([all_done], timeout=TICK_S)
-            if frozen is not None:
-                frozen.tick()
             if live.due():
                 run.decisions = await live()
             if run.deciding() and run.stopped_by is None:
