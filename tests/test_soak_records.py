@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.judge import assess
+from harness.judge import judge as judge_module
 from harness.judge.judge import Judge
 from harness.judge.policy import Window
 from harness.judge.recovery_time import recovery
@@ -70,7 +71,9 @@ def test_the_final_judgement_and_the_numbers_are_the_same_from_the_file(
     assert bounded.bounded and not memory.bounded
     assert len(bounded.iterations) < len(memory.iterations)  # it let go of some
 
-    mine = Judge(rules, baseline_written)(bounded, bounded.matches, True)
+    with monkeypatch.context() as streamed_only:  # from the file as it is read, not all at once
+        streamed_only.setattr(judge_module.Evaluation, "take_all", None)
+        mine = Judge(rules, baseline_written)(bounded, bounded.matches, True)
     theirs = Judge(rules, baseline)(memory, memory.matches, True)
     assert [d.label for d in mine] == [d.label for d in theirs]
     for a, b in zip(mine, theirs, strict=True):
@@ -160,3 +163,75 @@ def test_a_long_soak_with_a_record_file_keeps_a_bounded_number_of_iterations(
     firsts = [i for i in run.of("q") if i.verdict == "bad"]
     assert [i.index for i in firsts[:KEPT_BAD]] == sorted(
         i.index for i in run.every_iteration() if i.verdict == "bad")[:KEPT_BAD]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_clock_that_went_back_is_judged_from_the_whole_file(
+        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamed final judgement relies on the file's order: a request ended after its
+    iteration started, an iteration at most its path's longest one after. When the times on
+    file break that (here: no margin at all, so the first late request does), it says so and
+    the run is judged from the whole file at once, the same decisions."""
+    rules = policy(tmp_path)
+    kept, out, path = twins(tmp_path, seed)
+    memory = kept.finished()
+    run, happenings = written(out, path)
+    bounded = finish(run, out, happenings)
+    went_back = []
+    streamed = judge_module.Evaluation.take_streamed
+
+    def watched(self: judge_module.Evaluation, *args: object) -> None:
+        try:
+            streamed(self, *args)
+        except judge_module.OutOfOrder as e:
+            went_back.append(str(e))
+            raise
+
+    monkeypatch.setattr(judge_module.Evaluation, "take_streamed", watched)
+    monkeypatch.setattr(judge_module, "SKEW_S", -1e9)  # every request goes out at once
+    mine = Judge(rules)(bounded, bounded.matches, True)
+    assert went_back and "ended at" in went_back[0]
+    assert mine == Judge(rules)(memory, memory.matches, True)
+
+
+def test_a_final_judgement_from_the_file_holds_about_a_longest_iteration_not_the_soak(
+        tmp_path: Path) -> None:
+    """Two simulated hours of one path on file, judged at their end: what the judgement holds
+    at most is measured (Python's allocations) beside reading the whole file back at once
+    (6 and 22 MB when written). The same decisions either way."""
+    import tracemalloc
+
+    run = SoakRun("soak", Window(7_200, 0), 1_000.0, scenarios=[Scenario("q", "reply", ())],
+                  record_file=RequestFile(tmp_path / "soak.jsonl"))
+    for n in range(14_400):
+        at = 1_000.0 + n * 0.5
+        iteration = Iteration("q", run.count_of("q"), at)
+        run.start(iteration)
+        verdict = "bad" if n % 1000 == 999 else "good"
+        run.record(iteration, Exchange("q", iteration.index, "reply", (), ChatOutcome(
+            "m", False, 200, "x" * 200, at, at + 0.1, at + 1.0 + n % 7), verdict, f"why {n}"))
+        run.end(iteration, verdict, verdict, at=at + 1.0 + n % 7)
+    run.close()
+    run.ended = 1_000.0 + 7_260
+    rules = policy(tmp_path)
+
+    def peak(judged: object) -> tuple[int, object]:
+        tracemalloc.start()
+        try:
+            decisions = judged()  # type: ignore[operator]
+            return tracemalloc.get_traced_memory()[1], decisions
+        finally:
+            tracemalloc.stop()
+
+    streamed, mine = peak(lambda: Judge(rules)(run, [], True))
+    whole, theirs = peak(lambda: _all_at_once(rules, run))
+    assert mine == theirs
+    # what it still holds: the evaluations' points (the decisions show them) and a batch of
+    # lines being parsed; the requests themselves about a longest iteration's worth
+    assert streamed * 3 < whole, (streamed, whole)
+
+
+def _all_at_once(rules: object, run: SoakRun) -> list:
+    evaluation = judge_module.Evaluation(Judge(rules), run)  # type: ignore[arg-type]
+    evaluation.take_all([])
+    return evaluation.advance(run.ended, final=True)

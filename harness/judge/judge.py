@@ -14,6 +14,7 @@ meaning on the grid.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from bisect import bisect_left, bisect_right, insort
@@ -34,7 +35,16 @@ from harness.judge.series import (
 )
 from harness.signals.logwatch import SAME_RUN_S, Match, run_keys
 from harness.signals.signatures import timestamp_seconds
-from harness.soak.driver import Exchange, Iteration, SoakRun
+from harness.soak.driver import Exchange, Iteration, SoakRun, iterations_on_file
+from harness.soak.records import RequestFile
+
+SKEW_S = 5.0  # the wall clock may step back this much during a soak (a streamed judgement)
+STEPS = 1 << 20  # a request's order in its run: its iteration's start order, then its step
+FORWARD_EVERY_S = 1.0  # a streamed judgement evaluates what it has read this often (run time)
+
+
+class OutOfOrder(Exception):
+    """A record file's times went back further than a streamed judgement allows for."""
 
 
 @dataclass
@@ -424,11 +434,61 @@ class Evaluation:
         for i in sorted((i for i in iterations if i.finished), key=lambda i: i.ended):
             streams.finished(i)
 
-    def advance(self, now: float, final: bool) -> list[Decision]:
-        decisions: list[Decision] = []
+    def take_streamed(self, matches: list[Match], records: RequestFile) -> None:
+        """A finished run whose ended iterations went to a record file, streamed from it: the
+        same streams, in the same order, as `take_all` builds, but evaluated as they grow
+        (`forward`), so what every window has passed is let go and memory holds about one
+        longest iteration's worth of requests, not the whole soak.
+
+        The file is in the order iterations ended, not the order their requests did: a
+        request ends after its iteration started, and an iteration started at most its
+        path's longest iteration before it ended (`Tally.longest`). So once an iteration that
+        ended at E is read, every request and iteration of the rest of the file ended after
+        E - longest: what ended before that goes out, earliest first. Those cut (written at
+        the end) are in memory: none goes out from the earliest one's start on. Raises
+        `OutOfOrder` if the clock went back by more than that margin."""
+        run, streams = self.run, self.streams
+        streams.matches(self.log_triggers, sorted(matches, key=lambda m: m.seen))
+        reach = max((t.longest or 0.0 for t in run.tallies.values()), default=0.0) + SKEW_S
+        floor = min((i.started for i in run.iterations if not i.finished), default=math.inf)
+        requests: list[tuple[float, int, int, Exchange]] = []  # (ended, start order, step)
+        ended: list[tuple[float, int, Iteration]] = []  # (ended, start order)
+        last = [(-math.inf, -1, -1), (-math.inf, -1)]  # the last of each sent out
+
+        def send_out(until: float) -> None:
+            while requests and requests[0][0] < until:
+                at, seq, k, x = heapq.heappop(requests)
+                if (at, seq, k) < last[0]:  # it came after what it should have preceded
+                    raise OutOfOrder(f"a request ended at {at} after one at {last[0][0]}")
+                last[0] = (at, seq, k)
+                streams.exchange(x, seq * STEPS + k)
+            while ended and ended[0][0] < until:
+                at, seq, iteration = heapq.heappop(ended)
+                if (at, seq) < last[1]:
+                    raise OutOfOrder(f"an iteration ended at {at} after one at {last[1][0]}")
+                last[1] = (at, seq)
+                streams.finished(iteration)
+
+        moved = -math.inf
+        for seq, iteration in iterations_on_file(records):
+            for k, x in enumerate(iteration.exchanges):
+                heapq.heappush(requests, (x.outcome.ended, seq, k, x))
+            if not iteration.finished:
+                continue
+            heapq.heappush(ended, (iteration.ended, seq, iteration))
+            until = min(iteration.ended - reach, floor)
+            send_out(until)
+            if until - moved >= FORWARD_EVERY_S:  # all that ended up to `until` is in
+                moved = until
+                self.forward(math.nextafter(until, -math.inf))
+                streams.prune()
+        send_out(math.inf)
+
+    def forward(self, now: float, final: bool = False) -> None:
+        """Evaluate every trigger at each evaluation time (and, for a count trigger, each
+        counted arrival) up to `now`: what happened up to `now` must be in the streams."""
         for series, measure, grid in self.parts:
             if not isinstance(series, Series):
-                decisions.append(series)
                 continue
             assert measure is not None and grid is not None
             for at in grid.due(now, final):
@@ -437,8 +497,11 @@ class Evaluation:
                 series.record(at, measure.read())
             if not final:
                 self._arrivals(series, measure, now)
-            decisions.append(series.decision())
-        return decisions
+
+    def advance(self, now: float, final: bool) -> list[Decision]:
+        self.forward(now, final)
+        return [series.decision() if isinstance(series, Series) else series
+                for series, _, _ in self.parts]
 
     def _arrivals(self, series: Series, measure: _Measure, until: float) -> None:
         """Evaluate at each counted event's arrival before `until` (a count trigger that a
@@ -487,7 +550,14 @@ class Judge:
         records were read; default the clock)."""
         if final:
             evaluation = Evaluation(self, run)
-            evaluation.take_all(matches)
+            if run.record_file is None:
+                evaluation.take_all(matches)
+            else:
+                try:
+                    evaluation.take_streamed(matches, run.record_file)
+                except OutOfOrder:  # the clock went back: everything at once, sorted
+                    evaluation = Evaluation(self, run)
+                    evaluation.take_all(matches)
             return evaluation.advance(run.ended or time.time(), final=True)
         now = time.time() if now is None else now
         if self._live is None or self._live.run is not run:
