@@ -225,7 +225,7 @@ def print_memory(rss: list[tuple[float, float]], started: float, window_s: float
           f"{growth:.0f} MB after warm-up (goal: flat), "
           f"{growth / max(window_s - warm_up_s, 1) * 3600:.0f} MB an hour; "
           f"{max(mb for _, mb in rss):.0f} MB at most, {rss[-1][1]:.0f} MB at the end"
-          + (" (the final judgement reads the record file back)" if recorded else ""))
+          + (" (the final judgement streams the record file)" if recorded else ""))
 
 
 def main() -> None:
