@@ -33,13 +33,14 @@ report: $(STAMP)
 # pytest-xdist workers. The unit tests mostly wait (model lab replies, subprocesses): twice as
 # many workers as cores. The end-to-end tests wait too (soak windows, a slow reasoner silent for
 # 70 s, watches, quiet delays), but a real gateway under soak traffic costs about half a core:
-# tests marked `soaks` take one of a machine-wide slot per core (tests/conftest.py), and two
-# more workers than cores go on with the rest meanwhile; no more than memory holds (3 GB each:
-# two gateways, a model lab, a container). WORKERS=N sets both; WORKERS=0 runs serially.
+# tests marked `soaks` take one of a machine-wide set of slots, one more than cores
+# (tests/conftest.py), and two more workers than slots go on with the rest meanwhile; no more
+# than memory holds (3 GB each: two gateways, a model lab, a container). WORKERS=N sets both;
+# WORKERS=0 runs serially.
 CORES := $(shell nproc 2>/dev/null || echo 2)
 MEMORY_GB := $(shell awk '/MemTotal/ {print int($$2 / 1048576)}' /proc/meminfo 2>/dev/null || echo 8)
 UNIT_WORKERS := $(shell echo $$(( $(CORES) * 2 )))
-E2E_WORKERS := $(shell n=$$(( $(CORES) + 2 )); m=$$(( $(MEMORY_GB) / 3 )); \
+E2E_WORKERS := $(shell n=$$(( $(CORES) + 3 )); m=$$(( $(MEMORY_GB) / 3 )); \
 	[ $$m -lt $$n ] && n=$$m; [ $$n -lt 1 ] && n=1; echo $$n)
 ifdef WORKERS
 UNIT_WORKERS := $(WORKERS)

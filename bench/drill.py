@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -60,7 +59,6 @@ UPGRADE = ("--known-good", KNOWN_GOOD, "--candidate", CANDIDATE, "--soak", "40",
 ROLLBACK = ("--known-good", KNOWN_GOOD, "--candidate", KNOWN_GOOD, "--candidate-config",
             str(BROKEN_PATCH), "--baseline", "0", "--watch", "20", "--late-watch", "0")
 GOAL_S = 40.0
-SLOT_DIR = Path("/run/grh-test-slots")
 
 
 def step(name: str, event: str) -> Callable[[dict], bool]:
@@ -108,23 +106,12 @@ class Row:
 
 
 @contextmanager
-def soak_slot(slots: int = os.cpu_count() or 2) -> Iterator[None]:
-    """One of the machine-wide soak slots the e2e tests share (tests/conftest.py): a free one,
-    else a place in the queue of the last one (manual runs queue on the first)."""
-    SLOT_DIR.mkdir(parents=True, exist_ok=True)
-    for index in range(slots):
-        handle = open(SLOT_DIR / f"soak-{index}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if index < slots - 1 else 0))
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            yield
-        finally:
-            handle.close()
-        return
-    raise RuntimeError("no soak slot")
+def soak_slot() -> Iterator[None]:
+    """One of the machine-wide soak slots the e2e tests share, taken as they take it."""
+    from tests.conftest import SOAK_SLOTS, machine_slot
+
+    with machine_slot("soak", SOAK_SLOTS):
+        yield
 
 
 def records(run_dir: Path) -> list[dict]:
