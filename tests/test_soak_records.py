@@ -189,6 +189,7 @@ def test_a_clock_that_went_back_is_judged_from_the_whole_file(
 
     monkeypatch.setattr(judge_module.Evaluation, "take_streamed", watched)
     monkeypatch.setattr(judge_module, "SKEW_S", -1e9)  # every request goes out at once
+    monkeypatch.setattr(judge_module, "FORWARD_EVERY_S", 0.0)  # as each iteration is read
     mine = Judge(rules)(bounded, bounded.matches, True)
     assert went_back and "ended at" in went_back[0]
     assert mine == Judge(rules)(memory, memory.matches, True)

@@ -14,12 +14,14 @@ meaning on the grid.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from harness.judge.policy import Decision, Event, Policy, Trigger, percentile
@@ -41,6 +43,23 @@ from harness.soak.records import RequestFile
 SKEW_S = 5.0  # the wall clock may step back this much during a soak (a streamed judgement)
 STEPS = 1 << 20  # a request's order in its run: its iteration's start order, then its step
 FORWARD_EVERY_S = 1.0  # a streamed judgement evaluates what it has read this often (run time)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection for a short burst of allocations that mostly live a
+    while: a final judgement makes an object or three per request, and the collector took
+    each batch that survived for a reason to walk every object the process holds (7 full
+    collections, 1.4 of 3.1 s, in a final judgement of 100k requests). What the judgement
+    lets go of as it goes is freed by its reference count; what it holds at its end (its
+    streams and windows refer to one another) goes at the next collection after it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class OutOfOrder(Exception):
@@ -470,16 +489,17 @@ class Evaluation:
                 streams.finished(iteration)
 
         moved = -math.inf
+        push = heapq.heappush
         for seq, iteration in iterations_on_file(records):
             for k, x in enumerate(iteration.exchanges):
-                heapq.heappush(requests, (x.outcome.ended, seq, k, x))
+                push(requests, (x.outcome.ended, seq, k, x))
             if not iteration.finished:
                 continue
-            heapq.heappush(ended, (iteration.ended, seq, iteration))
+            push(ended, (iteration.ended, seq, iteration))
             until = min(iteration.ended - reach, floor)
-            send_out(until)
-            if until - moved >= FORWARD_EVERY_S:  # all that ended up to `until` is in
+            if until - moved >= FORWARD_EVERY_S:  # a second of run time on: judge what is in
                 moved = until
+                send_out(until)  # now all that ended before `until` is in
                 self.forward(math.nextafter(until, -math.inf))
                 streams.prune()
         send_out(math.inf)
@@ -549,16 +569,17 @@ class Judge:
         """`now`: what the run holds is complete up to this time (live: taken before the
         records were read; default the clock)."""
         if final:
-            evaluation = Evaluation(self, run)
-            if run.record_file is None:
-                evaluation.take_all(matches)
-            else:
-                try:
-                    evaluation.take_streamed(matches, run.record_file)
-                except OutOfOrder:  # the clock went back: everything at once, sorted
-                    evaluation = Evaluation(self, run)
+            with collector_paused():
+                evaluation = Evaluation(self, run)
+                if run.record_file is None:
                     evaluation.take_all(matches)
-            return evaluation.advance(run.ended or time.time(), final=True)
+                else:
+                    try:
+                        evaluation.take_streamed(matches, run.record_file)
+                    except OutOfOrder:  # the clock went back: everything at once, sorted
+                        evaluation = Evaluation(self, run)
+                        evaluation.take_all(matches)
+                return evaluation.advance(run.ended or time.time(), final=True)
         now = time.time() if now is None else now
         if self._live is None or self._live.run is not run:
             self._live = Evaluation(self, run)
