@@ -132,8 +132,12 @@ def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> 
 
 
 def _slots_wanted(item: pytest.Item) -> int:
+    """A slot per gateway the test soaks at once, or `soaks(slots=...)` where one gateway
+    costs more than a slot (a whole systemd host with its journal in a container)."""
     marker = item.get_closest_marker("soaks")
-    return 0 if marker is None else int(marker.kwargs.get("gateways", 1))
+    if marker is None:
+        return 0
+    return int(marker.kwargs.get("slots", marker.kwargs.get("gateways", 1)))
 
 
 def _slot_minutes(item: pytest.Item) -> float:
@@ -165,16 +169,15 @@ def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     asked = time.monotonic()
     # a test that soaks several gateways at once (a fleet's wave) asks a slot for each
-    gateways = int(marker.kwargs.get("gateways", 1))
-    with machine_slot("soak", SOAK_SLOTS, count=gateways) as index:
+    slots = _slots_wanted(request.node)
+    with machine_slot("soak", SOAK_SLOTS, count=slots) as index:
         waited = time.monotonic() - asked
-        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {gateways} gateway(s)] after "
-              f"{waited:.0f} s")
+        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {slots} slot(s)] after {waited:.0f} s")
         held = time.monotonic()
         try:
             yield
         finally:
-            _record_slot(request.node.nodeid, gateways, waited, time.monotonic() - held)
+            _record_slot(request.node.nodeid, slots, waited, time.monotonic() - held)
 
 
 # The soak slots are the suite's critical resource: how long each test waited for its slots and
@@ -184,11 +187,11 @@ def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
 SLOT_LOG_ENV = "HARNESS_TEST_SLOT_LOG"
 
 
-def _record_slot(nodeid: str, gateways: int, waited_s: float, held_s: float) -> None:
+def _record_slot(nodeid: str, slots: int, waited_s: float, held_s: float) -> None:
     path = os.environ.get(SLOT_LOG_ENV)
     if not path:
         return
-    line = json.dumps({"test": nodeid, "gateways": gateways, "waited_s": round(waited_s, 1),
+    line = json.dumps({"test": nodeid, "slots": slots, "waited_s": round(waited_s, 1),
                        "held_s": round(held_s, 1)})
     with open(path, "a") as log:  # one short line per write: appends do not interleave
         log.write(line + "\n")
@@ -216,7 +219,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     if not rows:
         return
     wall = time.monotonic() - started
-    slot_s = sum(r["held_s"] * min(r["gateways"], SOAK_SLOTS) for r in rows)
+    slot_s = sum(r["held_s"] * min(r["slots"], SOAK_SLOTS) for r in rows)
     terminalreporter.section("soak slots")
     terminalreporter.write_line(
         f"{len(rows)} tests held {slot_s / 60:.1f} slot-minutes of {SOAK_SLOTS} slots over "
@@ -224,7 +227,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
         f"{sum(r['waited_s'] for r in rows) / 60:.1f} min in all. Longest held:")
     for row in sorted(rows, key=lambda r: -r["held_s"])[:12]:
         terminalreporter.write_line(
-            f"  {row['held_s']:7.1f} s held x{row['gateways']}  {row['waited_s']:6.1f} s waited"
+            f"  {row['held_s']:7.1f} s held x{row['slots']}  {row['waited_s']:6.1f} s waited"
             f"  {row['test']}")
 
 
