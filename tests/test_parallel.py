@@ -118,9 +118,10 @@ def test_a_test_waiting_for_two_slots_is_not_overtaken_by_one_slot_tests(tmp_pat
 
 
 def test_the_suite_hands_out_the_tests_that_hold_slots_longest_first() -> None:
-    """The end-to-end tests are collected two-slot first, then by the minutes each holds its
-    slot: a 5-minute soak that started last left a slot idle at the end of CI. A group's
-    tests keep their own order (the comparison runs after the two runs it compares)."""
+    """The end-to-end tests are collected two-slot first (a wave of two gateways, or one
+    that costs two slots), then by the minutes each holds its slot: a 5-minute soak that
+    started last left a slot idle at the end of CI. A group's tests keep their own order (the
+    comparison runs after the two runs it compares)."""
     done = subprocess.run([sys.executable, "-m", "pytest", "tests", "-m", "e2e", "--collect-only",
                            "-q", "-p", "no:randomly"], cwd=Path(__file__).resolve().parents[1],
                           capture_output=True, text=True, timeout=120)
@@ -129,6 +130,9 @@ def test_the_suite_hands_out_the_tests_that_hold_slots_longest_first() -> None:
     two = [i for i, nodeid in enumerate(ids) if "fleet_whose_members_all_pass" in nodeid
            or "second_wave_that_fails" in nodeid or "fleet_of_attached" in nodeid]
     assert two == [0, 1, 2], ids[:5]
+    # one gateway that costs two slots (`soaks(slots=2)`) goes with them
+    systemd = [i for i, nodeid in enumerate(ids) if "test_systemd_acceptance.py" in nodeid]
+    assert systemd == [3, 4], ids[:6]
     order = {key: next(i for i, nodeid in enumerate(ids) if key in nodeid) for key in (
         "manual_gate_waits", "canary_that_fails", "latest_runs", "name_typed_at_the_terminal",
         "regressing_candidate", "does_not_regress", "two_real_runs_compare")}
