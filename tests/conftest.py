@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,8 +86,29 @@ def _take(handles: list, count: int) -> list[int] | None:
     return None
 
 
+def _release(handles: list, held: list[int] | None) -> None:
+    for index in held or ():
+        fcntl.flock(handles[index], fcntl.LOCK_UN)
+
+
+def _held_by_others(handles: list, held: list[int]) -> int:
+    """How many of the slots another process holds (probed without waiting)."""
+    others = 0
+    for index, handle in enumerate(handles):
+        if index in held:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            others += 1
+        else:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return others
+
+
 @contextmanager
-def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> Iterator[int]:
+def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1,
+                 admit: Callable[[int], bool] | None = None) -> Iterator[int]:
     """Hold `count` of `slots` exclusive file locks of this kind until the block ends, all of
     them at once or none (two tests that want two never hold one each and wait); wait while
     too few are free. The locks go with the process, however it ends.
@@ -96,17 +117,30 @@ def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> 
     slot that frees is taken by the next one-slot test before the second one frees. So it
     first holds the kind's gate exclusively, and a one-slot test takes a slot only while it
     can hold the gate shared: once a several-slot test waits, nobody new starts, and it starts
-    as soon as the running soaks end."""
+    as soon as the running soaks end.
+
+    `admit(others)`, called with the slots in hand and the number other processes hold, says
+    whether to go on now; if not, they are let go and taken again later (a several-slot test
+    keeps the gate meanwhile)."""
     SLOT_DIR.mkdir(parents=True, exist_ok=True)
     handles = [open(SLOT_DIR / f"{kind}-{i}.lock", "w") for i in range(slots)]  # noqa: SIM115
     gate = open(SLOT_DIR / f"{kind}-gate.lock", "w")  # noqa: SIM115
     count = max(1, min(count, slots))
+
+    def admitted(held: list[int] | None) -> bool:
+        if held is None:
+            return False
+        if admit is None or admit(_held_by_others(handles, held)):
+            return True
+        _release(handles, held)
+        return False
+
     try:
         held = None
         if count > 1:
             fcntl.flock(gate, fcntl.LOCK_EX)
             try:
-                while (held := _take(handles, count)) is None:
+                while not admitted(held := _take(handles, count)):
                     time.sleep(poll_s)
             finally:
                 fcntl.flock(gate, fcntl.LOCK_UN)
@@ -117,18 +151,85 @@ def machine_slot(kind: str, slots: int, poll_s: float = 1.0, count: int = 1) -> 
                     held = _take(handles, count)
                 finally:
                     fcntl.flock(gate, fcntl.LOCK_UN)
-                if held is not None:
+                if admitted(held):
                     break
                 time.sleep(poll_s)
+        assert held is not None
         try:
             yield held[0]
         finally:
-            for index in held:
-                fcntl.flock(handles[index], fcntl.LOCK_UN)
+            _release(handles, held)
     finally:
         gate.close()
         for handle in handles:
             handle.close()
+
+
+# The slots are a ceiling, not a promise: how many soaks the cores hold depends on the cores.
+# On a slower machine of the same two cores a fresh-clone CI with three slots kept them 74 %
+# busy, the known-good's quick replies went past their 30 s budget in four tests, and the first
+# soaks ran while the other workers installed Node.js, the gateways and the systemd image (a
+# /healthz that did not answer in time, replies of 44 s). So a soak joins the others only when
+# the machine has room for it, measured: the cores idle over the last seconds, and some time
+# since the last soak started (its install and its gateway's start come first and cost more
+# than its soak). A soak that would run alone waits for room too, but not for ever.
+HEADROOM_CORES = float(os.environ.get("HARNESS_TEST_SOAK_HEADROOM", "0.7"))
+MEASURE_S = 10.0  # the idle cores are measured over this long
+SETTLE_S = 45.0  # after a soak starts, the next one waits at least this long
+ALONE_WAIT_S = 240.0  # a soak that would run alone starts after this long, room or not
+
+
+def cpu_times() -> tuple[float, float]:
+    """(idle, total) CPU time of the whole machine since boot, in clock ticks (/proc/stat)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait; user .. steal
+
+
+def idle_cores(before: tuple[float, float], after: tuple[float, float], cores: int) -> float:
+    total = after[1] - before[1]
+    return cores * (after[0] - before[0]) / total if total > 0 else float(cores)
+
+
+def may_start(idle: float, others: int, waited_s: float, since_last_start_s: float,
+              headroom: float = HEADROOM_CORES) -> tuple[bool, str]:
+    """Whether a soak starts now, and why: the decision of `Headroom`, apart to be tested."""
+    if others == 0 and waited_s >= ALONE_WAIT_S:
+        return True, f"alone after {waited_s:.0f} s, {idle:.1f} cores idle"
+    if others and since_last_start_s < SETTLE_S:
+        return False, f"the last soak started {since_last_start_s:.0f} s ago"
+    if idle >= headroom:
+        return True, f"{idle:.1f} cores idle"
+    return False, f"{idle:.1f} cores idle, {headroom:g} wanted"
+
+
+class Headroom:
+    """`machine_slot`'s `admit` for soaks: one decision at a time machine-wide (a lock), the
+    idle cores measured while it holds the slots, the last start in a stamp file."""
+
+    def __init__(self, kind: str = "soak", cores: int | None = None) -> None:
+        self.cores = cores or os.cpu_count() or 2
+        self.lock = SLOT_DIR / f"{kind}-admit.lock"
+        self.stamp = SLOT_DIR / f"{kind}-started"
+        self.began = time.monotonic()
+        self.reason = ""
+
+    def __call__(self, others: int) -> bool:
+        with open(self.lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                since = time.time() - self.stamp.stat().st_mtime
+            except FileNotFoundError:
+                since = float("inf")
+            if others and since < SETTLE_S:  # no need to measure
+                self.reason = f"the last soak started {since:.0f} s ago"
+                return False
+            before = cpu_times()
+            time.sleep(MEASURE_S)
+            idle = idle_cores(before, cpu_times(), self.cores)
+            go, self.reason = may_start(idle, others, time.monotonic() - self.began, since)
+            if go:
+                self.stamp.touch()
+            return go
 
 
 def _slots_wanted(item: pytest.Item) -> int:
@@ -170,14 +271,17 @@ def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
     asked = time.monotonic()
     # a test that soaks several gateways at once (a fleet's wave) asks a slot for each
     slots = _slots_wanted(request.node)
-    with machine_slot("soak", SOAK_SLOTS, count=slots) as index:
+    room = Headroom()
+    with machine_slot("soak", SOAK_SLOTS, count=slots, admit=room) as index:
         waited = time.monotonic() - asked
-        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {slots} slot(s)] after {waited:.0f} s")
+        print(f"\n[soak slot {index + 1}/{SOAK_SLOTS}, {slots} slot(s)] after {waited:.0f} s: "
+              f"{room.reason}")
         held = time.monotonic()
         try:
             yield
         finally:
-            _record_slot(request.node.nodeid, slots, waited, time.monotonic() - held)
+            _record_slot(request.node.nodeid, slots, waited, time.monotonic() - held,
+                         room.reason)
 
 
 # The soak slots are the suite's critical resource: how long each test waited for its slots and
@@ -187,12 +291,13 @@ def soak_slot(request: pytest.FixtureRequest) -> Iterator[None]:
 SLOT_LOG_ENV = "HARNESS_TEST_SLOT_LOG"
 
 
-def _record_slot(nodeid: str, slots: int, waited_s: float, held_s: float) -> None:
+def _record_slot(nodeid: str, slots: int, waited_s: float, held_s: float,
+                 started: str = "") -> None:
     path = os.environ.get(SLOT_LOG_ENV)
     if not path:
         return
     line = json.dumps({"test": nodeid, "slots": slots, "waited_s": round(waited_s, 1),
-                       "held_s": round(held_s, 1)})
+                       "held_s": round(held_s, 1), "started": started})
     with open(path, "a") as log:  # one short line per write: appends do not interleave
         log.write(line + "\n")
 
@@ -228,7 +333,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     for row in sorted(rows, key=lambda r: -r["held_s"])[:12]:
         terminalreporter.write_line(
             f"  {row['held_s']:7.1f} s held x{row['slots']}  {row['waited_s']:6.1f} s waited"
-            f"  {row['test']}")
+            f"  {row['test']}  (started: {row.get('started') or '-'})")
 
 
 @pytest.fixture(scope="session")

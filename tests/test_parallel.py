@@ -140,3 +140,73 @@ def test_the_suite_hands_out_the_tests_that_hold_slots_longest_first() -> None:
         < order["name_typed_at_the_terminal"]
     assert order["regressing_candidate"] < order["does_not_regress"] \
         < order["two_real_runs_compare"]
+
+
+def test_a_soak_joins_others_only_when_the_machine_has_room_for_it() -> None:
+    from tests.conftest import ALONE_WAIT_S, SETTLE_S, may_start
+
+    # beside others: room measured, and not right after another soak started
+    assert may_start(1.0, others=1, waited_s=5, since_last_start_s=SETTLE_S + 1,
+                     headroom=0.7)[0]
+    go, why = may_start(0.3, others=2, waited_s=600, since_last_start_s=600, headroom=0.7)
+    assert not go and "0.3 cores idle, 0.7 wanted" in why  # no cap beside others: they end
+    go, why = may_start(1.9, others=1, waited_s=5, since_last_start_s=SETTLE_S - 1,
+                        headroom=0.7)
+    assert not go and "started" in why
+    # alone: room too (the other workers' installs at the start), but not for ever
+    assert not may_start(0.2, others=0, waited_s=10, since_last_start_s=1, headroom=0.7)[0]
+    go, why = may_start(0.2, others=0, waited_s=ALONE_WAIT_S, since_last_start_s=1,
+                        headroom=0.7)
+    assert go and why.startswith("alone after")
+
+
+def test_idle_cores_come_from_the_machines_cpu_times() -> None:
+    from tests.conftest import cpu_times, idle_cores
+
+    assert idle_cores((100, 1000), (150, 1100), cores=2) == 1.0
+    assert idle_cores((100, 1000), (100, 1000), cores=2) == 2.0  # no time passed: no claim
+    before = cpu_times()
+    busy_until = time.monotonic() + 0.5
+    while time.monotonic() < busy_until:  # this process keeps one core busy meanwhile
+        pass
+    idle = idle_cores(before, cpu_times(), cores=os.cpu_count() or 1)
+    assert 0 <= idle <= (os.cpu_count() or 1) - 0.5
+
+
+def test_a_soak_refused_for_room_lets_its_slot_go_meanwhile(tmp_path: Path) -> None:
+    """While `admit` says no, the slot is free for others (between its answers); the slot is
+    held once it says yes."""
+    from tests.conftest import SLOT_DIR, machine_slot
+
+    kind = f"unit4-{os.getpid()}"
+    answers = iter([False, False, True])
+    seen: list[int] = []
+    free: list[bool] = []
+
+    def try_slot() -> None:  # as another taker would, once the refusal is through
+        time.sleep(0.1)
+        with open(SLOT_DIR / f"{kind}-0.lock", "w") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                free.append(False)
+            else:
+                free.append(True)
+                fcntl.flock(other, fcntl.LOCK_UN)
+
+    def admit(others: int) -> bool:
+        seen.append(others)
+        answer = next(answers)
+        if not answer:
+            threading.Thread(target=try_slot).start()
+        return answer
+
+    try:
+        with machine_slot(kind, 2, poll_s=0.5, admit=admit) as index:
+            assert index == 0
+            with open(SLOT_DIR / f"{kind}-0.lock", "w") as other, \
+                    pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert seen == [0, 0, 0] and free == [True, True], (seen, free)
+    finally:
+        end([], kind)
