@@ -193,12 +193,12 @@ def idle_cores(before: tuple[float, float], after: tuple[float, float], cores: i
 def may_start(idle: float, others: int, waited_s: float, since_last_start_s: float,
               headroom: float = HEADROOM_CORES) -> tuple[bool, str]:
     """Whether a soak starts now, and why: the decision of `Headroom`, apart to be tested."""
-    if others == 0 and waited_s >= ALONE_WAIT_S:
-        return True, f"alone after {waited_s:.0f} s, {idle:.1f} cores idle"
     if others and since_last_start_s < SETTLE_S:
         return False, f"the last soak started {since_last_start_s:.0f} s ago"
     if idle >= headroom:
         return True, f"{idle:.1f} cores idle"
+    if others == 0 and waited_s >= ALONE_WAIT_S:
+        return True, f"alone after {waited_s:.0f} s, {idle:.1f} cores idle"
     return False, f"{idle:.1f} cores idle, {headroom:g} wanted"
 
 
