@@ -190,11 +190,18 @@ def idle_cores(before: tuple[float, float], after: tuple[float, float], cores: i
     return cores * (after[0] - before[0]) / total if total > 0 else float(cores)
 
 
+def settling(others: int, since_last_start_s: float) -> str | None:
+    """Why a soak may not join the others yet whatever the cores say, or None."""
+    if others and since_last_start_s < SETTLE_S:
+        return f"the last soak started {since_last_start_s:.0f} s ago"
+    return None
+
+
 def may_start(idle: float, others: int, waited_s: float, since_last_start_s: float,
               headroom: float = HEADROOM_CORES) -> tuple[bool, str]:
     """Whether a soak starts now, and why: the decision of `Headroom`, apart to be tested."""
-    if others and since_last_start_s < SETTLE_S:
-        return False, f"the last soak started {since_last_start_s:.0f} s ago"
+    if (why := settling(others, since_last_start_s)) is not None:
+        return False, why
     if idle >= headroom:
         return True, f"{idle:.1f} cores idle"
     if others == 0 and waited_s >= ALONE_WAIT_S:
@@ -220,8 +227,8 @@ class Headroom:
                 since = time.time() - self.stamp.stat().st_mtime
             except FileNotFoundError:
                 since = float("inf")
-            if others and since < SETTLE_S:  # no need to measure
-                self.reason = f"the last soak started {since:.0f} s ago"
+            if (why := settling(others, since)) is not None:  # no need to measure
+                self.reason = why
                 return False
             before = cpu_times()
             time.sleep(MEASURE_S)

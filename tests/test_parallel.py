@@ -182,6 +182,7 @@ def test_a_soak_refused_for_room_lets_its_slot_go_meanwhile(tmp_path: Path) -> N
     answers = iter([False, False, True])
     seen: list[int] = []
     free: list[bool] = []
+    probes: list[threading.Thread] = []
 
     def try_slot() -> None:  # as another taker would, once the refusal is through
         time.sleep(0.1)
@@ -198,7 +199,8 @@ def test_a_soak_refused_for_room_lets_its_slot_go_meanwhile(tmp_path: Path) -> N
         seen.append(others)
         answer = next(answers)
         if not answer:
-            threading.Thread(target=try_slot).start()
+            probes.append(threading.Thread(target=try_slot))
+            probes[-1].start()
         return answer
 
     try:
@@ -207,6 +209,8 @@ def test_a_soak_refused_for_room_lets_its_slot_go_meanwhile(tmp_path: Path) -> N
             with open(SLOT_DIR / f"{kind}-0.lock", "w") as other, \
                     pytest.raises(BlockingIOError):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for probe in probes:
+            probe.join(timeout=10)
         assert seen == [0, 0, 0] and free == [True, True], (seen, free)
     finally:
         end([], kind)
