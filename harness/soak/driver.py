@@ -42,12 +42,9 @@ from harness.common import http
 from harness.common.nonce import new_nonce
 from harness.judge.policy import Decision, Window, percentile
 from harness.signals.logwatch import LogWatcher, Match
-from harness.soak.records import KEPT_BAD, KEPT_LAST, RequestFile, Tally
+from harness.soak.records import KEPT_BAD, KEPT_CHARS, KEPT_LAST, RequestFile, Tally
 from harness.soak.scenarios import Scenario, Step
 from harness.targets.client import ChatOutcome, GatewayEndpoint
-
-KEPT_CHARS = 160  # of a reply once its iteration ended (its excerpt): a night's soak keeps no
-# full replies, only what the report shows of each
 
 
 @dataclass(slots=True)
@@ -247,7 +244,9 @@ class SoakRun:
     def requests(self) -> Iterator[dict[str, object]]:
         """Every request as `Exchange.as_dict` gives it, from the record file if it has one."""
         if self.record_file is not None:
-            yield from self.record_file.requests()
+            for _, iteration in iterations_on_file(self.record_file):
+                for x in iteration.exchanges:
+                    yield x.as_dict()
             return
         for x in self.exchanges():
             yield x.as_dict()
@@ -299,21 +298,19 @@ def iterations_on_file(records: RequestFile) -> Iterator[tuple[int, Iteration]]:
     iteration's lines are written together, so only one is being put together at a time."""
     seq, iteration = -1, None
     for line in records.read():
-        whole = line["iteration_of"]
-        if whole["seq"] != seq:
+        if line["seq"] != seq:
             if iteration is not None:
                 yield seq, iteration
-            seq = whole["seq"]
+            seq, whole = line["seq"], line["iteration_of"]
             iteration = Iteration(
-                line["scenario"], whole["index"], whole["started"], whole["ended"],
-                whole["verdict"], whole["reason"], whole["lag_s"], whole["due_at"],
-                whole["sent_at"], whole["cut_by"], whole["overdue"])
+                line["scenario"], line["iteration"], whole["started"], whole["ended"],
+                whole["verdict"], whole["reason"], whole.get("lag_s"), whole.get("due_at"),
+                whole.get("sent_at"), whole.get("cut_by"), whole.get("overdue", False))
         if "step" not in line:
             continue
-        started, first_byte, ended = line["exact"]
         outcome = ChatOutcome(line["agent"], line["stream"], line["status"], line["excerpt"],
-                              started, first_byte, ended, finish_reason=line["finish_reason"],
-                              done=bool(line["done"]))
+                              line["started"], line["first_byte"], line["ended"],
+                              finish_reason=line["finish_reason"], done=bool(line["done"]))
         assert iteration is not None
         iteration.exchanges.append(Exchange(
             line["scenario"], line["iteration"], line["step"], tuple(line["expected"]),

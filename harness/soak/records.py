@@ -24,6 +24,10 @@ from typing import IO, Any
 
 KEPT_BAD = 20  # the first bad iterations of each path stay in memory: a failed path's evidence
 KEPT_LAST = 50  # and the last ones of each path (a smoke or a watch is kept whole)
+KEPT_CHARS = 160  # of a reply once its iteration ended (its excerpt): a night's soak keeps no
+# whole replies
+# an iteration's fields written only when set (the rest are on every iteration's first line)
+ITERATION_OPTIONAL = ("lag_s", "due_at", "sent_at", "cut_by", "overdue")
 
 
 @dataclass
@@ -67,22 +71,33 @@ class RequestFile:
         self.lines = 0
 
     def write(self, iteration: Any, seq: int) -> None:
+        """An iteration's requests, one line each with the exact times, its start order
+        (`seq`) on every line, and its own fields once, on its first line (`iteration_of`,
+        those at their defaults left out): the judge reads every line of a soak back, and
+        each field written once less is time it does not spend decoding."""
         assert self._out is not None, f"{self.path} is closed"
-        whole = {"seq": seq, "index": iteration.index, "started": iteration.started,
-                 "ended": iteration.ended, "verdict": iteration.verdict,
-                 "reason": iteration.reason, "lag_s": iteration.lag_s,
-                 "due_at": iteration.due_at, "sent_at": iteration.sent_at,
-                 "cut_by": iteration.cut_by, "overdue": iteration.overdue}
+        whole: dict[str, Any] = {"started": iteration.started, "ended": iteration.ended,
+                                 "verdict": iteration.verdict, "reason": iteration.reason}
+        for key in ITERATION_OPTIONAL:
+            value = getattr(iteration, key)
+            if value is not None and value is not False:
+                whole[key] = value
+        first = {"iteration_of": whole}
         for x in iteration.exchanges:
             o = x.outcome
-            line = x.as_dict()
-            line["iteration_of"] = whole
-            line["exact"] = [o.started, o.first_byte, o.ended]
+            line = {"seq": seq, "scenario": x.scenario, "iteration": x.iteration,
+                    "step": x.step, "agent": o.agent, "stream": o.stream, "status": o.status,
+                    "started": o.started, "first_byte": o.first_byte, "ended": o.ended,
+                    "seconds": round(o.seconds, 3), "verdict": x.verdict, "reason": x.reason,
+                    "expected": list(x.expected), "finish_reason": o.finish_reason,
+                    "done": o.done if o.stream else None, "excerpt": o.content[:KEPT_CHARS],
+                    **first}
             self._out.write(json.dumps(line) + "\n")
             self.lines += 1
+            first = {}
         if not iteration.exchanges:  # cut before any request ended: the iteration alone
-            self._out.write(json.dumps({"scenario": iteration.scenario,
-                                        "iteration_of": whole}) + "\n")
+            self._out.write(json.dumps({"seq": seq, "scenario": iteration.scenario,
+                                        "iteration": iteration.index, **first}) + "\n")
 
     def flush(self) -> None:
         if self._out is not None:
@@ -100,11 +115,3 @@ class RequestFile:
         with self.path.open() as lines:
             while batch := list(islice(lines, 1000)):
                 yield from json.loads("[" + ",".join(batch) + "]")
-
-    def requests(self) -> Iterator[dict[str, Any]]:
-        """Every request as `Exchange.as_dict` gives it."""
-        for line in self.read():
-            if "step" in line:
-                line.pop("iteration_of")
-                line.pop("exact")
-                yield line
