@@ -3,6 +3,7 @@ records (colours stripped, tracebacks folded, a clock-only time dated on arrival
 naming an unknown kind or a kind without a catalogue refused at load."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -130,11 +131,15 @@ def test_the_shipped_litellm_profile_loads() -> None:
 
 
 def _install_example(tmp_path: Path) -> Path:
-    """The example kind in tests/data, installed by pip as any plug-in is (no index needed)."""
+    """The example kind in tests/data, installed by pip as any plug-in is (no index needed).
+    From a copy of its own: pip builds in the source tree (build/, egg-info), and two workers
+    building the one in tests/data at once collided there."""
+    source = tmp_path / "kind-example"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path / "site"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(EXAMPLE)],
+         "--no-index", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return target

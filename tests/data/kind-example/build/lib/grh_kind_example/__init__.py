@@ -1,1 +1,0 @@
-"""An example gateway kind: kind.toml and signatures.toml beside this file."""
